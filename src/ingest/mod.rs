@@ -1,0 +1,5 @@
+//! Reading operator-supplied CSV: the provider's catalogs and (later) the roster.
+//! Normalization rules live in `normalize`, shared with everything that compares values.
+
+pub mod catalog;
+pub mod normalize;

@@ -1,0 +1,295 @@
+//! A strict, faithful simulator of the Praesidium User Management REST API v2, for tests,
+//! benchmarks and the demo.
+//!
+//! Owns the simulated academy (`store`), authentication (`auth`), fault injection and the
+//! rate limit (`faults`), the request log (`request_log`), the HTTP routes (`routes`,
+//! `admin`) and the server loop that can drop a connection after processing (`server`).
+//! It must behave like the real service where the spec says how, and refuse what the real
+//! service would refuse: a lenient fake would hide client bugs.
+
+pub mod admin;
+pub mod auth;
+pub mod faults;
+pub mod request_log;
+pub mod routes;
+pub mod server;
+pub mod store;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::ingest::catalog::Catalog;
+use crate::ingest::normalize::fold;
+pub use auth::Credential;
+use faults::FaultState;
+pub use faults::Faults;
+use request_log::{LogEntry, RequestLog};
+pub use server::{RunningSim, start};
+use store::{SimUser, Store};
+
+/// How a simulator is set up (everything but the catalog).
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub credentials: Vec<Credential>,
+    pub faults: Faults,
+    /// Seed for injected faults and latency; `None` draws one from the OS.
+    pub seed: Option<u64>,
+    /// Most request-log entries kept (oldest dropped first).
+    pub log_capacity: usize,
+    /// JSON file the users are kept in across restarts.
+    pub state_file: Option<PathBuf>,
+}
+
+impl SimOptions {
+    /// One credential managing every client of the catalog, no faults, no persistence.
+    pub fn single_credential(
+        catalog: &Catalog,
+        client_id: &str,
+        client_secret: &str,
+    ) -> SimOptions {
+        SimOptions {
+            credentials: vec![Credential {
+                client_id: client_id.to_owned(),
+                client_secret: client_secret.to_owned(),
+                managed_clients: catalog.clients.iter().map(|c| c.uuid.clone()).collect(),
+            }],
+            faults: Faults::default(),
+            seed: None,
+            log_capacity: 200_000,
+            state_file: None,
+        }
+    }
+}
+
+/// The simulated service; shared by every connection.
+pub struct Sim {
+    catalog: Catalog,
+    credentials: Vec<Credential>,
+    tokens: auth::Tokens,
+    store: Mutex<Store>,
+    log: Mutex<RequestLog>,
+    faults: Mutex<FaultState>,
+    state_file: Option<PathBuf>,
+    dirty: AtomicBool,
+    started: Instant,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    users: Vec<SimUser>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A handler that panicked mid-update leaves no half-written state behind (every update
+    // is a single insert), so a poisoned lock is still safe to use.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Sim {
+    pub fn new(catalog: Catalog, options: SimOptions) -> Result<Arc<Sim>> {
+        options.faults.check().map_err(anyhow::Error::msg)?;
+        if options.credentials.is_empty() {
+            bail!("the simulator needs at least one credential");
+        }
+        let users = match &options.state_file {
+            Some(path) if path.exists() => load_state(path)?,
+            _ => Vec::new(),
+        };
+        Ok(Arc::new(Sim {
+            catalog,
+            credentials: options.credentials,
+            tokens: auth::Tokens::new(),
+            store: Mutex::new(Store::from_users(users)),
+            log: Mutex::new(RequestLog::new(options.log_capacity)),
+            faults: Mutex::new(FaultState::new(options.faults, options.seed)),
+            state_file: options.state_file,
+            dirty: AtomicBool::new(false),
+            started: Instant::now(),
+        }))
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn faults(&self) -> Faults {
+        lock(&self.faults).faults.clone()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        lock(&self.faults).set(faults);
+    }
+
+    /// Every user with its enrollments, oldest first.
+    pub fn users(&self) -> Vec<SimUser> {
+        lock(&self.store).users()
+    }
+
+    pub fn user_count(&self) -> usize {
+        lock(&self.store).len()
+    }
+
+    /// Request-log entries after `since`, at most `limit`.
+    pub fn requests(&self, since: u64, limit: usize) -> Vec<LogEntry> {
+        lock(&self.log).since(since, limit)
+    }
+
+    /// Forgets all users, the request log and the duplicate window; keeps faults.
+    pub fn reset(&self) {
+        *lock(&self.store) = Store::default();
+        lock(&self.log).clear();
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    fn credential(&self, client_id: &str) -> Option<&Credential> {
+        self.credentials.iter().find(|c| c.client_id == client_id)
+    }
+
+    /// Every client of the catalog: used by the admin endpoint that seeds users anywhere.
+    fn all_clients(&self) -> HashSet<String> {
+        self.catalog
+            .clients
+            .iter()
+            .map(|c| c.uuid.clone())
+            .collect()
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Writes the users to the state file if anything changed since the last save.
+    pub fn save_if_dirty(&self) -> Result<()> {
+        let Some(path) = &self.state_file else {
+            return Ok(());
+        };
+        if !self.dirty.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let state = SavedState {
+            users: self.users(),
+        };
+        let tmp = path.with_extension("tmp");
+        let json = serde_json::to_vec(&state).context("cannot serialize the simulator state")?;
+        std::fs::write(&tmp, json).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot replace {}", path.display()))?;
+        Ok(())
+    }
+}
+
+fn load_state(path: &Path) -> Result<Vec<SimUser>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let state: SavedState = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not a simulator state file", path.display()))?;
+    Ok(state.users)
+}
+
+/// `rostersync sim`: the simulator as a server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Address to listen on; port 0 picks a free port. The bound address is printed on the
+    /// first line of standard output.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Folder holding clients.csv, locations.csv and content.csv (default: the built-in
+    /// sample catalogs, the same as samples/).
+    #[arg(long, value_name = "DIR")]
+    pub catalog_dir: Option<PathBuf>,
+    /// The client_id the simulator accepts.
+    #[arg(long, default_value = "rostersync-demo")]
+    pub client_id: String,
+    /// The client_secret the simulator accepts.
+    #[arg(
+        long,
+        env = "ROSTERSYNC_SIM_CLIENT_SECRET",
+        default_value = "demo-secret",
+        hide_env_values = true
+    )]
+    pub client_secret: String,
+    /// Clients (names or UUIDs, comma-separated) the credential may manage: its hierarchy.
+    /// Default: every client of the catalog.
+    #[arg(long, value_delimiter = ',')]
+    pub managed_clients: Vec<String>,
+    /// Seed for injected faults and latency, so a failing run can be repeated.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// JSON file to keep users in across restarts (read at start, written as they change).
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+    /// Most request-log entries kept in memory (the oldest are dropped first).
+    #[arg(long, default_value_t = 200_000)]
+    pub log_capacity: usize,
+    #[command(flatten)]
+    pub faults: Faults,
+}
+
+impl SimArgs {
+    /// Loads the catalog and turns the flags into simulator options.
+    pub fn build(&self) -> Result<(Catalog, SimOptions)> {
+        let catalog = match &self.catalog_dir {
+            Some(dir) => Catalog::load(
+                &dir.join("clients.csv"),
+                &dir.join("locations.csv"),
+                &dir.join("content.csv"),
+            )?,
+            None => crate::samples::catalog(),
+        };
+        let mut options =
+            SimOptions::single_credential(&catalog, &self.client_id, &self.client_secret);
+        if !self.managed_clients.is_empty() {
+            let mut managed = HashSet::new();
+            for reference in &self.managed_clients {
+                let client = catalog.client(reference).with_context(|| {
+                    format!("--managed-clients: {reference:?} is not a client of the catalog")
+                })?;
+                managed.insert(fold(&client.uuid));
+            }
+            options.credentials[0].managed_clients = managed;
+        }
+        options.faults = self.faults.clone();
+        options.seed = self.seed;
+        options.log_capacity = self.log_capacity;
+        options.state_file = self.state_file.clone();
+        Ok((catalog, options))
+    }
+}
+
+/// Runs the simulator until Ctrl-C or SIGTERM, then saves its state.
+pub async fn run(args: SimArgs) -> Result<()> {
+    let (catalog, options) = args.build()?;
+    let sim = Sim::new(catalog, options)?;
+    let running = start(sim.clone(), args.listen).await?;
+    println!("{}", running.addr);
+    tracing::info!(
+        "simulator serving http://{} (admin: /admin/users, /admin/requests, /admin/faults, /admin/reset)",
+        running.addr
+    );
+    shutdown_signal().await;
+    running.stop().await;
+    sim.save_if_dirty()
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
