@@ -2,13 +2,20 @@
 //!
 //! The flow, one module a step:
 //! - [`ingest`]: catalogs and roster CSV → normalized desired users and rejects.
-//! - `ledger`: the SQLite record of what the platform holds and of every op (to come).
-//! - `plan`: desired users × ledger → ops (to come).
-//! - `apply`: ops → API calls, rate-limited, resumable (to come).
-//! - `report`: the files of a run (to come).
+//! - [`ledger`]: the SQLite record of what the platform holds and of every op.
+//! - [`plan`]: desired users × ledger → ops, with the deactivation threshold.
+//! - [`apply`]: ops → API calls, rate-limited, journaled.
+//! - [`report`]: the files of a run.
 //!
-//! [`targets`] holds what is specific to one API: its wire types, client and simulator.
+//! [`commands`] strings the steps together; [`config`] is read and checked before any of
+//! them. [`targets`] holds what is specific to one API: its wire types, client and simulator.
 
+pub mod apply;
+pub mod commands;
+pub mod config;
 pub mod ingest;
+pub mod ledger;
+pub mod plan;
+pub mod report;
 pub mod samples;
 pub mod targets;

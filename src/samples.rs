@@ -6,6 +6,18 @@ use crate::ingest::catalog::{Catalog, Source};
 pub const CLIENTS_CSV: &str = include_str!("../samples/clients.csv");
 pub const LOCATIONS_CSV: &str = include_str!("../samples/locations.csv");
 pub const CONTENT_CSV: &str = include_str!("../samples/content.csv");
+pub const ROSTER_CSV: &str = include_str!("../samples/roster.csv");
+pub const ROSTER_NIGHT2_CSV: &str = include_str!("../samples/roster-night2.csv");
+pub const DEMO_TOML: &str = include_str!("../samples/demo.toml");
+
+/// The data files of samples/, by file name.
+pub const FILES: [(&str, &str); 5] = [
+    ("clients.csv", CLIENTS_CSV),
+    ("locations.csv", LOCATIONS_CSV),
+    ("content.csv", CONTENT_CSV),
+    ("roster.csv", ROSTER_CSV),
+    ("roster-night2.csv", ROSTER_NIGHT2_CSV),
+];
 
 /// The built-in sample catalog.
 pub fn catalog() -> Catalog {

@@ -1,5 +1,6 @@
-//! Reading operator-supplied CSV: the provider's catalogs and (later) the roster.
-//! Normalization rules live in `normalize`, shared with everything that compares values.
+//! Reading operator-supplied CSV: the provider's catalogs and the roster. Normalization
+//! rules live in `normalize`, shared with everything that compares values.
 
 pub mod catalog;
 pub mod normalize;
+pub mod roster;

@@ -1,0 +1,427 @@
+//! The commands: plan, apply, run, status and demo, each a short sequence of the flow's
+//! steps (ingest → ledger → plan → apply → report).
+//!
+//! Owns the order of those steps and what is printed. Everything fatal is found before the
+//! first write: config, catalogs and the roster's structure are read before the plan is
+//! stored, and the plan is stored before any request is sent.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use crate::apply::{self, ApplyStats};
+use crate::config::Config;
+use crate::ingest::catalog::Catalog;
+use crate::ingest::roster::{self, Roster};
+use crate::ledger::{Ledger, OpKind, RejectRow};
+use crate::plan::{self, Plan};
+use crate::report;
+use crate::targets::praesidium::client::Client;
+
+/// How a command that did not fail ended (exit codes 0 and 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Everything converged.
+    Converged,
+    /// Finished, but rows were rejected or ops failed or are in doubt: see the reports.
+    Incomplete,
+}
+
+/// Options of `plan` and `run`.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    pub roster: Option<PathBuf>,
+    pub allow_deactivations: Option<u64>,
+    pub dry_run: bool,
+    pub json: bool,
+}
+
+struct Planned {
+    roster: Roster,
+    plan: Plan,
+    roster_path: PathBuf,
+}
+
+fn read_inputs(config: &Config, roster_override: Option<&Path>) -> Result<(Roster, PathBuf)> {
+    let catalog = Catalog::load(
+        &config.files.clients,
+        &config.files.locations,
+        &config.files.content,
+    )?;
+    let path = roster_override.map_or_else(|| config.files.roster.clone(), Path::to_path_buf);
+    let roster = roster::read_roster(&path, &catalog, &config.defaults, &config.columns)?;
+    Ok((roster, path))
+}
+
+/// ingest + diff + threshold; stores the plan unless it is a dry run.
+fn plan_step(
+    config: &Config,
+    ledger: &mut Ledger,
+    run_id: i64,
+    options: &PlanOptions,
+    roster: Roster,
+    roster_path: PathBuf,
+) -> Result<Planned> {
+    let known = ledger.users()?;
+    let plan = plan::diff(&roster, &known);
+    if let Err(refusal) =
+        plan.check_threshold(config.max_deactivations, options.allow_deactivations)
+    {
+        let summary = summary_json(run_id, "refused", &roster, &roster_path, Some(&plan), None);
+        ledger.finish_run(run_id, "refused", &summary)?;
+        report::write_run(
+            &report::run_dir(&config.runs_dir(), run_id),
+            &summary,
+            &roster.rejects,
+            &[],
+        )?;
+        return Err(refusal.into());
+    }
+    if !options.dry_run {
+        let rejects: Vec<RejectRow> = roster
+            .rejects
+            .iter()
+            .map(|r| RejectRow {
+                line: r.line,
+                column: r.column.clone(),
+                reason: r.reason.clone(),
+                original: r.original.clone(),
+            })
+            .collect();
+        ledger.write_plan(run_id, &plan.ops, &rejects)?;
+    }
+    Ok(Planned {
+        roster,
+        plan,
+        roster_path,
+    })
+}
+
+fn plan_json(plan: &Plan) -> serde_json::Value {
+    let mut ops = serde_json::Map::new();
+    for kind in OpKind::ALL {
+        ops.insert(
+            kind.as_str().to_owned(),
+            json!(plan.counts.get(&kind).copied().unwrap_or(0)),
+        );
+    }
+    json!({
+        "ops": ops,
+        "unchanged": plan.unchanged,
+        "protected_from_deactivation": plan.protected,
+        "skipped_inactive_new": plan.skipped_inactive,
+        "active_before": plan.active_before,
+    })
+}
+
+fn summary_json(
+    run_id: i64,
+    outcome: &str,
+    roster: &Roster,
+    roster_path: &Path,
+    plan: Option<&Plan>,
+    apply: Option<&ApplyStats>,
+) -> serde_json::Value {
+    json!({
+        "run_id": run_id,
+        "outcome": outcome,
+        "finished_at": chrono::Utc::now().to_rfc3339(),
+        "roster": {
+            "file": roster_path.display().to_string(),
+            "rows": roster.rows,
+            "valid": roster.users.len(),
+            "rejected": roster.rejects.len(),
+        },
+        "plan": plan.map(plan_json),
+        "apply": apply,
+    })
+}
+
+fn print_plan(plan: &Plan, roster: &Roster, roster_path: &Path) {
+    println!(
+        "roster {}: {} rows, {} valid, {} rejected",
+        roster_path.display(),
+        roster.rows,
+        roster.users.len(),
+        roster.rejects.len()
+    );
+    let parts: Vec<String> = OpKind::ALL
+        .iter()
+        .filter_map(|k| plan.counts.get(k).map(|n| format!("{n} {}", k.as_str())))
+        .collect();
+    println!(
+        "plan: {} ({} unchanged{})",
+        if parts.is_empty() {
+            "nothing to do".to_owned()
+        } else {
+            parts.join(", ")
+        },
+        plan.unchanged,
+        if plan.protected > 0 {
+            format!(", {} kept because their row was rejected", plan.protected)
+        } else {
+            String::new()
+        }
+    );
+}
+
+fn print_apply(stats: &ApplyStats) {
+    println!(
+        "apply: {} done, {} failed, {} in doubt; {} requests in {:.1} s ({:.1} req/s){}",
+        stats.count("done"),
+        stats.count("failed"),
+        stats.count("in_doubt"),
+        stats.requests,
+        stats.elapsed_secs,
+        stats.achieved_rate,
+        if stats.adopted > 0 {
+            format!("; {} existing users adopted", stats.adopted)
+        } else {
+            String::new()
+        }
+    );
+}
+
+/// `rostersync plan`.
+pub fn plan(config_path: &Path, options: &PlanOptions) -> Result<Finish> {
+    let config = Config::load(config_path)?;
+    let mut ledger = Ledger::open(&config.ledger.path)?;
+    let (roster, roster_path) = read_inputs(&config, options.roster.as_deref())?;
+    let run_id = ledger.begin_run("plan")?;
+    let planned = plan_step(&config, &mut ledger, run_id, options, roster, roster_path)?;
+    let summary = summary_json(
+        run_id,
+        "planned",
+        &planned.roster,
+        &planned.roster_path,
+        Some(&planned.plan),
+        None,
+    );
+    ledger.finish_run(run_id, "planned", &summary)?;
+    let dir = report::write_run(
+        &report::run_dir(&config.runs_dir(), run_id),
+        &summary,
+        &planned.roster.rejects,
+        &[],
+    )?;
+    if options.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_plan(&planned.plan, &planned.roster, &planned.roster_path);
+        println!("reports: {}", dir.display());
+    }
+    Ok(if planned.roster.rejects.is_empty() {
+        Finish::Converged
+    } else {
+        Finish::Incomplete
+    })
+}
+
+/// `rostersync apply`.
+pub async fn apply(config_path: &Path) -> Result<Finish> {
+    let config = Config::load(config_path)?;
+    let ledger = Ledger::open(&config.ledger.path)?;
+    let run_id = ledger.begin_run("apply")?;
+    let ledger = Arc::new(Mutex::new(ledger));
+    execute(&config, ledger, run_id, None).await
+}
+
+/// `rostersync run`: plan and apply in one go, the cron entry point.
+pub async fn run(config_path: &Path, options: &PlanOptions) -> Result<Finish> {
+    let config = Config::load(config_path)?;
+    run_with(&config, options).await
+}
+
+/// `run` on an already loaded configuration (the demo builds its own).
+pub async fn run_with(config: &Config, options: &PlanOptions) -> Result<Finish> {
+    let mut ledger = Ledger::open(&config.ledger.path)?;
+    let (roster, roster_path) = read_inputs(config, options.roster.as_deref())?;
+    let run_id = ledger.begin_run(if options.dry_run {
+        "run --dry-run"
+    } else {
+        "run"
+    })?;
+    let planned = plan_step(config, &mut ledger, run_id, options, roster, roster_path)?;
+    print_plan(&planned.plan, &planned.roster, &planned.roster_path);
+    if options.dry_run {
+        let summary = summary_json(
+            run_id,
+            "dry-run",
+            &planned.roster,
+            &planned.roster_path,
+            Some(&planned.plan),
+            None,
+        );
+        ledger.finish_run(run_id, "dry-run", &summary)?;
+        let dir = report::write_run(
+            &report::run_dir(&config.runs_dir(), run_id),
+            &summary,
+            &planned.roster.rejects,
+            &[],
+        )?;
+        println!("dry run: nothing sent; reports: {}", dir.display());
+        return Ok(if planned.roster.rejects.is_empty() {
+            Finish::Converged
+        } else {
+            Finish::Incomplete
+        });
+    }
+    execute(config, Arc::new(Mutex::new(ledger)), run_id, Some(planned)).await
+}
+
+async fn execute(
+    config: &Config,
+    ledger: Arc<Mutex<Ledger>>,
+    run_id: i64,
+    planned: Option<Planned>,
+) -> Result<Finish> {
+    let client = Arc::new(Client::new(&config.api)?);
+    let stats = apply::apply(ledger.clone(), client, &config.api, run_id).await?;
+    print_apply(&stats);
+    let ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+    let finished = ledger.finished_ops(run_id)?;
+    let rejected = planned.as_ref().map_or(0, |p| p.roster.rejects.len());
+    let incomplete = rejected > 0 || stats.count("failed") > 0 || stats.count("in_doubt") > 0;
+    let outcome = if incomplete {
+        "incomplete"
+    } else {
+        "converged"
+    };
+    let summary = match &planned {
+        Some(p) => summary_json(
+            run_id,
+            outcome,
+            &p.roster,
+            &p.roster_path,
+            Some(&p.plan),
+            Some(&stats),
+        ),
+        None => {
+            json!({"run_id": run_id, "outcome": outcome, "finished_at": chrono::Utc::now().to_rfc3339(), "apply": stats})
+        }
+    };
+    ledger.finish_run(run_id, outcome, &summary)?;
+    let rejects = planned.as_ref().map_or(&[][..], |p| &p.roster.rejects[..]);
+    let dir = report::write_run(
+        &report::run_dir(&config.runs_dir(), run_id),
+        &summary,
+        rejects,
+        &finished,
+    )?;
+    println!("reports: {}", dir.display());
+    Ok(if incomplete {
+        Finish::Incomplete
+    } else {
+        Finish::Converged
+    })
+}
+
+/// `rostersync status`.
+pub fn status(config_path: &Path, json_output: bool) -> Result<Finish> {
+    let config = Config::load(config_path)?;
+    let ledger = Ledger::open(&config.ledger.path)?;
+    let status = ledger.status()?;
+    if json_output {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(Finish::Converged);
+    }
+    println!(
+        "ledger {}: {} users on the platform, {} active",
+        config.ledger.path.display(),
+        status.users,
+        status.active
+    );
+    for (state, kind, count) in &status.ops {
+        if state != "done" {
+            println!("  {count:>8} {kind} {state}");
+        }
+    }
+    println!("last runs:");
+    for run in &status.runs {
+        println!(
+            "  #{:<5} {:<16} {}  {}",
+            run.id,
+            run.command,
+            run.started_at,
+            run.outcome.as_deref().unwrap_or("(unfinished)")
+        );
+    }
+    Ok(Finish::Converged)
+}
+
+/// `rostersync demo`: the simulator in-process, an onboarding import, then a second night.
+pub async fn demo() -> Result<Finish> {
+    use crate::targets::praesidium::sim::{Sim, SimOptions, start};
+    const SECRET_ENV: &str = "ROSTERSYNC_DEMO_SECRET";
+    let secret = "demo-secret";
+    let dir = tempfile::Builder::new()
+        .prefix("rostersync-demo-")
+        .tempdir()
+        .context("cannot create a demo folder")?
+        .keep();
+    let catalog = crate::samples::catalog();
+    let sim = Sim::new(
+        catalog,
+        SimOptions::single_credential(&crate::samples::catalog(), "rostersync-demo", secret),
+    )?;
+    let running = start(sim.clone(), "127.0.0.1:0".parse().expect("literal address")).await?;
+    for (name, text) in crate::samples::FILES {
+        std::fs::write(dir.join(name), text)
+            .with_context(|| format!("cannot write {}", dir.join(name).display()))?;
+    }
+    let config_text =
+        crate::samples::DEMO_TOML.replace("http://127.0.0.1:8080", &running.base_url());
+    let config_path = dir.join("demo.toml");
+    std::fs::write(&config_path, &config_text)?;
+    let config = Config::parse(&config_text, &config_path, |name| {
+        (name == SECRET_ENV).then(|| secret.to_owned())
+    })?;
+
+    println!(
+        "rostersync demo: simulator on {}, working folder {}\n",
+        running.base_url(),
+        dir.display()
+    );
+    println!("== night 1: onboarding import of samples/roster.csv");
+    let first = run_with(&config, &PlanOptions::default()).await?;
+    println!(
+        "\n== night 2: samples/roster-night2.csv (new hires, changes, leavers, course changes)"
+    );
+    let second = run_with(
+        &config,
+        &PlanOptions {
+            roster: Some(dir.join("roster-night2.csv")),
+            ..PlanOptions::default()
+        },
+    )
+    .await?;
+    println!("\n== night 3: the same roster again");
+    run_with(
+        &config,
+        &PlanOptions {
+            roster: Some(dir.join("roster-night2.csv")),
+            ..PlanOptions::default()
+        },
+    )
+    .await?;
+    let users = sim.users();
+    let active = users
+        .iter()
+        .filter(|u| u.user.system.status.as_deref() == Some("active"))
+        .count();
+    println!(
+        "\nthe simulator now holds {} users ({} active). The sample rosters hold a few deliberately bad rows:",
+        users.len(),
+        active
+    );
+    println!(
+        "see rejects.csv in each run folder under {}/runs/.",
+        dir.display()
+    );
+    running.stop().await;
+    // The sample rosters reject a few rows on purpose; the demo itself succeeded.
+    let _ = (first, second);
+    Ok(Finish::Converged)
+}

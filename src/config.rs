@@ -1,0 +1,385 @@
+//! The run configuration: a TOML file whose relative paths are relative to the file itself.
+//!
+//! Owns reading and checking it completely before any work starts (like ripgrep's
+//! `hiargs`): unknown keys, bad URLs and missing secrets are fatal here with the key named.
+//! The client secret is read from the environment variable the file names; it must never be
+//! printed, so it lives in a [`Secret`] whose `Debug` and `Display` hide it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// A value that must never reach a log, a report or an error message.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// `[api]`: where and how to call the user API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Base URL, e.g. `https://academy.example.com`; `http://` only for loopback hosts.
+    pub base_url: String,
+    pub client_id: String,
+    /// Name of the environment variable holding the client secret.
+    pub client_secret_env: String,
+    #[serde(default = "default_scope")]
+    pub scope: Vec<String>,
+    /// Requests per second across all workers (default 5).
+    #[serde(default = "default_rate")]
+    pub requests_per_second: f64,
+    /// Most requests in flight at once (default 4).
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// Seconds during which the API ignores an identical change (default 30).
+    #[serde(default = "default_window")]
+    pub duplicate_window_secs: u64,
+    /// Per-request timeout in seconds (default 30).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    #[serde(skip)]
+    pub client_secret: Secret,
+}
+
+fn default_scope() -> Vec<String> {
+    vec![crate::targets::praesidium::model::USER_SCOPE.to_owned()]
+}
+fn default_rate() -> f64 {
+    5.0
+}
+fn default_in_flight() -> usize {
+    4
+}
+fn default_window() -> u64 {
+    30
+}
+fn default_timeout() -> u64 {
+    30
+}
+
+/// `[files]`: the catalogs and the roster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    pub clients: PathBuf,
+    pub locations: PathBuf,
+    pub content: PathBuf,
+    pub roster: PathBuf,
+}
+
+/// `[ledger]`: the SQLite file (default `rostersync.db`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    #[serde(default = "default_ledger")]
+    pub path: PathBuf,
+}
+
+fn default_ledger() -> PathBuf {
+    PathBuf::from("rostersync.db")
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            path: default_ledger(),
+        }
+    }
+}
+
+/// `[defaults]`: values used where a roster row leaves the column empty.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Client name or UUID; empty means a row must name its client.
+    #[serde(default)]
+    pub client: String,
+    #[serde(default = "default_role")]
+    pub role: String,
+}
+
+fn default_role() -> String {
+    "Learner".to_owned()
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            client: String::new(),
+            role: default_role(),
+        }
+    }
+}
+
+/// The most deactivations one plan may contain.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    /// A share of the ledger's active users, in percent.
+    Percent(f64),
+    Count(u64),
+}
+
+impl Threshold {
+    pub fn parse(raw: &str) -> Option<Threshold> {
+        let raw = raw.trim();
+        if let Some(percent) = raw.strip_suffix('%') {
+            let value: f64 = percent.trim().parse().ok()?;
+            (0.0..=100.0)
+                .contains(&value)
+                .then_some(Threshold::Percent(value))
+        } else {
+            raw.parse().ok().map(Threshold::Count)
+        }
+    }
+
+    /// The allowed number of deactivations given how many users are active.
+    pub fn limit(self, active: u64) -> u64 {
+        match self {
+            Threshold::Percent(p) => (active as f64 * p / 100.0).floor() as u64,
+            Threshold::Count(n) => n,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSafety {
+    #[serde(default = "default_max_deactivations")]
+    max_deactivations: toml::Value,
+}
+
+fn default_max_deactivations() -> toml::Value {
+    toml::Value::String("10%".to_owned())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    api: ApiConfig,
+    files: FilesConfig,
+    #[serde(default)]
+    ledger: LedgerConfig,
+    #[serde(default)]
+    defaults: Defaults,
+    safety: Option<RawSafety>,
+    #[serde(default)]
+    columns: HashMap<String, String>,
+}
+
+/// A checked configuration with absolute paths and the secret loaded.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub files: FilesConfig,
+    pub ledger: LedgerConfig,
+    pub defaults: Defaults,
+    pub max_deactivations: Threshold,
+    /// Roster header → canonical column.
+    pub columns: HashMap<String, String>,
+}
+
+impl Config {
+    /// Reads and checks the file; the secret comes from the environment.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let secret = |name: &str| std::env::var(name).ok();
+        Config::parse(&text, path, secret)
+    }
+
+    /// Parses config text; `env` looks up environment variables (tests pass their own).
+    pub fn parse(text: &str, path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Config> {
+        let label = path.display();
+        let raw: RawConfig =
+            toml::from_str(text).with_context(|| format!("{label}: invalid config"))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+
+        let mut api = raw.api;
+        check_base_url(&api.base_url).with_context(|| format!("{label}: api.base_url"))?;
+        api.base_url = api.base_url.trim_end_matches('/').to_owned();
+        if api.client_id.trim().is_empty() {
+            bail!("{label}: api.client_id: expected a client id, found an empty value");
+        }
+        let secret = env(&api.client_secret_env).filter(|s| !s.is_empty()).with_context(|| {
+            format!(
+                "{label}: api.client_secret_env: the environment variable {} is not set or empty; \
+                 export the client secret in it",
+                api.client_secret_env
+            )
+        })?;
+        api.client_secret = Secret::new(secret);
+        if !(api.requests_per_second > 0.0 && api.requests_per_second.is_finite()) {
+            bail!(
+                "{label}: api.requests_per_second: expected a positive number, found {}",
+                api.requests_per_second
+            );
+        }
+        if api.max_in_flight == 0 {
+            bail!("{label}: api.max_in_flight: expected at least 1, found 0");
+        }
+        if api.timeout_secs == 0 {
+            bail!("{label}: api.timeout_secs: expected at least 1, found 0");
+        }
+
+        let max_deactivations = match raw.safety.map(|s| s.max_deactivations) {
+            None => Threshold::Percent(10.0),
+            Some(toml::Value::Integer(n)) if n >= 0 => Threshold::Count(n as u64),
+            Some(toml::Value::String(s)) => Threshold::parse(&s).with_context(|| {
+                format!("{label}: safety.max_deactivations: expected a count or a percentage like \"10%\", found {s:?}")
+            })?,
+            Some(other) => bail!(
+                "{label}: safety.max_deactivations: expected a count or a percentage like \"10%\", found {other}"
+            ),
+        };
+        let files = FilesConfig {
+            clients: resolve(&raw.files.clients),
+            locations: resolve(&raw.files.locations),
+            content: resolve(&raw.files.content),
+            roster: resolve(&raw.files.roster),
+        };
+        Ok(Config {
+            api,
+            files,
+            ledger: LedgerConfig {
+                path: resolve(&raw.ledger.path),
+            },
+            defaults: raw.defaults,
+            max_deactivations,
+            columns: raw.columns,
+        })
+    }
+
+    /// The folder where runs/<run-id>/ reports go: beside the ledger.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.ledger
+            .path
+            .parent()
+            .map_or_else(|| PathBuf::from("runs"), |p| p.join("runs"))
+    }
+}
+
+/// https:// anywhere; http:// only to loopback, where nothing leaves the machine.
+fn check_base_url(raw: &str) -> Result<()> {
+    let (scheme, rest) = raw.split_once("://").with_context(|| {
+        format!("expected a URL like https://academy.example.com, found {raw:?}")
+    })?;
+    let host_port = rest.split('/').next().unwrap_or("");
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    if host.is_empty() {
+        bail!("expected a host in {raw:?}");
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                bail!(
+                    "http:// is only allowed for loopback hosts (the secret would cross the network in clear); use https:// for {host}"
+                )
+            }
+        }
+        other => bail!("expected an https:// URL, found scheme {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [api]
+        base_url = "https://academy.example.com/"
+        client_id = "xyz"
+        client_secret_env = "SECRET_VAR"
+        [files]
+        clients = "c.csv"
+        locations = "l.csv"
+        content = "/abs/content.csv"
+        roster = "roster.csv"
+        [safety]
+        max_deactivations = 25
+        [columns]
+        "Employee ID" = "external_id"
+    "#;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "SECRET_VAR").then(|| "hunter2".to_owned())
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_config_and_the_secret_is_hidden() {
+        let config = Config::parse(GOOD, Path::new("/etc/rs/config.toml"), env).unwrap();
+        assert_eq!(config.files.clients, PathBuf::from("/etc/rs/c.csv"));
+        assert_eq!(config.files.content, PathBuf::from("/abs/content.csv"));
+        assert_eq!(config.ledger.path, PathBuf::from("/etc/rs/rostersync.db"));
+        assert_eq!(config.api.base_url, "https://academy.example.com");
+        assert_eq!(config.max_deactivations, Threshold::Count(25));
+        assert_eq!(config.api.client_secret.expose(), "hunter2");
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let missing_secret = Config::parse(GOOD, Path::new("c.toml"), |_| None).unwrap_err();
+        assert!(format!("{missing_secret:#}").contains("api.client_secret_env"));
+        let http = GOOD.replace("https://academy.example.com/", "http://academy.example.com");
+        let err = Config::parse(&http, Path::new("c.toml"), env).unwrap_err();
+        assert!(format!("{err:#}").contains("api.base_url"), "{err:#}");
+        let local = GOOD.replace("https://academy.example.com/", "http://127.0.0.1:8080");
+        assert!(Config::parse(&local, Path::new("c.toml"), env).is_ok());
+        let typo = GOOD.replace("client_id", "clientid");
+        let err = Config::parse(&typo, Path::new("c.toml"), env).unwrap_err();
+        assert!(format!("{err:#}").contains("clientid"), "{err:#}");
+        let bad = GOOD.replace("max_deactivations = 25", "max_deactivations = \"lots\"");
+        let err = Config::parse(&bad, Path::new("c.toml"), env).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("safety.max_deactivations"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn thresholds_are_counts_or_shares() {
+        assert_eq!(Threshold::parse("10%").unwrap().limit(205), 20);
+        assert_eq!(Threshold::parse("7").unwrap().limit(1000), 7);
+        assert!(Threshold::parse("110%").is_none());
+    }
+}

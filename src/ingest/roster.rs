@@ -1,0 +1,734 @@
+//! The roster: one row per person, streamed from CSV into desired users and rejects.
+//!
+//! Owns header mapping, per-row normalization and resolution against the catalogs, and the
+//! cross-row rules (a key or an email used twice). A bad row is a reject with its line,
+//! column and reason, never an abort; only a structurally broken file (empty, a required
+//! header missing, the header itself unreadable) is fatal. It must never drop a row silently:
+//! every data row ends up either a desired user or a reject.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use super::catalog::Catalog;
+use super::normalize::{clean, fold, header_key, is_valid_email, split_multi};
+use crate::config::Defaults;
+use crate::targets::praesidium::model::{ContentRef, KNOWN_ROLES};
+
+/// The canonical roster columns, in the documented order.
+pub const COLUMNS: &[&str] = &[
+    "external_id",
+    "first_name",
+    "last_name",
+    "email",
+    "role",
+    "status",
+    "client",
+    "locations",
+    "position",
+    "program_type",
+    "content",
+];
+const REQUIRED: &[&str] = &["external_id", "first_name", "last_name", "email"];
+/// Longest field accepted, in bytes: longer is a broken export, not a name.
+pub const MAX_FIELD_BYTES: usize = 4096;
+
+/// A person as the roster wants them on the platform, with every reference resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredUser {
+    pub key: String,
+    pub first_name: String,
+    pub last_name: String,
+    /// Lower-cased: the platform compares emails case-insensitively.
+    pub email: String,
+    /// The API's spelling of the role.
+    pub role: String,
+    pub active: bool,
+    pub client: String,
+    /// Location UUIDs, sorted.
+    pub locations: Vec<String>,
+    pub position: Option<String>,
+    pub program_type: Option<String>,
+    /// Content items, sorted by UUID.
+    pub content: Vec<ContentRef>,
+    pub line: u64,
+}
+
+/// Why a row was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RejectReason {
+    #[error("missing required value")]
+    Missing,
+    #[error("not a valid email address: {0:?}")]
+    BadEmail(String),
+    #[error("unknown role {0:?}; expected one of {roles}", roles = KNOWN_ROLES.join(", "))]
+    UnknownRole(String),
+    #[error("unknown status {0:?}; expected active or inactive")]
+    UnknownStatus(String),
+    #[error("unknown client {0:?}")]
+    UnknownClient(String),
+    #[error("no client: the row names none and [defaults] client is empty")]
+    NoClient,
+    #[error("{0}")]
+    Location(#[from] super::catalog::LocationMiss),
+    #[error("unknown content {0:?} (expected a SKU or UUID from the content catalog)")]
+    UnknownContent(String),
+    #[error("external_id {0:?} appears on several rows (lines {1}); every one of them is rejected")]
+    DuplicateKey(String, String),
+    #[error(
+        "email {0:?} is used by several external_ids ({1}); every one of those rows is rejected"
+    )]
+    SharedEmail(String, String),
+    #[error("field is {0} bytes long; at most {MAX_FIELD_BYTES} are accepted")]
+    TooLong(usize),
+    #[error("expected {0} fields, found {1}")]
+    FieldCount(usize, usize),
+    #[error("not valid UTF-8; re-export the file as UTF-8 CSV")]
+    NotUtf8,
+}
+
+/// A refused row: where, why, and the row as it was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub line: u64,
+    pub column: String,
+    pub reason: String,
+    pub original: String,
+    /// The row's external_id when it could be read: this user must be left alone.
+    pub key: Option<String>,
+    /// The row's email (folded) when it could be read: used to protect a user whose key
+    /// could not be read.
+    pub email: Option<String>,
+}
+
+/// Everything read from one roster file.
+#[derive(Debug, Default)]
+pub struct Roster {
+    pub users: Vec<DesiredUser>,
+    pub rejects: Vec<Reject>,
+    /// Data rows read (users + rejected rows).
+    pub rows: u64,
+}
+
+impl Roster {
+    /// Keys that must not be deactivated or changed because one of their rows was refused.
+    pub fn protected_keys(&self) -> HashSet<&str> {
+        self.rejects
+            .iter()
+            .filter_map(|r| r.key.as_deref())
+            .collect()
+    }
+
+    /// Emails (folded) of refused rows.
+    pub fn protected_emails(&self) -> HashSet<&str> {
+        self.rejects
+            .iter()
+            .filter_map(|r| r.email.as_deref())
+            .collect()
+    }
+}
+
+/// Reads a roster file.
+pub fn read_roster(
+    path: &Path,
+    catalog: &Catalog,
+    defaults: &Defaults,
+    columns: &HashMap<String, String>,
+) -> Result<Roster> {
+    let file =
+        File::open(path).with_context(|| format!("cannot open roster {}", path.display()))?;
+    read_roster_from(
+        &path.display().to_string(),
+        BufReader::with_capacity(1 << 20, file),
+        catalog,
+        defaults,
+        columns,
+    )
+}
+
+/// Reads a roster from any reader; `label` names it in messages.
+pub fn read_roster_from(
+    label: &str,
+    reader: impl Read,
+    catalog: &Catalog,
+    defaults: &Defaults,
+    columns: &HashMap<String, String>,
+) -> Result<Roster> {
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(false)
+        .from_reader(reader);
+    let mut header = csv::ByteRecord::new();
+    if !csv
+        .read_byte_record(&mut header)
+        .map_err(|e| super::catalog::csv_error(label, e))?
+    {
+        bail!(
+            "{label}: the roster is empty; expected a header line naming at least {}",
+            REQUIRED.join(", ")
+        );
+    }
+    let positions = map_headers(label, &header, columns)?;
+    let defaults =
+        ResolvedDefaults::new(defaults, catalog).with_context(|| format!("{label}: [defaults]"))?;
+    let mut roster = Roster::default();
+    let mut record = csv::ByteRecord::new();
+    let width = header.len();
+    loop {
+        match csv.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            // Structural CSV errors (not field count, which is flexible) mean the rest of the
+            // file cannot be trusted to be split into the right rows.
+            Err(error) => return Err(super::catalog::csv_error(label, error)),
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        roster.rows += 1;
+        match read_row(&record, width, &positions, catalog, &defaults, line) {
+            Ok(user) => roster.users.push(user),
+            Err((column, reason)) => roster.rejects.push(reject(
+                &record,
+                &positions,
+                line,
+                column,
+                reason.to_string(),
+            )),
+        }
+    }
+    reject_shared_keys_and_emails(&mut roster);
+    Ok(roster)
+}
+
+/// Column index of each canonical column (`None` when the file lacks it).
+struct Positions {
+    index: [Option<usize>; COLUMNS.len()],
+    /// Original rows are kept for rejects only, so the header's own text is kept as well.
+    header: Vec<String>,
+}
+
+impl Positions {
+    fn of(&self, column: &str) -> Option<usize> {
+        COLUMNS
+            .iter()
+            .position(|c| *c == column)
+            .and_then(|i| self.index[i])
+    }
+}
+
+fn map_headers(
+    label: &str,
+    header: &csv::ByteRecord,
+    columns: &HashMap<String, String>,
+) -> Result<Positions> {
+    let aliases: HashMap<String, &str> = columns
+        .iter()
+        .map(|(from, to)| (header_key(from), to.as_str()))
+        .collect();
+    for to in aliases.values() {
+        if !COLUMNS.contains(to) {
+            bail!(
+                "[columns] maps a header to {to:?}, which is not a roster column; expected one of {}",
+                COLUMNS.join(", ")
+            );
+        }
+    }
+    let mut index = [None; COLUMNS.len()];
+    let mut texts = Vec::new();
+    for (i, raw) in header.iter().enumerate() {
+        let text = std::str::from_utf8(raw).map_err(|_| {
+            anyhow::anyhow!(
+                "{label}:1: column {}: the header is not UTF-8; re-export the file as UTF-8 CSV",
+                i + 1
+            )
+        })?;
+        texts.push(text.to_owned());
+        let key = header_key(text);
+        let canonical = aliases
+            .get(&key)
+            .copied()
+            .or_else(|| COLUMNS.iter().copied().find(|c| header_key(c) == key));
+        if let Some(canonical) = canonical {
+            let slot = COLUMNS
+                .iter()
+                .position(|c| *c == canonical)
+                .expect("canonical column");
+            if let Some(first) = index[slot] {
+                bail!(
+                    "{label}:1: columns {} and {} both map to {canonical}",
+                    first + 1,
+                    i + 1
+                );
+            }
+            index[slot] = Some(i);
+        }
+    }
+    let missing: Vec<&str> = REQUIRED
+        .iter()
+        .copied()
+        .filter(|c| {
+            index[COLUMNS
+                .iter()
+                .position(|x| x == c)
+                .expect("required is canonical")]
+            .is_none()
+        })
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{label}:1: missing required column(s) {}; found columns {:?} (map other names in [columns])",
+            missing.join(", "),
+            texts
+        );
+    }
+    Ok(Positions {
+        index,
+        header: texts,
+    })
+}
+
+struct ResolvedDefaults {
+    client: Option<String>,
+    role: String,
+}
+
+impl ResolvedDefaults {
+    fn new(defaults: &Defaults, catalog: &Catalog) -> Result<ResolvedDefaults> {
+        let client = match defaults.client.trim() {
+            "" => None,
+            reference => Some(
+                catalog
+                    .client(reference)
+                    .with_context(|| {
+                        format!("client: {reference:?} is not a client of the catalog")
+                    })?
+                    .uuid
+                    .clone(),
+            ),
+        };
+        let role = canonical_role(&defaults.role)
+            .with_context(|| format!("role: {:?} is not a known role", defaults.role))?;
+        Ok(ResolvedDefaults {
+            client,
+            role: role.to_owned(),
+        })
+    }
+}
+
+fn canonical_role(raw: &str) -> Option<&'static str> {
+    let wanted = fold(raw);
+    KNOWN_ROLES.iter().copied().find(|r| fold(r) == wanted)
+}
+
+type RowError = (String, RejectReason);
+
+fn read_row(
+    record: &csv::ByteRecord,
+    width: usize,
+    positions: &Positions,
+    catalog: &Catalog,
+    defaults: &ResolvedDefaults,
+    line: u64,
+) -> Result<DesiredUser, RowError> {
+    if record.len() != width {
+        return Err((
+            "(row)".to_owned(),
+            RejectReason::FieldCount(width, record.len()),
+        ));
+    }
+    // Check every field's size and encoding before looking at any of them.
+    for (i, raw) in record.iter().enumerate() {
+        let column = positions
+            .header
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("#{}", i + 1));
+        if raw.len() > MAX_FIELD_BYTES {
+            return Err((column, RejectReason::TooLong(raw.len())));
+        }
+        if std::str::from_utf8(raw).is_err() {
+            return Err((column, RejectReason::NotUtf8));
+        }
+    }
+    let field = |column: &'static str| -> String {
+        positions
+            .of(column)
+            .and_then(|i| record.get(i))
+            // Checked above: every field is UTF-8.
+            .map(|raw| clean(std::str::from_utf8(raw).unwrap_or_default()))
+            .unwrap_or_default()
+    };
+    let required = |column: &'static str| -> Result<String, RowError> {
+        let value = field(column);
+        if value.is_empty() {
+            Err((column.to_owned(), RejectReason::Missing))
+        } else {
+            Ok(value)
+        }
+    };
+    let key = required("external_id")?;
+    let first_name = required("first_name")?;
+    let last_name = required("last_name")?;
+    let email = fold(&required("email")?);
+    if !is_valid_email(&email) {
+        return Err(("email".to_owned(), RejectReason::BadEmail(email)));
+    }
+    let role = match field("role") {
+        raw if raw.is_empty() => defaults.role.clone(),
+        raw => canonical_role(&raw)
+            .ok_or(("role".to_owned(), RejectReason::UnknownRole(raw)))?
+            .to_owned(),
+    };
+    let active = match fold(&field("status")).as_str() {
+        "" | "active" => true,
+        "inactive" => false,
+        other => {
+            return Err((
+                "status".to_owned(),
+                RejectReason::UnknownStatus(other.to_owned()),
+            ));
+        }
+    };
+    let client = match field("client") {
+        raw if raw.is_empty() => defaults
+            .client
+            .clone()
+            .ok_or(("client".to_owned(), RejectReason::NoClient))?,
+        raw => catalog
+            .client(&raw)
+            .map(|c| c.uuid.clone())
+            .ok_or(("client".to_owned(), RejectReason::UnknownClient(raw)))?,
+    };
+    let mut locations = Vec::new();
+    for reference in split_multi(&field("locations")) {
+        let location = catalog
+            .location(&reference, &client)
+            .map_err(|miss| ("locations".to_owned(), miss.into()))?;
+        locations.push(location.uuid.clone());
+    }
+    locations.sort();
+    locations.dedup();
+    let mut content = Vec::new();
+    for reference in split_multi(&field("content")) {
+        let item = catalog.content_item(&reference).ok_or((
+            "content".to_owned(),
+            RejectReason::UnknownContent(reference),
+        ))?;
+        content.push(ContentRef {
+            uuid: item.uuid.clone(),
+            kind: item.kind.as_api_str().to_owned(),
+        });
+    }
+    content.sort();
+    content.dedup();
+    let optional = |column| Some(field(column)).filter(|v| !v.is_empty());
+    Ok(DesiredUser {
+        key,
+        first_name,
+        last_name,
+        email,
+        role,
+        active,
+        client,
+        locations,
+        position: optional("position"),
+        program_type: optional("program_type"),
+        content,
+        line,
+    })
+}
+
+fn reject(
+    record: &csv::ByteRecord,
+    positions: &Positions,
+    line: u64,
+    column: String,
+    reason: String,
+) -> Reject {
+    let lossy = |column: &str| {
+        positions
+            .of(column)
+            .and_then(|i| record.get(i))
+            .map(|raw| clean(&String::from_utf8_lossy(raw)))
+            .filter(|v| !v.is_empty())
+    };
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let fields: Vec<String> = record
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    let _ = writer.write_record(&fields);
+    let original = String::from_utf8(writer.into_inner().unwrap_or_default())
+        .unwrap_or_default()
+        .trim_end_matches('\n')
+        .to_owned();
+    Reject {
+        line,
+        column,
+        reason,
+        original,
+        key: lossy("external_id"),
+        email: lossy("email").map(|e| fold(&e)),
+    }
+}
+
+/// A key on several rows, or an email under several keys, is an error in the export that
+/// rostersync cannot settle by picking one: every row involved is rejected.
+fn reject_shared_keys_and_emails(roster: &mut Roster) {
+    let mut lines_by_key: HashMap<&str, Vec<u64>> = HashMap::new();
+    for user in &roster.users {
+        lines_by_key.entry(&user.key).or_default().push(user.line);
+    }
+    for reject in &roster.rejects {
+        if let Some(key) = &reject.key {
+            lines_by_key.entry(key).or_default().push(reject.line);
+        }
+    }
+    let mut keys_by_email: HashMap<&str, Vec<&str>> = HashMap::new();
+    for user in &roster.users {
+        keys_by_email
+            .entry(&user.email)
+            .or_default()
+            .push(&user.key);
+    }
+    let mut refused: HashMap<usize, (String, RejectReason)> = HashMap::new();
+    for (i, user) in roster.users.iter().enumerate() {
+        let lines = &lines_by_key[user.key.as_str()];
+        if lines.len() > 1 {
+            let mut sorted = lines.clone();
+            sorted.sort_unstable();
+            let list = sorted
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            refused.insert(
+                i,
+                (
+                    "external_id".to_owned(),
+                    RejectReason::DuplicateKey(user.key.clone(), list),
+                ),
+            );
+            continue;
+        }
+        let keys = &keys_by_email[user.email.as_str()];
+        if keys.iter().collect::<HashSet<_>>().len() > 1 {
+            let mut distinct: Vec<&str> = keys.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            refused.insert(
+                i,
+                (
+                    "email".to_owned(),
+                    RejectReason::SharedEmail(user.email.clone(), distinct.join(", ")),
+                ),
+            );
+        }
+    }
+    if refused.is_empty() {
+        return;
+    }
+    let users = std::mem::take(&mut roster.users);
+    for (i, user) in users.into_iter().enumerate() {
+        match refused.remove(&i) {
+            None => roster.users.push(user),
+            Some((column, reason)) => roster.rejects.push(Reject {
+                line: user.line,
+                column,
+                reason: reason.to_string(),
+                original: describe(&user),
+                key: Some(user.key),
+                email: Some(user.email),
+            }),
+        }
+    }
+    roster.rejects.sort_by_key(|r| r.line);
+}
+
+/// The row as read, for a user refused after it was parsed.
+fn describe(user: &DesiredUser) -> String {
+    format!(
+        "{},{},{},{}",
+        user.key, user.first_name, user.last_name, user.email
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Roster {
+        read_with(text, &HashMap::new()).unwrap()
+    }
+
+    fn read_with(text: &str, columns: &HashMap<String, String>) -> Result<Roster> {
+        let defaults = Defaults {
+            client: "Northwind Camps".into(),
+            role: "Learner".into(),
+        };
+        read_roster_from(
+            "roster.csv",
+            text.as_bytes(),
+            &crate::samples::catalog(),
+            &defaults,
+            columns,
+        )
+    }
+
+    const HEADER: &str = "external_id,first_name,last_name,email,role,status,client,locations,position,program_type,content\n";
+
+    #[test]
+    fn valid_rows_are_normalized_and_resolved() {
+        let roster = read(&format!(
+            "{HEADER}E1, Ana ,Lima,ANA@Example.com,supervisor,,,Lakeside Camp;head office;lakeside camp,Lead,day,SAFE-101;lp-onboard;SAFE-101\n"
+        ));
+        assert!(roster.rejects.is_empty(), "{:?}", roster.rejects);
+        let user = &roster.users[0];
+        assert_eq!(
+            (
+                user.first_name.as_str(),
+                user.email.as_str(),
+                user.role.as_str()
+            ),
+            ("Ana", "ana@example.com", "Supervisor")
+        );
+        assert!(user.active);
+        assert_eq!(user.locations.len(), 2);
+        assert_eq!(user.content.len(), 2);
+        assert!(user.content.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(user.line, 2);
+    }
+
+    #[test]
+    fn each_kind_of_bad_row_is_rejected_with_line_and_column() {
+        let roster = read(&format!(
+            "{HEADER}\
+             E1,Ana,Lima,ana@example.com,,,,,,,\n\
+             E2,,Lima,b@example.com,,,,,,,\n\
+             E3,Bo,Li,not-an-email,,,,,,,\n\
+             E4,Bo,Li,e4@example.com,Wizard,,,,,,\n\
+             E5,Bo,Li,e5@example.com,,retired,,,,,\n\
+             E6,Bo,Li,e6@example.com,,,Nowhere Inc,,,,\n\
+             E7,Bo,Li,e7@example.com,,,,Atlantis,,,\n\
+             E8,Bo,Li,e8@example.com,,,,,,,NOPE-1\n\
+             E9,Bo,Li,e9@example.com\n"
+        ));
+        assert_eq!(roster.users.len(), 1);
+        let got: Vec<(u64, &str)> = roster
+            .rejects
+            .iter()
+            .map(|r| (r.line, r.column.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (3, "first_name"),
+                (4, "email"),
+                (5, "role"),
+                (6, "status"),
+                (7, "client"),
+                (8, "locations"),
+                (9, "content"),
+                (10, "(row)")
+            ]
+        );
+        assert_eq!(roster.rejects[0].key.as_deref(), Some("E2"));
+        assert!(
+            roster.rejects[7]
+                .reason
+                .contains("expected 11 fields, found 4")
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_and_shared_emails_reject_every_row_involved() {
+        let roster = read(&format!(
+            "{HEADER}\
+             E1,A,A,a@example.com,,,,,,,\n\
+             E1,A,A,a2@example.com,,,,,,,\n\
+             E2,B,B,shared@example.com,,,,,,,\n\
+             E3,C,C,SHARED@example.com,,,,,,,\n\
+             E4,D,D,d@example.com,,,,,,,\n"
+        ));
+        assert_eq!(
+            roster
+                .users
+                .iter()
+                .map(|u| u.key.as_str())
+                .collect::<Vec<_>>(),
+            vec!["E4"]
+        );
+        assert_eq!(
+            roster.rejects.iter().map(|r| r.line).collect::<Vec<_>>(),
+            vec![2, 3, 4, 5]
+        );
+        assert!(roster.rejects[0].reason.contains("lines 2, 3"));
+        assert!(roster.rejects[2].reason.contains("E2, E3"));
+    }
+
+    #[test]
+    fn long_fields_and_invalid_utf8_are_rejected_not_fatal() {
+        let long = "x".repeat(MAX_FIELD_BYTES + 1);
+        let mut bytes = format!("{HEADER}E1,A,{long},a@example.com,,,,,,,\n").into_bytes();
+        bytes
+            .extend_from_slice(b"E2,Jos\xe9,B,b@example.com,,,,,,,\nE3,C,C,c@example.com,,,,,,,\n");
+        let roster = read_roster_from(
+            "r.csv",
+            bytes.as_slice(),
+            &crate::samples::catalog(),
+            &Defaults {
+                client: "Northwind Camps".into(),
+                role: "Learner".into(),
+            },
+            &HashMap::new(),
+        )
+        .unwrap();
+        assert_eq!(roster.users.len(), 1);
+        assert_eq!(roster.rejects[0].column, "last_name");
+        assert!(roster.rejects[0].reason.contains("bytes long"));
+        assert_eq!(
+            (roster.rejects[1].line, roster.rejects[1].column.as_str()),
+            (3, "first_name")
+        );
+        assert_eq!(roster.rejects[1].key.as_deref(), Some("E2"));
+    }
+
+    #[test]
+    fn spreadsheet_exports_and_mapped_headers_are_read() {
+        let text = "\u{feff}Employee ID,First Name,LAST_NAME,E-mail,Locations\r\n\
+                    7,\"Zoë\",\"O'Neil, Jr.\",zoe@example.com,\"Lakeside Camp;\r\nHead Office\"\r\n";
+        let columns = HashMap::from([
+            ("Employee ID".to_owned(), "external_id".to_owned()),
+            ("E-mail".to_owned(), "email".to_owned()),
+        ]);
+        let roster = read_with(text, &columns).unwrap();
+        assert!(roster.rejects.is_empty(), "{:?}", roster.rejects);
+        let user = &roster.users[0];
+        assert_eq!(
+            (
+                user.key.as_str(),
+                user.first_name.as_str(),
+                user.last_name.as_str()
+            ),
+            ("7", "Zoë", "O'Neil, Jr.")
+        );
+        assert_eq!(user.locations.len(), 2);
+    }
+
+    #[test]
+    fn structurally_broken_files_are_fatal() {
+        assert!(format!("{:#}", read_with("", &HashMap::new()).unwrap_err()).contains("empty"));
+        let err = read_with("id,name\n1,x\n", &HashMap::new()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("missing required column(s) external_id"),
+            "{err:#}"
+        );
+    }
+}

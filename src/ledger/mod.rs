@@ -1,0 +1,663 @@
+//! The ledger: a SQLite file holding what the platform has for each roster key, the op
+//! journal and the history of runs and rejects.
+//!
+//! Owns the file (mode 0600, WAL, migrations at open), the lock that keeps two runs apart,
+//! and every read and write of it. It must never record a remote state the API did not
+//! acknowledge, and never hold a secret or a token.
+
+pub mod migrate;
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::targets::praesidium::model::{ContentRef, User};
+
+/// The ledger is held by another rostersync process (exit code 4).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another rostersync run holds the ledger {0} (lock file {0}.lock); try again when it has finished"
+)]
+pub struct LedgerLocked(pub PathBuf);
+
+/// The kinds of change an op makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    Create,
+    Update,
+    Enroll,
+    Remove,
+    #[serde(rename = "reenroll")]
+    ReEnroll,
+    Deactivate,
+}
+
+impl OpKind {
+    pub const ALL: [OpKind; 6] = [
+        OpKind::Create,
+        OpKind::Update,
+        OpKind::Enroll,
+        OpKind::Remove,
+        OpKind::ReEnroll,
+        OpKind::Deactivate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Create => "create",
+            OpKind::Update => "update",
+            OpKind::Enroll => "enroll",
+            OpKind::Remove => "remove",
+            OpKind::ReEnroll => "reenroll",
+            OpKind::Deactivate => "deactivate",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<OpKind> {
+        OpKind::ALL.into_iter().find(|k| k.as_str() == raw)
+    }
+
+    /// The ledger column holding the time of the last change through this endpoint.
+    fn last_change_column(self) -> &'static str {
+        match self {
+            OpKind::Create => "created_at",
+            OpKind::Update => "last_update_at",
+            OpKind::Enroll => "last_enroll_at",
+            OpKind::Remove => "last_remove_at",
+            OpKind::ReEnroll => "last_reenroll_at",
+            OpKind::Deactivate => "last_deactivate_at",
+        }
+    }
+}
+
+/// What an op carries: enough to send it and to record its effect once acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpPayload {
+    /// The user's platform UUID (absent for a create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// The full user object for create and update (content included for create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
+    /// Content items for enroll / remove / re-enroll.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<ContentRef>,
+    /// Fingerprint of the profile the op sends (create, update).
+    #[serde(default)]
+    pub profile_hash: i64,
+}
+
+/// An op to write into the journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOp {
+    pub key: String,
+    pub seq: u32,
+    pub kind: OpKind,
+    pub payload: OpPayload,
+}
+
+/// An op read back from the journal.
+#[derive(Debug, Clone)]
+pub struct Op {
+    pub id: i64,
+    pub key: String,
+    pub seq: u32,
+    pub kind: OpKind,
+    pub payload: OpPayload,
+}
+
+/// A user as the ledger knows it: enough to diff against the roster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerUser {
+    pub uuid: Option<String>,
+    pub email: String,
+    pub profile_hash: i64,
+    pub active: bool,
+    pub content_hash: i64,
+    /// JSON list of content items this tool enrolled (parsed only when the hash differs).
+    pub content_json: String,
+}
+
+impl LedgerUser {
+    pub fn content(&self) -> Vec<ContentRef> {
+        serde_json::from_str(&self.content_json).unwrap_or_default()
+    }
+}
+
+/// A rejected roster row as recorded.
+#[derive(Debug, Clone)]
+pub struct RejectRow {
+    pub line: u64,
+    pub column: String,
+    pub reason: String,
+    pub original: String,
+}
+
+/// The ledger's effect of an acknowledged op.
+#[derive(Debug, Clone)]
+pub struct Effect {
+    /// The UUID the platform gave (or that was adopted) for a create.
+    pub uuid: Option<String>,
+    pub http_status: Option<u16>,
+    pub message: Option<String>,
+}
+
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+    // Held for the life of the ledger: the OS releases it when the process ends, however.
+    _lock: File,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Ledger {
+    /// Opens (creating if needed) and locks the ledger, and migrates its schema.
+    pub fn open(path: &Path) -> Result<Ledger> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create folder {}", parent.display()))?;
+        }
+        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+        let lock = private_file(&lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LedgerLocked(path.to_path_buf()).into());
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
+            }
+        }
+        // Created 0600 before SQLite sees it; SQLite gives its -wal and -shm files the
+        // database file's permissions.
+        drop(private_file(path)?);
+        let mut conn = Connection::open(path)
+            .with_context(|| format!("cannot open ledger {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL in WAL mode survives a killed process (the case we design for); only a power
+        // loss can take the last commits back.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate::migrate(&mut conn)
+            .with_context(|| format!("cannot migrate ledger {}", path.display()))?;
+        Ok(Ledger {
+            conn,
+            path: path.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records the start of a run; returns its id.
+    pub fn begin_run(&self, command: &str) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO runs (command, started_at) VALUES (?1, ?2)",
+            params![command, chrono::Utc::now().to_rfc3339()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn finish_run(
+        &self,
+        run_id: i64,
+        outcome: &str,
+        summary: &serde_json::Value,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET finished_at = ?2, outcome = ?3, summary = ?4 WHERE id = ?1",
+            params![
+                run_id,
+                chrono::Utc::now().to_rfc3339(),
+                outcome,
+                summary.to_string()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every user the ledger knows, by key.
+    pub fn users(&self) -> Result<HashMap<String, LedgerUser>> {
+        let count: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
+        let mut users = HashMap::with_capacity(count as usize);
+        let mut statement = self.conn.prepare_cached(
+            "SELECT key, uuid, email, profile_hash, active, content_hash, content FROM users",
+        )?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            users.insert(
+                row.get::<_, String>(0)?,
+                LedgerUser {
+                    uuid: row.get(1)?,
+                    email: row.get(2)?,
+                    profile_hash: row.get(3)?,
+                    active: row.get(4)?,
+                    content_hash: row.get(5)?,
+                    content_json: row.get(6)?,
+                },
+            );
+        }
+        Ok(users)
+    }
+
+    /// Ops still to resolve from an earlier, interrupted apply.
+    pub fn unresolved_count(&self) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM ops WHERE state IN ('sending', 'in_doubt')",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Replaces the pending plan with `ops` and records `rejects`, in one transaction.
+    pub fn write_plan(
+        &mut self,
+        run_id: i64,
+        ops: &[NewOp],
+        rejects: &[RejectRow],
+    ) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let replaced = tx.execute("DELETE FROM ops WHERE state = 'pending'", [])?;
+        {
+            let now = now_ms();
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO ops (run_id, key, seq, kind, payload, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+            )?;
+            for op in ops {
+                let payload = serde_json::to_string(&op.payload)?;
+                insert.execute(params![
+                    run_id,
+                    op.key,
+                    op.seq,
+                    op.kind.as_str(),
+                    payload,
+                    now
+                ])?;
+            }
+            let mut reject = tx.prepare_cached(
+                "INSERT INTO rejects (run_id, line, column_name, reason, original) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for row in rejects {
+                reject.execute(params![
+                    run_id,
+                    row.line as i64,
+                    row.column,
+                    row.reason,
+                    row.original
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(replaced)
+    }
+
+    /// Pending ops in execution order: by key, then by their order within the key.
+    pub fn pending_ops(&self) -> Result<Vec<Op>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, key, seq, kind, payload FROM ops WHERE state = 'pending' ORDER BY key, seq",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, u32>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut ops = Vec::new();
+        for row in rows {
+            let (id, key, seq, kind, payload) = row?;
+            let kind = OpKind::parse(&kind)
+                .with_context(|| format!("op {id}: unknown kind {kind:?} in the ledger"))?;
+            let payload = serde_json::from_str(&payload)
+                .with_context(|| format!("op {id}: unreadable payload"))?;
+            ops.push(Op {
+                id,
+                key,
+                seq,
+                kind,
+                payload,
+            });
+        }
+        Ok(ops)
+    }
+
+    /// Ops a killed run left `sending`: their outcome is unknown, so they become `in_doubt`
+    /// and are never re-sent as they are; the next plan derives what is still needed.
+    pub fn set_interrupted_in_doubt(&self, run_id: i64) -> Result<u64> {
+        let changed = self.conn.execute(
+            "UPDATE ops SET state = 'in_doubt', message = 'interrupted while sending', done_run_id = ?1, updated_at = ?2
+             WHERE state = 'sending'",
+            params![run_id, now_ms()],
+        )?;
+        Ok(changed as u64)
+    }
+
+    /// Commits `sending` before the request leaves, so a crash leaves a trace of it.
+    pub fn mark_sending(&self, op_id: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE ops SET state = 'sending', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+            params![op_id, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Marks an op done and records its effect on the user, in one transaction.
+    pub fn complete(&mut self, run_id: i64, op: &Op, effect: &Effect) -> Result<()> {
+        let now = now_ms();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE ops SET state = 'done', http_status = ?2, message = ?3, done_run_id = ?4, updated_at = ?5 WHERE id = ?1",
+            params![op.id, effect.http_status, effect.message, run_id, now],
+        )?;
+        apply_effect(&tx, op, effect, now)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks an op failed with the server's (or the transport's) message.
+    pub fn fail(
+        &self,
+        run_id: i64,
+        op_id: i64,
+        http_status: Option<u16>,
+        message: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE ops SET state = 'failed', http_status = ?2, message = ?3, done_run_id = ?4, updated_at = ?5 WHERE id = ?1",
+            params![op_id, http_status, message, run_id, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Marks an op whose outcome is unknown (timeout, dropped connection).
+    pub fn mark_in_doubt(&self, run_id: i64, op_id: i64, message: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE ops SET state = 'in_doubt', message = ?2, done_run_id = ?3, updated_at = ?4 WHERE id = ?1",
+            params![op_id, message, run_id, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Ops finished (done, failed, in doubt) by a run, for its reports.
+    pub fn finished_ops(&self, run_id: i64) -> Result<Vec<FinishedOp>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT o.key, o.kind, o.state, o.http_status, o.message, u.uuid FROM ops o
+             LEFT JOIN users u ON u.key = o.key WHERE o.done_run_id = ?1 ORDER BY o.id",
+        )?;
+        let rows = statement.query_map([run_id], |row| {
+            Ok(FinishedOp {
+                key: row.get(0)?,
+                kind: row.get(1)?,
+                state: row.get(2)?,
+                http_status: row.get(3)?,
+                message: row.get(4)?,
+                uuid: row.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Counts for `status`: ops by state and the ledger's users.
+    pub fn status(&self) -> Result<LedgerStatus> {
+        let mut by_state = Vec::new();
+        let mut statement = self.conn.prepare_cached(
+            "SELECT state, kind, count(*) FROM ops GROUP BY state, kind ORDER BY state, kind",
+        )?;
+        let rows = statement.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            by_state.push(row?);
+        }
+        let (users, active): (i64, i64) = self.conn.query_row(
+            "SELECT count(*), coalesce(sum(active), 0) FROM users WHERE uuid IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let mut runs = Vec::new();
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT id, command, started_at, finished_at, outcome FROM runs ORDER BY id DESC LIMIT 10")?;
+        let rows = statement.query_map([], |r| {
+            Ok(RunRow {
+                id: r.get(0)?,
+                command: r.get(1)?,
+                started_at: r.get(2)?,
+                finished_at: r.get(3)?,
+                outcome: r.get(4)?,
+            })
+        })?;
+        for row in rows {
+            runs.push(row?);
+        }
+        Ok(LedgerStatus {
+            users,
+            active,
+            ops: by_state,
+            runs,
+        })
+    }
+
+    /// The UUID recorded for a key, if any.
+    pub fn uuid_of(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT uuid FROM users WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+}
+
+/// An op as reported after a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct FinishedOp {
+    pub key: String,
+    pub kind: String,
+    pub state: String,
+    pub http_status: Option<u16>,
+    pub message: Option<String>,
+    pub uuid: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub command: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerStatus {
+    pub users: i64,
+    pub active: i64,
+    /// (state, kind, count)
+    pub ops: Vec<(String, String, i64)>,
+    pub runs: Vec<RunRow>,
+}
+
+fn private_file(path: &Path) -> Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).read(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// The content-list fingerprint and its stored JSON.
+pub fn content_record(items: &[ContentRef]) -> (i64, String) {
+    let mut sorted = items.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    (
+        crate::plan::content_hash(&sorted),
+        serde_json::to_string(&sorted).expect("content refs serialize"),
+    )
+}
+
+fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) -> Result<()> {
+    let column = op.kind.last_change_column();
+    match op.kind {
+        OpKind::Create | OpKind::Update => {
+            let mut user = op
+                .payload
+                .user
+                .clone()
+                .context("create/update op without a user object")?;
+            let content = user.context.content.take().unwrap_or_default();
+            let email = user.principal.email.clone().unwrap_or_default();
+            let active = user.system.status.as_deref()
+                != Some(crate::targets::praesidium::model::STATUS_INACTIVE);
+            let profile = serde_json::to_string(&user)?;
+            let uuid = effect.uuid.clone().or_else(|| op.payload.uuid.clone());
+            if op.kind == OpKind::Create {
+                let (content_hash, content_json) = content_record(&content);
+                tx.execute(
+                    &format!(
+                        "INSERT INTO users (key, uuid, email, profile_hash, profile, active, content_hash, content, {column})
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                         ON CONFLICT (key) DO UPDATE SET uuid = ?2, email = ?3, profile_hash = ?4, profile = ?5,
+                         active = ?6, content_hash = ?7, content = ?8, {column} = ?9"
+                    ),
+                    params![op.key, uuid, email, op.payload.profile_hash, profile, active, content_hash, content_json, now],
+                )?;
+            } else {
+                tx.execute(
+                    &format!(
+                        "UPDATE users SET email = ?2, profile_hash = ?3, profile = ?4, active = ?5, {column} = ?6 WHERE key = ?1"
+                    ),
+                    params![op.key, email, op.payload.profile_hash, profile, active, now],
+                )?;
+            }
+        }
+        OpKind::Deactivate => {
+            tx.execute(
+                &format!("UPDATE users SET active = 0, {column} = ?2 WHERE key = ?1"),
+                params![op.key, now],
+            )?;
+        }
+        OpKind::Enroll | OpKind::Remove | OpKind::ReEnroll => {
+            let current: String =
+                tx.query_row("SELECT content FROM users WHERE key = ?1", [&op.key], |r| {
+                    r.get(0)
+                })?;
+            let mut content: Vec<ContentRef> = serde_json::from_str(&current).unwrap_or_default();
+            match op.kind {
+                OpKind::Remove => {
+                    content.retain(|c| !op.payload.items.iter().any(|i| i.uuid == c.uuid))
+                }
+                _ => content.extend(op.payload.items.iter().cloned()),
+            }
+            let (hash, json) = content_record(&content);
+            tx.execute(
+                &format!(
+                    "UPDATE users SET content_hash = ?2, content = ?3, {column} = ?4 WHERE key = ?1"
+                ),
+                params![op.key, hash, json, now],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_open_of_the_same_ledger_is_refused_while_the_first_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        let first = Ledger::open(&path).unwrap();
+        let second = Ledger::open(&path);
+        let Err(error) = second else {
+            panic!("second open succeeded")
+        };
+        assert!(error.downcast_ref::<LedgerLocked>().is_some());
+        drop(first);
+        assert!(Ledger::open(&path).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_ledger_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        let _ledger = Ledger::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn completing_ops_updates_the_user_in_the_same_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(&dir.path().join("l.db")).unwrap();
+        let run = ledger.begin_run("test").unwrap();
+        let mut user = User::default();
+        user.principal.email = Some("a@example.com".into());
+        user.context.content = Some(vec![ContentRef {
+            uuid: "c1".into(),
+            kind: "course".into(),
+        }]);
+        let ops = vec![NewOp {
+            key: "K".into(),
+            seq: 0,
+            kind: OpKind::Create,
+            payload: OpPayload {
+                uuid: None,
+                user: Some(user),
+                items: vec![],
+                profile_hash: 42,
+            },
+        }];
+        ledger.write_plan(run, &ops, &[]).unwrap();
+        let pending = ledger.pending_ops().unwrap();
+        ledger.mark_sending(pending[0].id).unwrap();
+        ledger
+            .complete(
+                run,
+                &pending[0],
+                &Effect {
+                    uuid: Some("u-1".into()),
+                    http_status: Some(201),
+                    message: None,
+                },
+            )
+            .unwrap();
+        let users = ledger.users().unwrap();
+        let stored = &users["K"];
+        assert_eq!(
+            (stored.uuid.as_deref(), stored.profile_hash, stored.active),
+            (Some("u-1"), 42, true)
+        );
+        assert_eq!(stored.content().len(), 1);
+        assert!(ledger.pending_ops().unwrap().is_empty());
+    }
+}
