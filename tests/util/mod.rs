@@ -178,3 +178,183 @@ pub fn content_listing(skus: &[&str]) -> Value {
         }).collect::<Vec<_>>()
     })
 }
+
+/// A folder with the sample catalogs, a config pointing at a simulator, and helpers to write
+/// rosters and run the real binary in it.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+    pub base_url: String,
+}
+
+pub const SECRET_ENV: &str = "ROSTERSYNC_TEST_SECRET";
+
+/// The output of one run of the binary.
+pub struct RunOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Workdir {
+    pub fn new(base_url: &str) -> Workdir {
+        Workdir::with_settings(base_url, "")
+    }
+
+    /// `extra` is TOML appended to the config (other sections).
+    pub fn with_settings(base_url: &str, extra: &str) -> Workdir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in rostersync::samples::FILES {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let config = format!(
+            "[api]\nbase_url = \"{base_url}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret_env = \"{SECRET_ENV}\"\n\
+             requests_per_second = 500.0\nmax_in_flight = 8\ntimeout_secs = 10\n\n\
+             [files]\nclients = \"clients.csv\"\nlocations = \"locations.csv\"\ncontent = \"content.csv\"\nroster = \"roster.csv\"\n\n\
+             [ledger]\npath = \"state/rostersync.db\"\n\n[defaults]\nclient = \"Northwind Camps\"\nrole = \"Learner\"\n\n{extra}\n"
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        Workdir {
+            dir,
+            base_url: base_url.to_owned(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a roster with csv::Writer (header first).
+    pub fn write_roster(&self, name: &str, rows: &[Vec<String>]) {
+        let mut writer = csv::Writer::from_path(self.path(name)).unwrap();
+        writer
+            .write_record([
+                "external_id",
+                "first_name",
+                "last_name",
+                "email",
+                "role",
+                "status",
+                "client",
+                "locations",
+                "position",
+                "program_type",
+                "content",
+            ])
+            .unwrap();
+        for row in rows {
+            writer.write_record(row).unwrap();
+        }
+        writer.flush().unwrap();
+    }
+
+    /// Runs the real binary with `args` (the config is added) in a blocking thread, so the
+    /// in-process simulator keeps serving.
+    pub async fn run(&self, args: &[&str]) -> RunOutput {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rostersync"));
+        command
+            .args(args)
+            .arg("--config")
+            .arg(self.path("config.toml"))
+            .env(SECRET_ENV, CLIENT_SECRET)
+            .env("ROSTERSYNC_LOG", "info");
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        RunOutput {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// The newest run folder's file, parsed as CSV rows (header excluded).
+    pub fn last_report(&self, file: &str) -> Vec<csv::StringRecord> {
+        let runs = self.path("state/runs");
+        let mut dirs: Vec<_> = std::fs::read_dir(&runs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        dirs.sort();
+        let path = dirs.last().unwrap().join(file);
+        csv::Reader::from_path(path)
+            .unwrap()
+            .records()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    pub fn last_summary(&self) -> Value {
+        let runs = self.path("state/runs");
+        let mut dirs: Vec<_> = std::fs::read_dir(&runs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        dirs.sort();
+        serde_json::from_slice(&std::fs::read(dirs.last().unwrap().join("summary.json")).unwrap())
+            .unwrap()
+    }
+}
+
+/// A roster row for the sample catalog: key, first, last, email, locations, content.
+pub fn row(
+    key: &str,
+    first: &str,
+    last: &str,
+    email: &str,
+    locations: &str,
+    content: &str,
+) -> Vec<String> {
+    [
+        key,
+        first,
+        last,
+        email,
+        "",
+        "",
+        "",
+        locations,
+        "Counselor",
+        "day camp",
+        content,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The simulator's request log after `since`.
+pub async fn requests_since(base: &str, since: u64) -> Vec<Value> {
+    reqwest::get(format!("{base}/admin/requests?since={since}"))
+        .await
+        .unwrap()
+        .json::<Vec<Value>>()
+        .await
+        .unwrap()
+}
+
+pub async fn last_seq(base: &str) -> u64 {
+    requests_since(base, 0)
+        .await
+        .last()
+        .map_or(0, |e| e["seq"].as_u64().unwrap())
+}
+
+pub async fn sim_users(base: &str) -> Vec<Value> {
+    reqwest::get(format!("{base}/admin/users"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Counts of requests by endpoint (excluding logins).
+pub fn endpoint_counts(entries: &[Value]) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for entry in entries.iter().filter(|e| e["endpoint"] != "login") {
+        *counts
+            .entry(entry["endpoint"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    counts
+}
