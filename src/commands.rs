@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -14,9 +15,9 @@ use serde_json::json;
 use crate::apply::{self, ApplyStats};
 use crate::config::Config;
 use crate::ingest::catalog::Catalog;
-use crate::ingest::roster::{self, Roster};
+use crate::ingest::roster::RosterReader;
 use crate::ledger::{Ledger, OpKind, RejectRow};
-use crate::plan::{self, Plan};
+use crate::plan::{self, Plan, Planner};
 use crate::report;
 use crate::targets::praesidium::client::Client;
 
@@ -39,48 +40,73 @@ pub struct PlanOptions {
 }
 
 struct Planned {
-    roster: Roster,
-    plan: Plan,
+    outcome: plan::Outcome,
     roster_path: PathBuf,
 }
 
-fn read_inputs(config: &Config, roster_override: Option<&Path>) -> Result<(Roster, PathBuf)> {
+/// ingest + diff + threshold, streamed: the roster is read row by row against the ledger's
+/// index and the ops go straight into the plan transaction, which is committed only when
+/// the whole file was read and the threshold holds (never for a dry run).
+fn plan_step(
+    config: &Config,
+    ledger: &mut Ledger,
+    command: &str,
+    options: &PlanOptions,
+) -> Result<(i64, Planned)> {
     let catalog = Catalog::load(
         &config.files.clients,
         &config.files.locations,
         &config.files.content,
     )?;
-    let path = roster_override.map_or_else(|| config.files.roster.clone(), Path::to_path_buf);
-    let roster = roster::read_roster(&path, &catalog, &config.defaults, &config.columns)?;
-    Ok((roster, path))
-}
-
-/// ingest + diff + threshold; stores the plan unless it is a dry run.
-fn plan_step(
-    config: &Config,
-    ledger: &mut Ledger,
-    run_id: i64,
-    options: &PlanOptions,
-    roster: Roster,
-    roster_path: PathBuf,
-) -> Result<Planned> {
-    let known = ledger.users()?;
-    let plan = plan::diff(&roster, &known);
-    if let Err(refusal) =
-        plan.check_threshold(config.max_deactivations, options.allow_deactivations)
+    let roster_path = options
+        .roster
+        .clone()
+        .unwrap_or_else(|| config.files.roster.clone());
+    let mut reader = RosterReader::open(&roster_path, &catalog, &config.defaults, &config.columns)?;
+    let started = Instant::now();
+    let index = ledger.index()?;
+    tracing::debug!(
+        secs = started.elapsed().as_secs_f64(),
+        users = index.len(),
+        "ledger index read"
+    );
+    let run_id = ledger.begin_run(command)?;
+    let started = Instant::now();
+    let mut tx = ledger.plan_tx(run_id)?;
+    let mut planner = Planner::new(index, &mut tx);
+    while let Some(row) = reader.next_row()? {
+        planner.row(row)?;
+    }
+    let rows = reader.rows();
+    let outcome = planner.finish(|lines| reader.originals(lines), rows)?;
+    tracing::debug!(
+        secs = started.elapsed().as_secs_f64(),
+        ops = outcome.plan.total(),
+        "roster read and diffed"
+    );
+    let planned = Planned {
+        outcome,
+        roster_path,
+    };
+    if let Err(refusal) = planned
+        .outcome
+        .plan
+        .check_threshold(config.max_deactivations, options.allow_deactivations)
     {
-        let summary = summary_json(run_id, "refused", &roster, &roster_path, Some(&plan), None);
+        drop(tx);
+        let summary = summary_json(run_id, "refused", &planned, None);
         ledger.finish_run(run_id, "refused", &summary)?;
         report::write_run(
             &report::run_dir(&config.runs_dir(), run_id),
             &summary,
-            &roster.rejects,
+            &planned.outcome.rejects,
             &[],
         )?;
         return Err(refusal.into());
     }
     if !options.dry_run {
-        let rejects: Vec<RejectRow> = roster
+        let rejects: Vec<RejectRow> = planned
+            .outcome
             .rejects
             .iter()
             .map(|r| RejectRow {
@@ -90,13 +116,12 @@ fn plan_step(
                 original: r.original.clone(),
             })
             .collect();
-        ledger.write_plan(run_id, &plan.ops, &rejects)?;
+        let started = Instant::now();
+        tx.write_rejects(&rejects)?;
+        tx.commit()?;
+        tracing::debug!(secs = started.elapsed().as_secs_f64(), "plan committed");
     }
-    Ok(Planned {
-        roster,
-        plan,
-        roster_path,
-    })
+    Ok((run_id, planned))
 }
 
 fn plan_json(plan: &Plan) -> serde_json::Value {
@@ -119,33 +144,33 @@ fn plan_json(plan: &Plan) -> serde_json::Value {
 fn summary_json(
     run_id: i64,
     outcome: &str,
-    roster: &Roster,
-    roster_path: &Path,
-    plan: Option<&Plan>,
+    planned: &Planned,
     apply: Option<&ApplyStats>,
 ) -> serde_json::Value {
+    let roster = &planned.outcome;
     json!({
         "run_id": run_id,
         "outcome": outcome,
         "finished_at": chrono::Utc::now().to_rfc3339(),
         "roster": {
-            "file": roster_path.display().to_string(),
+            "file": planned.roster_path.display().to_string(),
             "rows": roster.rows,
-            "valid": roster.users.len(),
+            "valid": roster.valid,
             "rejected": roster.rejects.len(),
         },
-        "plan": plan.map(plan_json),
+        "plan": plan_json(&roster.plan),
         "apply": apply,
     })
 }
 
-fn print_plan(plan: &Plan, roster: &Roster, roster_path: &Path) {
+fn print_plan(planned: &Planned) {
+    let (plan, outcome) = (&planned.outcome.plan, &planned.outcome);
     println!(
         "roster {}: {} rows, {} valid, {} rejected",
-        roster_path.display(),
-        roster.rows,
-        roster.users.len(),
-        roster.rejects.len()
+        planned.roster_path.display(),
+        outcome.rows,
+        outcome.valid,
+        outcome.rejects.len()
     );
     let parts: Vec<String> = OpKind::ALL
         .iter()
@@ -188,31 +213,22 @@ fn print_apply(stats: &ApplyStats) {
 pub fn plan(config_path: &Path, options: &PlanOptions) -> Result<Finish> {
     let config = Config::load(config_path)?;
     let mut ledger = Ledger::open(&config.ledger.path)?;
-    let (roster, roster_path) = read_inputs(&config, options.roster.as_deref())?;
-    let run_id = ledger.begin_run("plan")?;
-    let planned = plan_step(&config, &mut ledger, run_id, options, roster, roster_path)?;
-    let summary = summary_json(
-        run_id,
-        "planned",
-        &planned.roster,
-        &planned.roster_path,
-        Some(&planned.plan),
-        None,
-    );
+    let (run_id, planned) = plan_step(&config, &mut ledger, "plan", options)?;
+    let summary = summary_json(run_id, "planned", &planned, None);
     ledger.finish_run(run_id, "planned", &summary)?;
     let dir = report::write_run(
         &report::run_dir(&config.runs_dir(), run_id),
         &summary,
-        &planned.roster.rejects,
+        &planned.outcome.rejects,
         &[],
     )?;
     if options.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print_plan(&planned.plan, &planned.roster, &planned.roster_path);
+        print_plan(&planned);
         println!("reports: {}", dir.display());
     }
-    Ok(if planned.roster.rejects.is_empty() {
+    Ok(if planned.outcome.rejects.is_empty() {
         Finish::Converged
     } else {
         Finish::Incomplete
@@ -237,32 +253,24 @@ pub async fn run(config_path: &Path, options: &PlanOptions) -> Result<Finish> {
 /// `run` on an already loaded configuration (the demo builds its own).
 pub async fn run_with(config: &Config, options: &PlanOptions) -> Result<Finish> {
     let mut ledger = Ledger::open(&config.ledger.path)?;
-    let (roster, roster_path) = read_inputs(config, options.roster.as_deref())?;
-    let run_id = ledger.begin_run(if options.dry_run {
+    let command = if options.dry_run {
         "run --dry-run"
     } else {
         "run"
-    })?;
-    let planned = plan_step(config, &mut ledger, run_id, options, roster, roster_path)?;
-    print_plan(&planned.plan, &planned.roster, &planned.roster_path);
+    };
+    let (run_id, planned) = plan_step(config, &mut ledger, command, options)?;
+    print_plan(&planned);
     if options.dry_run {
-        let summary = summary_json(
-            run_id,
-            "dry-run",
-            &planned.roster,
-            &planned.roster_path,
-            Some(&planned.plan),
-            None,
-        );
+        let summary = summary_json(run_id, "dry-run", &planned, None);
         ledger.finish_run(run_id, "dry-run", &summary)?;
         let dir = report::write_run(
             &report::run_dir(&config.runs_dir(), run_id),
             &summary,
-            &planned.roster.rejects,
+            &planned.outcome.rejects,
             &[],
         )?;
         println!("dry run: nothing sent; reports: {}", dir.display());
-        return Ok(if planned.roster.rejects.is_empty() {
+        return Ok(if planned.outcome.rejects.is_empty() {
             Finish::Converged
         } else {
             Finish::Incomplete
@@ -282,7 +290,7 @@ async fn execute(
     print_apply(&stats);
     let ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
     let finished = ledger.finished_ops(run_id)?;
-    let rejected = planned.as_ref().map_or(0, |p| p.roster.rejects.len());
+    let rejected = planned.as_ref().map_or(0, |p| p.outcome.rejects.len());
     let incomplete = rejected > 0 || stats.count("failed") > 0 || stats.count("in_doubt") > 0;
     let outcome = if incomplete {
         "incomplete"
@@ -290,20 +298,13 @@ async fn execute(
         "converged"
     };
     let summary = match &planned {
-        Some(p) => summary_json(
-            run_id,
-            outcome,
-            &p.roster,
-            &p.roster_path,
-            Some(&p.plan),
-            Some(&stats),
-        ),
+        Some(p) => summary_json(run_id, outcome, p, Some(&stats)),
         None => {
             json!({"run_id": run_id, "outcome": outcome, "finished_at": chrono::Utc::now().to_rfc3339(), "apply": stats})
         }
     };
     ledger.finish_run(run_id, outcome, &summary)?;
-    let rejects = planned.as_ref().map_or(&[][..], |p| &p.roster.rejects[..]);
+    let rejects = planned.as_ref().map_or(&[][..], |p| &p.outcome.rejects[..]);
     let dir = report::write_run(
         &report::run_dir(&config.runs_dir(), run_id),
         &summary,

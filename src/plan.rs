@@ -7,9 +7,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use anyhow::Result;
+
 use crate::config::Threshold;
-use crate::ingest::roster::{DesiredUser, Roster};
-use crate::ledger::{LedgerUser, NewOp, OpKind, OpPayload};
+use crate::ingest::roster::{CrossRowCheck, DesiredUser, Reject};
+use crate::ledger::{NewOp, OpKind, OpPayload};
 use crate::targets::praesidium::model::{
     Attributes, ContentRef, Context, Principal, STATUS_ACTIVE, STATUS_INACTIVE, System, User,
 };
@@ -29,8 +31,8 @@ pub struct ThresholdExceeded {
 /// The ops of one plan and what they amount to.
 #[derive(Debug, Default)]
 pub struct Plan {
-    pub ops: Vec<NewOp>,
     pub counts: BTreeMap<OpKind, usize>,
+    ops_pushed: usize,
     /// Active users with a platform UUID in the ledger before this plan.
     pub active_before: usize,
     /// Roster users that need nothing.
@@ -46,22 +48,17 @@ impl Plan {
         self.counts.get(&OpKind::Deactivate).copied().unwrap_or(0)
     }
 
-    fn push(&mut self, key: &str, kind: OpKind, payload: OpPayload) {
-        let seq = match kind {
-            OpKind::Create => 0,
-            OpKind::Update => 1,
-            OpKind::Enroll => 2,
-            OpKind::Remove => 3,
-            OpKind::ReEnroll => 4,
-            OpKind::Deactivate => 5,
-        };
-        *self.counts.entry(kind).or_default() += 1;
-        self.ops.push(NewOp {
-            key: key.to_owned(),
-            seq,
-            kind,
-            payload,
-        });
+    fn count(&mut self, kind: OpKind, delta: isize) {
+        let entry = self.counts.entry(kind).or_default();
+        *entry = entry.saturating_add_signed(delta);
+        if *entry == 0 {
+            self.counts.remove(&kind);
+        }
+    }
+
+    /// Ops in the plan.
+    pub fn total(&self) -> usize {
+        self.counts.values().sum()
     }
 
     /// Refuses a plan that deactivates more than the threshold allows, unless the operator
@@ -157,65 +154,286 @@ pub fn user_object(user: &DesiredUser, active: bool, content: Option<Vec<Content
     }
 }
 
-/// Diffs the roster against the ledger.
-pub fn diff(roster: &Roster, ledger: &HashMap<String, LedgerUser>) -> Plan {
-    let mut plan = Plan {
-        active_before: ledger
-            .values()
-            .filter(|u| u.uuid.is_some() && u.active)
-            .count(),
-        ..Plan::default()
-    };
-    for user in &roster.users {
-        diff_one(&mut plan, user, ledger.get(&user.key));
-    }
-    let present: HashSet<&str> = roster.users.iter().map(|u| u.key.as_str()).collect();
-    let protected_keys = roster.protected_keys();
-    let protected_emails = roster.protected_emails();
-    let mut absent: Vec<(&String, &LedgerUser)> = ledger
-        .iter()
-        .filter(|(key, user)| user.active && user.uuid.is_some() && !present.contains(key.as_str()))
-        .collect();
-    absent.sort_by(|a, b| a.0.cmp(b.0));
-    for (key, user) in absent {
-        if protected_keys.contains(key.as_str()) || protected_emails.contains(user.email.as_str()) {
-            plan.protected += 1;
-            continue;
-        }
-        plan.push(
-            key,
-            OpKind::Deactivate,
-            OpPayload {
-                uuid: user.uuid.clone(),
-                user: None,
-                items: vec![],
-                profile_hash: 0,
-            },
-        );
-    }
-    plan
+/// What the ledger knows of a key: just what the diff needs, so that a million of these
+/// fit in tens of megabytes. The rest ([`Remote`]) is fetched only for users that change.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Known {
+    pub profile_hash: i64,
+    pub content_hash: i64,
+    pub active: bool,
+    /// Whether the platform acknowledged a create (a UUID is recorded).
+    pub has_uuid: bool,
+    /// Set when the roster names the key.
+    pub seen: bool,
 }
 
-fn diff_one(plan: &mut Plan, user: &DesiredUser, known: Option<&LedgerUser>) {
-    let Some((known, uuid)) = known.and_then(|k| k.uuid.clone().map(|uuid| (k, uuid))) else {
-        if user.active {
-            let payload = OpPayload {
-                uuid: None,
-                user: Some(user_object(user, true, Some(user.content.clone()))),
-                items: vec![],
-                profile_hash: profile_hash(user),
-            };
-            plan.push(&user.key, OpKind::Create, payload);
-        } else {
-            plan.skipped_inactive += 1;
+/// The ledger's index: key → what is known.
+pub type LedgerIndex = HashMap<Box<str>, Known>;
+
+/// The rest of a ledger user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Remote {
+    pub uuid: String,
+    pub email: String,
+    /// Content this tool enrolled.
+    pub content: Vec<ContentRef>,
+}
+
+/// Where the planner reads the rest of a user and writes its ops: the ledger's plan
+/// transaction in production, memory in tests.
+pub trait PlanIo {
+    fn remote(&mut self, key: &str) -> Result<Remote>;
+    fn push(&mut self, op: NewOp) -> Result<()>;
+    /// Withdraws the ops already pushed for these keys (refused later by a cross-row rule);
+    /// returns the kinds withdrawn, by key.
+    fn retract(&mut self, keys: &[String]) -> Result<Vec<(String, OpKind)>>;
+}
+
+/// Diffs a roster, streamed row by row, against the ledger's index.
+pub struct Planner<'io, Io: PlanIo> {
+    index: LedgerIndex,
+    io: &'io mut Io,
+    plan: Plan,
+    cross: CrossRowCheck,
+    rejects: Vec<Reject>,
+    valid: u64,
+    /// Lines of valid rows that produced ops (ascending: rows are read in order).
+    lines_with_ops: Vec<u64>,
+}
+
+/// A finished plan with the rows it refused.
+#[derive(Debug)]
+pub struct Outcome {
+    pub plan: Plan,
+    pub rejects: Vec<Reject>,
+    pub rows: u64,
+    pub valid: u64,
+}
+
+impl<'io, Io: PlanIo> Planner<'io, Io> {
+    pub fn new(index: LedgerIndex, io: &'io mut Io) -> Self {
+        let active_before = index.values().filter(|k| k.has_uuid && k.active).count();
+        Planner {
+            index,
+            io,
+            plan: Plan {
+                active_before,
+                ..Plan::default()
+            },
+            cross: CrossRowCheck::default(),
+            rejects: Vec::new(),
+            valid: 0,
+            lines_with_ops: Vec::new(),
         }
-        return;
-    };
-    let before = plan.ops.len();
-    if !user.active {
-        if known.active {
-            plan.push(
-                &user.key,
+    }
+
+    /// Takes one roster row.
+    pub fn row(&mut self, row: Result<DesiredUser, Reject>) -> Result<()> {
+        match row {
+            Err(reject) => {
+                if let Some(key) = &reject.key {
+                    self.cross.observe(key, None, reject.line);
+                }
+                self.rejects.push(reject);
+            }
+            Ok(user) => {
+                self.cross.observe(&user.key, Some(&user.email), user.line);
+                self.valid += 1;
+                let known = self.index.get_mut(user.key.as_str()).map(|k| {
+                    k.seen = true;
+                    *k
+                });
+                let before = self.plan.ops_pushed;
+                self.diff_one(&user, known)?;
+                if self.plan.ops_pushed > before {
+                    self.lines_with_ops.push(user.line);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, key: &str, kind: OpKind, payload: OpPayload) -> Result<()> {
+        self.plan.count(kind, 1);
+        self.plan.ops_pushed += 1;
+        self.io.push(NewOp {
+            key: key.to_owned(),
+            seq: seq_of(kind),
+            kind,
+            payload,
+        })
+    }
+
+    fn diff_one(&mut self, user: &DesiredUser, known: Option<Known>) -> Result<()> {
+        let Some(known) = known.filter(|k| k.has_uuid) else {
+            if user.active {
+                let payload = OpPayload {
+                    uuid: None,
+                    user: Some(user_object(user, true, Some(user.content.clone()))),
+                    items: vec![],
+                    profile_hash: profile_hash(user),
+                };
+                self.push(&user.key, OpKind::Create, payload)?;
+            } else {
+                self.plan.skipped_inactive += 1;
+            }
+            return Ok(());
+        };
+        if !user.active {
+            if known.active {
+                let remote = self.io.remote(&user.key)?;
+                self.push(
+                    &user.key,
+                    OpKind::Deactivate,
+                    OpPayload {
+                        uuid: Some(remote.uuid),
+                        user: None,
+                        items: vec![],
+                        profile_hash: 0,
+                    },
+                )?;
+            }
+            return Ok(());
+        }
+        let hash = profile_hash(user);
+        let profile_changed = hash != known.profile_hash || !known.active;
+        let content_changed = content_hash(&user.content) != known.content_hash;
+        if !profile_changed && !content_changed {
+            return Ok(());
+        }
+        let remote = self.io.remote(&user.key)?;
+        if profile_changed {
+            let payload = OpPayload {
+                uuid: Some(remote.uuid.clone()),
+                user: Some(user_object(user, true, None)),
+                items: vec![],
+                profile_hash: hash,
+            };
+            self.push(&user.key, OpKind::Update, payload)?;
+        }
+        if content_changed {
+            let added: Vec<ContentRef> = user
+                .content
+                .iter()
+                .filter(|c| !remote.content.iter().any(|e| e.uuid == c.uuid))
+                .cloned()
+                .collect();
+            let removed: Vec<ContentRef> = remote
+                .content
+                .iter()
+                .filter(|e| !user.content.iter().any(|c| c.uuid == e.uuid))
+                .cloned()
+                .collect();
+            for (kind, items) in [(OpKind::Enroll, added), (OpKind::Remove, removed)] {
+                if !items.is_empty() {
+                    self.push(
+                        &user.key,
+                        kind,
+                        OpPayload {
+                            uuid: Some(remote.uuid.clone()),
+                            user: None,
+                            items,
+                            profile_hash: 0,
+                        },
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles the cross-row rules and plans the deactivation of keys the roster no longer
+    /// names. `reread` gives the original text, key and email of rows by line (the roster is
+    /// read again only when a cross-row conflict was found).
+    pub fn finish(
+        mut self,
+        reread: impl FnOnce(&HashSet<u64>) -> Result<HashMap<u64, (String, String, String)>>,
+        rows: u64,
+    ) -> Result<Outcome> {
+        let mut conflicts = std::mem::take(&mut self.cross).finish();
+        if !conflicts.is_empty() {
+            let rejected_lines: HashSet<u64> = self.rejects.iter().map(|r| r.line).collect();
+            let mut lines: Vec<u64> = conflicts
+                .lines()
+                .into_iter()
+                .filter(|l| !rejected_lines.contains(l))
+                .collect();
+            lines.sort_unstable();
+            let originals = reread(&lines.iter().copied().collect())?;
+            let mut refused = Vec::new();
+            for line in lines {
+                let Some((original, key, email)) = originals.get(&line) else {
+                    continue;
+                };
+                if let Some((column, reason)) = conflicts.reason(key, email) {
+                    refused.push((
+                        line,
+                        original.clone(),
+                        key.clone(),
+                        email.clone(),
+                        column,
+                        reason,
+                    ));
+                }
+            }
+            let mut keys = Vec::new();
+            for (line, original, key, email, column, reason) in refused {
+                let stub = DesiredUser {
+                    key: key.clone(),
+                    email: email.clone(),
+                    line,
+                    ..DesiredUser::default()
+                };
+                let mut reject = conflicts.reject(&stub, column, reason);
+                reject.original = original;
+                self.rejects.push(reject);
+                self.valid -= 1;
+                if let Ok(i) = self.lines_with_ops.binary_search(&line) {
+                    self.lines_with_ops.remove(i);
+                }
+                keys.push(key);
+            }
+            keys.sort();
+            keys.dedup();
+            let withdrawn = self.io.retract(&keys)?;
+            for (_, kind) in &withdrawn {
+                self.plan.count(*kind, -1);
+            }
+            self.rejects.sort_by_key(|r| r.line);
+        }
+        let protected_keys: HashSet<&str> = self
+            .rejects
+            .iter()
+            .filter_map(|r| r.key.as_deref())
+            .collect();
+        let protected_emails: HashSet<&str> = self
+            .rejects
+            .iter()
+            .filter_map(|r| r.email.as_deref())
+            .collect();
+        let mut absent: Vec<&str> = self
+            .index
+            .iter()
+            .filter(|(_, k)| !k.seen && k.active && k.has_uuid)
+            .map(|(key, _)| &**key)
+            .collect();
+        absent.sort_unstable();
+        let mut deactivations = Vec::new();
+        for key in absent {
+            if protected_keys.contains(key) {
+                self.plan.protected += 1;
+                continue;
+            }
+            let remote = self.io.remote(key)?;
+            if protected_emails.contains(remote.email.as_str()) {
+                self.plan.protected += 1;
+                continue;
+            }
+            deactivations.push((key.to_owned(), remote.uuid));
+        }
+        for (key, uuid) in deactivations {
+            self.push(
+                &key,
                 OpKind::Deactivate,
                 OpPayload {
                     uuid: Some(uuid),
@@ -223,58 +441,61 @@ fn diff_one(plan: &mut Plan, user: &DesiredUser, known: Option<&LedgerUser>) {
                     items: vec![],
                     profile_hash: 0,
                 },
-            );
+            )?;
         }
-    } else {
-        let hash = profile_hash(user);
-        if hash != known.profile_hash || !known.active {
-            let payload = OpPayload {
-                uuid: Some(uuid.clone()),
-                user: Some(user_object(user, true, None)),
-                items: vec![],
-                profile_hash: hash,
-            };
-            plan.push(&user.key, OpKind::Update, payload);
-        }
-        if content_hash(&user.content) != known.content_hash {
-            let enrolled = known.content();
-            let added: Vec<ContentRef> = user
-                .content
-                .iter()
-                .filter(|c| !enrolled.iter().any(|e| e.uuid == c.uuid))
-                .cloned()
-                .collect();
-            let removed: Vec<ContentRef> = enrolled
-                .iter()
-                .filter(|e| !user.content.iter().any(|c| c.uuid == e.uuid))
-                .cloned()
-                .collect();
-            for (kind, items) in [(OpKind::Enroll, added), (OpKind::Remove, removed)] {
-                if !items.is_empty() {
-                    plan.push(
-                        &user.key,
-                        kind,
-                        OpPayload {
-                            uuid: Some(uuid.clone()),
-                            user: None,
-                            items,
-                            profile_hash: 0,
-                        },
-                    );
-                }
-            }
-        }
+        self.plan.unchanged =
+            self.valid as usize - self.lines_with_ops.len() - self.plan.skipped_inactive;
+        Ok(Outcome {
+            plan: self.plan,
+            rejects: self.rejects,
+            rows,
+            valid: self.valid,
+        })
     }
-    if plan.ops.len() == before {
-        plan.unchanged += 1;
+}
+
+fn seq_of(kind: OpKind) -> u32 {
+    match kind {
+        OpKind::Create => 0,
+        OpKind::Update => 1,
+        OpKind::Enroll => 2,
+        OpKind::Remove => 3,
+        OpKind::ReEnroll => 4,
+        OpKind::Deactivate => 5,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::roster::Reject;
     use crate::ledger::content_record;
+
+    /// An in-memory ledger for the planner.
+    #[derive(Default)]
+    struct Memory {
+        remote: HashMap<String, Remote>,
+        ops: Vec<NewOp>,
+    }
+
+    impl PlanIo for Memory {
+        fn remote(&mut self, key: &str) -> Result<Remote> {
+            Ok(self.remote[key].clone())
+        }
+        fn push(&mut self, op: NewOp) -> Result<()> {
+            self.ops.push(op);
+            Ok(())
+        }
+        fn retract(&mut self, keys: &[String]) -> Result<Vec<(String, OpKind)>> {
+            let withdrawn = self
+                .ops
+                .iter()
+                .filter(|o| keys.contains(&o.key))
+                .map(|o| (o.key.clone(), o.kind))
+                .collect();
+            self.ops.retain(|o| !keys.contains(&o.key));
+            Ok(withdrawn)
+        }
+    }
 
     fn desired(key: &str) -> DesiredUser {
         DesiredUser {
@@ -296,37 +517,60 @@ mod tests {
         }
     }
 
-    fn known(user: &DesiredUser) -> LedgerUser {
-        let (content_hash, content_json) = content_record(&user.content);
-        LedgerUser {
-            uuid: Some(format!("uuid-{}", user.key)),
-            email: user.email.clone(),
-            profile_hash: profile_hash(user),
-            active: user.active,
-            content_hash,
-            content_json,
+    /// A ledger holding `users` exactly as they are.
+    fn ledger_of(users: &[DesiredUser]) -> (LedgerIndex, Memory) {
+        let mut index = LedgerIndex::new();
+        let mut memory = Memory::default();
+        for user in users {
+            let (content_hash, _) = content_record(&user.content);
+            index.insert(
+                user.key.as_str().into(),
+                Known {
+                    profile_hash: profile_hash(user),
+                    content_hash,
+                    active: user.active,
+                    has_uuid: true,
+                    seen: false,
+                },
+            );
+            memory.remote.insert(
+                user.key.clone(),
+                Remote {
+                    uuid: format!("uuid-{}", user.key),
+                    email: user.email.clone(),
+                    content: user.content.clone(),
+                },
+            );
         }
+        (index, memory)
     }
 
-    fn roster(users: Vec<DesiredUser>) -> Roster {
-        Roster {
-            rows: users.len() as u64,
-            users,
-            rejects: vec![],
+    fn run(
+        index: LedgerIndex,
+        memory: &mut Memory,
+        rows: Vec<Result<DesiredUser, Reject>>,
+    ) -> Outcome {
+        let count = rows.len() as u64;
+        let mut planner = Planner::new(index, memory);
+        for row in rows {
+            planner.row(row).unwrap();
         }
+        planner.finish(|_| Ok(HashMap::new()), count).unwrap()
     }
 
-    fn kinds(plan: &Plan) -> Vec<(String, OpKind)> {
-        plan.ops.iter().map(|o| (o.key.clone(), o.kind)).collect()
+    fn kinds(memory: &Memory) -> Vec<(String, OpKind)> {
+        let mut kinds: Vec<_> = memory.ops.iter().map(|o| (o.key.clone(), o.kind)).collect();
+        kinds.sort();
+        kinds
     }
 
     #[test]
     fn converged_users_need_nothing() {
         let users = vec![desired("A"), desired("B")];
-        let ledger = users.iter().map(|u| (u.key.clone(), known(u))).collect();
-        let plan = diff(&roster(users), &ledger);
-        assert!(plan.ops.is_empty());
-        assert_eq!(plan.unchanged, 2);
+        let (index, mut memory) = ledger_of(&users);
+        let outcome = run(index, &mut memory, users.into_iter().map(Ok).collect());
+        assert!(memory.ops.is_empty());
+        assert_eq!(outcome.plan.unchanged, 2);
     }
 
     #[test]
@@ -335,12 +579,9 @@ mod tests {
             .iter()
             .map(|k| desired(k))
             .collect();
-        let mut ledger: HashMap<String, LedgerUser> = base
-            .iter()
-            .filter(|u| u.key != "NEW")
-            .map(|u| (u.key.clone(), known(u)))
-            .collect();
-        ledger.get_mut("BACK").unwrap().active = false;
+        let known: Vec<DesiredUser> = base.iter().filter(|u| u.key != "NEW").cloned().collect();
+        let (mut index, mut memory) = ledger_of(&known);
+        index.get_mut("BACK").unwrap().active = false;
         let mut now = base.clone();
         now.retain(|u| u.key != "GONE");
         for user in &mut now {
@@ -355,9 +596,7 @@ mod tests {
                 _ => {}
             }
         }
-        let plan = diff(&roster(now), &ledger);
-        let mut got = kinds(&plan);
-        got.sort();
+        let outcome = run(index, &mut memory, now.into_iter().map(Ok).collect());
         let mut expected = vec![
             ("NEW".to_owned(), OpKind::Create),
             ("CHG".to_owned(), OpKind::Update),
@@ -368,8 +607,13 @@ mod tests {
             ("GONE".to_owned(), OpKind::Deactivate),
         ];
         expected.sort();
-        assert_eq!(got, expected);
-        let enroll = plan.ops.iter().find(|o| o.kind == OpKind::Enroll).unwrap();
+        assert_eq!(kinds(&memory), expected);
+        assert_eq!(outcome.plan.total(), 7);
+        let enroll = memory
+            .ops
+            .iter()
+            .find(|o| o.kind == OpKind::Enroll)
+            .unwrap();
         assert_eq!(
             enroll.payload.items,
             vec![ContentRef {
@@ -377,37 +621,82 @@ mod tests {
                 kind: "course".into()
             }]
         );
-        let back = plan.ops.iter().find(|o| o.key == "BACK").unwrap();
+        let back = memory.ops.iter().find(|o| o.key == "BACK").unwrap();
         assert_eq!(
             back.payload.user.as_ref().unwrap().system.status.as_deref(),
             Some("active")
         );
+        assert_eq!(back.payload.uuid.as_deref(), Some("uuid-BACK"));
     }
 
     #[test]
     fn rejected_rows_protect_their_users_from_deactivation() {
         let users = [desired("A"), desired("B"), desired("C")];
-        let ledger = users.iter().map(|u| (u.key.clone(), known(u))).collect();
-        let reject = |key: Option<&str>, email: Option<&str>| Reject {
-            line: 3,
+        let (index, mut memory) = ledger_of(&users);
+        let reject = |line: u64, key: Option<&str>, email: Option<&str>| Reject {
+            line,
             column: "email".into(),
             reason: "bad".into(),
             original: String::new(),
             key: key.map(Into::into),
             email: email.map(Into::into),
         };
-        let mut now = roster(vec![desired("A")]);
-        now.rejects = vec![reject(Some("B"), None), reject(None, Some("c@example.com"))];
-        let plan = diff(&now, &ledger);
-        assert!(plan.ops.is_empty(), "{:?}", kinds(&plan));
-        assert_eq!(plan.protected, 2);
+        let rows = vec![
+            Ok(desired("A")),
+            Err(reject(3, Some("B"), None)),
+            Err(reject(4, None, Some("c@example.com"))),
+        ];
+        let outcome = run(index, &mut memory, rows);
+        assert!(memory.ops.is_empty(), "{:?}", kinds(&memory));
+        assert_eq!(outcome.plan.protected, 2);
+    }
+
+    #[test]
+    fn a_key_found_twice_withdraws_its_ops_and_rejects_every_row() {
+        let (index, mut memory) = ledger_of(&[]);
+        let mut second = desired("D");
+        second.line = 5;
+        let mut planner = Planner::new(index, &mut memory);
+        for row in [desired("D"), desired("E"), second] {
+            planner.row(Ok(row)).unwrap();
+        }
+        let outcome = planner
+            .finish(
+                |lines| {
+                    assert_eq!(lines.len(), 2, "both rows of D are read again");
+                    Ok(lines
+                        .iter()
+                        .map(|&l| {
+                            (
+                                l,
+                                (
+                                    format!("row {l}"),
+                                    "D".to_owned(),
+                                    "d@example.com".to_owned(),
+                                ),
+                            )
+                        })
+                        .collect())
+                },
+                3,
+            )
+            .unwrap();
+        assert_eq!(kinds(&memory), vec![("E".to_owned(), OpKind::Create)]);
+        assert_eq!(outcome.plan.counts.get(&OpKind::Create), Some(&1));
+        assert_eq!(outcome.rejects.len(), 2);
+        assert_eq!(outcome.valid, 1);
     }
 
     #[test]
     fn the_threshold_refuses_unless_allowed() {
         let users: Vec<DesiredUser> = (0..10).map(|i| desired(&format!("U{i}"))).collect();
-        let ledger = users.iter().map(|u| (u.key.clone(), known(u))).collect();
-        let plan = diff(&roster(users[..5].to_vec()), &ledger);
+        let (index, mut memory) = ledger_of(&users);
+        let outcome = run(
+            index,
+            &mut memory,
+            users[..5].iter().cloned().map(Ok).collect(),
+        );
+        let plan = outcome.plan;
         assert_eq!(plan.deactivations(), 5);
         let refused = plan
             .check_threshold(Threshold::Percent(10.0), None)

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -37,7 +37,7 @@ const REQUIRED: &[&str] = &["external_id", "first_name", "last_name", "email"];
 pub const MAX_FIELD_BYTES: usize = 4096;
 
 /// A person as the roster wants them on the platform, with every reference resolved.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DesiredUser {
     pub key: String,
     pub first_name: String,
@@ -131,7 +131,8 @@ impl Roster {
     }
 }
 
-/// Reads a roster file.
+/// Reads a whole roster file into memory (desired users and rejects, cross-row rules
+/// applied). The planner streams instead; this is for small rosters and tests.
 pub fn read_roster(
     path: &Path,
     catalog: &Catalog,
@@ -142,67 +143,353 @@ pub fn read_roster(
         File::open(path).with_context(|| format!("cannot open roster {}", path.display()))?;
     read_roster_from(
         &path.display().to_string(),
-        BufReader::with_capacity(1 << 20, file),
+        BufReader::new(file),
         catalog,
         defaults,
         columns,
     )
 }
 
-/// Reads a roster from any reader; `label` names it in messages.
-pub fn read_roster_from(
+/// Reads a whole roster from any re-readable source; `label` names it in messages.
+pub fn read_roster_from<R: Read + Seek>(
     label: &str,
-    reader: impl Read,
+    source: R,
     catalog: &Catalog,
     defaults: &Defaults,
     columns: &HashMap<String, String>,
 ) -> Result<Roster> {
-    let mut csv = csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(false)
-        .from_reader(reader);
-    let mut header = csv::ByteRecord::new();
-    if !csv
-        .read_byte_record(&mut header)
-        .map_err(|e| super::catalog::csv_error(label, e))?
-    {
-        bail!(
-            "{label}: the roster is empty; expected a header line naming at least {}",
-            REQUIRED.join(", ")
-        );
-    }
-    let positions = map_headers(label, &header, columns)?;
-    let defaults =
-        ResolvedDefaults::new(defaults, catalog).with_context(|| format!("{label}: [defaults]"))?;
+    let mut reader = RosterReader::new(label, source, catalog, defaults, columns)?;
     let mut roster = Roster::default();
-    let mut record = csv::ByteRecord::new();
-    let width = header.len();
-    loop {
-        match csv.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
+    let mut cross = CrossRowCheck::default();
+    while let Some(row) = reader.next_row()? {
+        match row {
+            Ok(user) => {
+                cross.observe(&user.key, Some(&user.email), user.line);
+                roster.users.push(user);
+            }
+            Err(reject) => {
+                if let Some(key) = &reject.key {
+                    cross.observe(key, None, reject.line);
+                }
+                roster.rejects.push(reject);
+            }
+        }
+    }
+    roster.rows = reader.rows();
+    let mut conflicts = cross.finish();
+    if !conflicts.is_empty() {
+        let originals = reader.originals(&conflicts.lines())?;
+        let users = std::mem::take(&mut roster.users);
+        let mut refused = Vec::new();
+        for user in users {
+            match conflicts.reason(&user.key, &user.email) {
+                None => roster.users.push(user),
+                Some((column, reason)) => refused.push((user, column, reason)),
+            }
+        }
+        // Built after every reason is known, so each message names all the keys involved.
+        for (user, column, reason) in refused {
+            let original = originals
+                .get(&user.line)
+                .map(|o| o.0.clone())
+                .unwrap_or_default();
+            let mut reject = conflicts.reject(&user, column, reason);
+            reject.original = original;
+            roster.rejects.push(reject);
+        }
+        roster.rejects.sort_by_key(|r| r.line);
+    }
+    Ok(roster)
+}
+
+/// Streams a roster row by row: each data row becomes a desired user or a reject. The
+/// cross-row rules (one key per person, one email per key) are the caller's, through
+/// [`CrossRowCheck`], because they can only be settled once the whole file is read.
+pub struct RosterReader<'a, R: Read + Seek> {
+    label: String,
+    csv: csv::Reader<R>,
+    positions: Positions,
+    width: usize,
+    catalog: &'a Catalog,
+    defaults: ResolvedDefaults,
+    record: csv::ByteRecord,
+    rows: u64,
+}
+
+impl<'a> RosterReader<'a, BufReader<File>> {
+    pub fn open(
+        path: &Path,
+        catalog: &'a Catalog,
+        defaults: &Defaults,
+        columns: &HashMap<String, String>,
+    ) -> Result<Self> {
+        let file =
+            File::open(path).with_context(|| format!("cannot open roster {}", path.display()))?;
+        RosterReader::new(
+            &path.display().to_string(),
+            BufReader::with_capacity(1 << 20, file),
+            catalog,
+            defaults,
+            columns,
+        )
+    }
+}
+
+impl<'a, R: Read + Seek> RosterReader<'a, R> {
+    /// Reads and checks the header; a structurally broken file fails here.
+    pub fn new(
+        label: &str,
+        source: R,
+        catalog: &'a Catalog,
+        defaults: &Defaults,
+        columns: &HashMap<String, String>,
+    ) -> Result<Self> {
+        let mut csv = csv::ReaderBuilder::new()
+            .flexible(true)
+            .has_headers(false)
+            .from_reader(source);
+        let mut header = csv::ByteRecord::new();
+        if !csv
+            .read_byte_record(&mut header)
+            .map_err(|e| super::catalog::csv_error(label, e))?
+        {
+            bail!(
+                "{label}: the roster is empty; expected a header line naming at least {}",
+                REQUIRED.join(", ")
+            );
+        }
+        let positions = map_headers(label, &header, columns)?;
+        let defaults = ResolvedDefaults::new(defaults, catalog)
+            .with_context(|| format!("{label}: [defaults]"))?;
+        Ok(RosterReader {
+            label: label.to_owned(),
+            csv,
+            width: header.len(),
+            positions,
+            catalog,
+            defaults,
+            record: csv::ByteRecord::new(),
+            rows: 0,
+        })
+    }
+
+    /// Data rows read so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The next data row, or `None` at the end of the file.
+    pub fn next_row(&mut self) -> Result<Option<Result<DesiredUser, Reject>>> {
+        loop {
             // Structural CSV errors (not field count, which is flexible) mean the rest of the
             // file cannot be trusted to be split into the right rows.
-            Err(error) => return Err(super::catalog::csv_error(label, error)),
-        }
-        let line = record.position().map_or(0, |p| p.line());
-        if record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        roster.rows += 1;
-        match read_row(&record, width, &positions, catalog, &defaults, line) {
-            Ok(user) => roster.users.push(user),
-            Err((column, reason)) => roster.rejects.push(reject(
-                &record,
-                &positions,
-                line,
-                column,
-                reason.to_string(),
-            )),
+            if !self
+                .csv
+                .read_byte_record(&mut self.record)
+                .map_err(|e| super::catalog::csv_error(&self.label, e))?
+            {
+                return Ok(None);
+            }
+            let record = &self.record;
+            if record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            self.rows += 1;
+            let line = record.position().map_or(0, |p| p.line());
+            return Ok(Some(
+                read_row(
+                    record,
+                    self.width,
+                    &self.positions,
+                    self.catalog,
+                    &self.defaults,
+                    line,
+                )
+                .map_err(|(column, reason)| {
+                    reject(record, &self.positions, line, column, reason.to_string())
+                }),
+            ));
         }
     }
-    reject_shared_keys_and_emails(&mut roster);
-    Ok(roster)
+
+    /// The original text, key and (folded) email of the rows on `lines`, read again from the
+    /// start of the source (only needed when cross-row conflicts were found, which is rare).
+    pub fn originals(
+        &mut self,
+        lines: &HashSet<u64>,
+    ) -> Result<HashMap<u64, (String, String, String)>> {
+        let mut found = HashMap::new();
+        let mut position = csv::Position::new();
+        position.set_line(1);
+        self.csv
+            .seek(position)
+            .with_context(|| format!("{}: cannot read the roster again", self.label))?;
+        let mut record = csv::ByteRecord::new();
+        while self
+            .csv
+            .read_byte_record(&mut record)
+            .map_err(|e| super::catalog::csv_error(&self.label, e))?
+        {
+            let line = record.position().map_or(0, |p| p.line());
+            if lines.contains(&line) {
+                let field = |column: &str| {
+                    self.positions
+                        .of(column)
+                        .and_then(|i| record.get(i))
+                        .map(|raw| clean(&String::from_utf8_lossy(raw)))
+                        .unwrap_or_default()
+                };
+                let (key, email) = (field("external_id"), fold(&field("email")));
+                found.insert(line, (original_text(&record), key, email));
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The cross-row rules: an external_id on several rows, or an email under several
+/// external_ids, is an error in the export that rostersync cannot settle by picking one, so
+/// every row involved is rejected. Keeps 64-bit fingerprints, not the strings, so a million
+/// rows cost tens of megabytes.
+#[derive(Default)]
+pub struct CrossRowCheck {
+    first_line_by_key: HashMap<u64, u64>,
+    key_by_email: HashMap<u64, (u64, u64)>,
+    conflicts: Conflicts,
+}
+
+/// Keys and emails found on conflicting rows, with their lines.
+#[derive(Default)]
+pub struct Conflicts {
+    keys: HashMap<u64, Vec<u64>>,
+    emails: HashMap<u64, Vec<u64>>,
+    keys_of_email: HashMap<u64, Vec<String>>,
+}
+
+pub fn fingerprint(value: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in value.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+impl CrossRowCheck {
+    /// Records a row's key (and email, for valid rows).
+    pub fn observe(&mut self, key: &str, email: Option<&str>, line: u64) {
+        let key_hash = fingerprint(key);
+        match self.first_line_by_key.get(&key_hash) {
+            Some(&first) => {
+                let lines = self
+                    .conflicts
+                    .keys
+                    .entry(key_hash)
+                    .or_insert_with(|| vec![first]);
+                lines.push(line);
+            }
+            None => {
+                self.first_line_by_key.insert(key_hash, line);
+            }
+        }
+        let Some(email) = email else { return };
+        let email_hash = fingerprint(email);
+        match self.key_by_email.get(&email_hash) {
+            Some(&(other_key, first)) if other_key != key_hash => {
+                let lines = self
+                    .conflicts
+                    .emails
+                    .entry(email_hash)
+                    .or_insert_with(|| vec![first]);
+                lines.push(line);
+            }
+            Some(_) => {}
+            None => {
+                self.key_by_email.insert(email_hash, (key_hash, line));
+            }
+        }
+    }
+
+    pub fn finish(self) -> Conflicts {
+        self.conflicts
+    }
+}
+
+impl Conflicts {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.emails.is_empty()
+    }
+
+    /// Every line involved in a conflict.
+    pub fn lines(&self) -> HashSet<u64> {
+        self.keys
+            .values()
+            .chain(self.emails.values())
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// Whether a key is refused because it is on several rows (its user must be left alone).
+    pub fn has_key(&self, key: &str) -> bool {
+        self.keys.contains_key(&fingerprint(key))
+    }
+
+    /// Why a valid row is refused after all, if it is.
+    pub fn reason(&mut self, key: &str, email: &str) -> Option<(&'static str, RejectReason)> {
+        if let Some(lines) = self.keys.get(&fingerprint(key)) {
+            let mut sorted = lines.clone();
+            sorted.sort_unstable();
+            let list = sorted
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Some((
+                "external_id",
+                RejectReason::DuplicateKey(key.to_owned(), list),
+            ));
+        }
+        let email_hash = fingerprint(email);
+        if self.emails.contains_key(&email_hash) {
+            let keys = self.keys_of_email.entry(email_hash).or_default();
+            if !keys.iter().any(|k| k == key) {
+                keys.push(key.to_owned());
+                keys.sort();
+            }
+            return Some((
+                "email",
+                RejectReason::SharedEmail(email.to_owned(), String::new()),
+            ));
+        }
+        None
+    }
+
+    /// The reject for a valid row refused by a cross-row rule; call once every refused row's
+    /// [`Conflicts::reason`] has been asked, so that messages name all the keys involved.
+    pub fn reject(&self, user: &DesiredUser, column: &str, reason: RejectReason) -> Reject {
+        let reason = match reason {
+            RejectReason::SharedEmail(email, _) => {
+                let keys = self
+                    .keys_of_email
+                    .get(&fingerprint(&email))
+                    .map(|k| k.join(", "))
+                    .unwrap_or_default();
+                format!(
+                    "email {email:?} is used by several external_ids ({keys}); every one of those rows is rejected"
+                )
+            }
+            other => other.to_string(),
+        };
+        Reject {
+            line: user.line,
+            column: column.to_owned(),
+            reason,
+            original: String::new(),
+            key: Some(user.key.clone()),
+            email: Some(user.email.clone()),
+        }
+    }
 }
 
 /// Column index of each canonical column (`None` when the file lacks it).
@@ -443,6 +730,22 @@ fn read_row(
     })
 }
 
+/// A row as CSV text again (invalid UTF-8 shown with replacement characters).
+fn original_text(record: &csv::ByteRecord) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let fields: Vec<String> = record
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    let _ = writer.write_record(&fields);
+    String::from_utf8(writer.into_inner().unwrap_or_default())
+        .unwrap_or_default()
+        .trim_end_matches('\n')
+        .to_owned()
+}
+
 fn reject(
     record: &csv::ByteRecord,
     positions: &Positions,
@@ -457,107 +760,14 @@ fn reject(
             .map(|raw| clean(&String::from_utf8_lossy(raw)))
             .filter(|v| !v.is_empty())
     };
-    let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
-    let fields: Vec<String> = record
-        .iter()
-        .map(|f| String::from_utf8_lossy(f).into_owned())
-        .collect();
-    let _ = writer.write_record(&fields);
-    let original = String::from_utf8(writer.into_inner().unwrap_or_default())
-        .unwrap_or_default()
-        .trim_end_matches('\n')
-        .to_owned();
     Reject {
         line,
         column,
         reason,
-        original,
+        original: original_text(record),
         key: lossy("external_id"),
         email: lossy("email").map(|e| fold(&e)),
     }
-}
-
-/// A key on several rows, or an email under several keys, is an error in the export that
-/// rostersync cannot settle by picking one: every row involved is rejected.
-fn reject_shared_keys_and_emails(roster: &mut Roster) {
-    let mut lines_by_key: HashMap<&str, Vec<u64>> = HashMap::new();
-    for user in &roster.users {
-        lines_by_key.entry(&user.key).or_default().push(user.line);
-    }
-    for reject in &roster.rejects {
-        if let Some(key) = &reject.key {
-            lines_by_key.entry(key).or_default().push(reject.line);
-        }
-    }
-    let mut keys_by_email: HashMap<&str, Vec<&str>> = HashMap::new();
-    for user in &roster.users {
-        keys_by_email
-            .entry(&user.email)
-            .or_default()
-            .push(&user.key);
-    }
-    let mut refused: HashMap<usize, (String, RejectReason)> = HashMap::new();
-    for (i, user) in roster.users.iter().enumerate() {
-        let lines = &lines_by_key[user.key.as_str()];
-        if lines.len() > 1 {
-            let mut sorted = lines.clone();
-            sorted.sort_unstable();
-            let list = sorted
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
-            refused.insert(
-                i,
-                (
-                    "external_id".to_owned(),
-                    RejectReason::DuplicateKey(user.key.clone(), list),
-                ),
-            );
-            continue;
-        }
-        let keys = &keys_by_email[user.email.as_str()];
-        if keys.iter().collect::<HashSet<_>>().len() > 1 {
-            let mut distinct: Vec<&str> = keys.clone();
-            distinct.sort_unstable();
-            distinct.dedup();
-            refused.insert(
-                i,
-                (
-                    "email".to_owned(),
-                    RejectReason::SharedEmail(user.email.clone(), distinct.join(", ")),
-                ),
-            );
-        }
-    }
-    if refused.is_empty() {
-        return;
-    }
-    let users = std::mem::take(&mut roster.users);
-    for (i, user) in users.into_iter().enumerate() {
-        match refused.remove(&i) {
-            None => roster.users.push(user),
-            Some((column, reason)) => roster.rejects.push(Reject {
-                line: user.line,
-                column,
-                reason: reason.to_string(),
-                original: describe(&user),
-                key: Some(user.key),
-                email: Some(user.email),
-            }),
-        }
-    }
-    roster.rejects.sort_by_key(|r| r.line);
-}
-
-/// The row as read, for a user refused after it was parsed.
-fn describe(user: &DesiredUser) -> String {
-    format!(
-        "{},{},{},{}",
-        user.key, user.first_name, user.last_name, user.email
-    )
 }
 
 #[cfg(test)]
@@ -575,7 +785,7 @@ mod tests {
         };
         read_roster_from(
             "roster.csv",
-            text.as_bytes(),
+            std::io::Cursor::new(text.as_bytes()),
             &crate::samples::catalog(),
             &defaults,
             columns,
@@ -670,7 +880,15 @@ mod tests {
             vec![2, 3, 4, 5]
         );
         assert!(roster.rejects[0].reason.contains("lines 2, 3"));
-        assert!(roster.rejects[2].reason.contains("E2, E3"));
+        assert!(
+            roster.rejects[2].reason.contains("E2, E3"),
+            "{}",
+            roster.rejects[2].reason
+        );
+        assert!(
+            roster.rejects[0].original.contains("a@example.com"),
+            "the original row is kept"
+        );
     }
 
     #[test]
@@ -681,7 +899,7 @@ mod tests {
             .extend_from_slice(b"E2,Jos\xe9,B,b@example.com,,,,,,,\nE3,C,C,c@example.com,,,,,,,\n");
         let roster = read_roster_from(
             "r.csv",
-            bytes.as_slice(),
+            std::io::Cursor::new(bytes.as_slice()),
             &crate::samples::catalog(),
             &Defaults {
                 client: "Northwind Camps".into(),

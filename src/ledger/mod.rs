@@ -7,7 +7,6 @@
 
 pub mod migrate;
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
@@ -15,6 +14,7 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::plan::{Known, LedgerIndex, PlanIo, Remote};
 use crate::targets::praesidium::model::{ContentRef, User};
 
 /// The ledger is held by another rostersync process (exit code 4).
@@ -109,24 +109,6 @@ pub struct Op {
     pub seq: u32,
     pub kind: OpKind,
     pub payload: OpPayload,
-}
-
-/// A user as the ledger knows it: enough to diff against the roster.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LedgerUser {
-    pub uuid: Option<String>,
-    pub email: String,
-    pub profile_hash: i64,
-    pub active: bool,
-    pub content_hash: i64,
-    /// JSON list of content items this tool enrolled (parsed only when the hash differs).
-    pub content_json: String,
-}
-
-impl LedgerUser {
-    pub fn content(&self) -> Vec<ContentRef> {
-        serde_json::from_str(&self.content_json).unwrap_or_default()
-    }
 }
 
 /// A rejected roster row as recorded.
@@ -228,30 +210,46 @@ impl Ledger {
         Ok(())
     }
 
-    /// Every user the ledger knows, by key.
-    pub fn users(&self) -> Result<HashMap<String, LedgerUser>> {
+    /// The index the planner diffs against: every key with its fingerprints and status.
+    pub fn index(&self) -> Result<LedgerIndex> {
         let count: i64 = self
             .conn
             .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
-        let mut users = HashMap::with_capacity(count as usize);
+        let mut index = LedgerIndex::with_capacity(count as usize);
         let mut statement = self.conn.prepare_cached(
-            "SELECT key, uuid, email, profile_hash, active, content_hash, content FROM users",
+            "SELECT key, profile_hash, content_hash, active, uuid IS NOT NULL FROM users",
         )?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
-            users.insert(
-                row.get::<_, String>(0)?,
-                LedgerUser {
-                    uuid: row.get(1)?,
-                    email: row.get(2)?,
-                    profile_hash: row.get(3)?,
-                    active: row.get(4)?,
-                    content_hash: row.get(5)?,
-                    content_json: row.get(6)?,
+            let key = row.get_ref(0)?.as_str()?;
+            index.insert(
+                key.into(),
+                Known {
+                    profile_hash: row.get(1)?,
+                    content_hash: row.get(2)?,
+                    active: row.get(3)?,
+                    has_uuid: row.get(4)?,
+                    seen: false,
                 },
             );
         }
-        Ok(users)
+        Ok(index)
+    }
+
+    /// Starts writing a plan: the pending ops of any earlier plan are replaced. Nothing is
+    /// kept unless [`PlanTx::commit`] is called.
+    pub fn plan_tx(&mut self, run_id: i64) -> Result<PlanTx<'_>> {
+        // A bigger page cache for the bulk insert: SQLite otherwise spills pages to the WAL
+        // again and again while a million-op plan is written.
+        self.conn.pragma_update(None, "cache_size", -65536)?;
+        let tx = self.conn.transaction()?;
+        let replaced = tx.execute("DELETE FROM ops WHERE state = 'pending'", [])?;
+        Ok(PlanTx {
+            tx,
+            run_id,
+            replaced,
+            now: now_ms(),
+        })
     }
 
     /// Ops still to resolve from an earlier, interrupted apply.
@@ -263,52 +261,10 @@ impl Ledger {
         )?)
     }
 
-    /// Replaces the pending plan with `ops` and records `rejects`, in one transaction.
-    pub fn write_plan(
-        &mut self,
-        run_id: i64,
-        ops: &[NewOp],
-        rejects: &[RejectRow],
-    ) -> Result<usize> {
-        let tx = self.conn.transaction()?;
-        let replaced = tx.execute("DELETE FROM ops WHERE state = 'pending'", [])?;
-        {
-            let now = now_ms();
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO ops (run_id, key, seq, kind, payload, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
-            )?;
-            for op in ops {
-                let payload = serde_json::to_string(&op.payload)?;
-                insert.execute(params![
-                    run_id,
-                    op.key,
-                    op.seq,
-                    op.kind.as_str(),
-                    payload,
-                    now
-                ])?;
-            }
-            let mut reject = tx.prepare_cached(
-                "INSERT INTO rejects (run_id, line, column_name, reason, original) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for row in rejects {
-                reject.execute(params![
-                    run_id,
-                    row.line as i64,
-                    row.column,
-                    row.reason,
-                    row.original
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(replaced)
-    }
-
-    /// Pending ops in execution order: by key, then by their order within the key.
+    /// Pending ops in the order planned: one user's ops are consecutive and in their order.
     pub fn pending_ops(&self) -> Result<Vec<Op>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT id, key, seq, kind, payload FROM ops WHERE state = 'pending' ORDER BY key, seq",
+            "SELECT id, key, seq, kind, payload FROM ops WHERE state = 'pending' ORDER BY id",
         )?;
         let rows = statement.query_map([], |row| {
             Ok((
@@ -366,6 +322,31 @@ impl Ledger {
             params![op.id, effect.http_status, effect.message, run_id, now],
         )?;
         apply_effect(&tx, op, effect, now)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks many ops done with their effects in one transaction: the same guarantees as
+    /// [`Ledger::complete`] (each op's state and its user's row change together), at a fraction
+    /// of the commit cost.
+    pub fn complete_many(&mut self, run_id: i64, done: &[(Op, Effect)]) -> Result<()> {
+        let now = now_ms();
+        let tx = self.conn.transaction()?;
+        {
+            let mut mark = tx.prepare_cached(
+                "UPDATE ops SET state = 'done', http_status = ?2, message = ?3, done_run_id = ?4, updated_at = ?5 WHERE id = ?1",
+            )?;
+            for (op, effect) in done {
+                mark.execute(params![
+                    op.id,
+                    effect.http_status,
+                    effect.message,
+                    run_id,
+                    now
+                ])?;
+                apply_effect(&tx, op, effect, now)?;
+            }
+        }
         tx.commit()?;
         Ok(())
     }
@@ -465,6 +446,96 @@ impl Ledger {
             .query_row("SELECT uuid FROM users WHERE key = ?1", [key], |r| r.get(0))
             .optional()?
             .flatten())
+    }
+}
+
+/// A plan being written; dropped without [`PlanTx::commit`], it leaves the ledger as it was.
+pub struct PlanTx<'l> {
+    tx: rusqlite::Transaction<'l>,
+    run_id: i64,
+    replaced: usize,
+    now: i64,
+}
+
+impl PlanTx<'_> {
+    /// Pending ops of an earlier plan that this one replaces.
+    pub fn replaced(&self) -> usize {
+        self.replaced
+    }
+
+    /// Records the rows the roster reader refused.
+    pub fn write_rejects(&mut self, rejects: &[RejectRow]) -> Result<()> {
+        let mut insert = self.tx.prepare_cached(
+            "INSERT INTO rejects (run_id, line, column_name, reason, original) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for row in rejects {
+            insert.execute(params![
+                self.run_id,
+                row.line as i64,
+                row.column,
+                row.reason,
+                row.original
+            ])?;
+        }
+        Ok(())
+    }
+
+    pub fn commit(self) -> Result<()> {
+        self.tx.commit()?;
+        Ok(())
+    }
+}
+
+impl PlanIo for PlanTx<'_> {
+    fn remote(&mut self, key: &str) -> Result<Remote> {
+        let (uuid, email, content): (Option<String>, String, String) = self
+            .tx
+            .prepare_cached("SELECT uuid, email, content FROM users WHERE key = ?1")?
+            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .with_context(|| format!("the ledger has no user {key:?}"))?;
+        Ok(Remote {
+            uuid: uuid.with_context(|| format!("the ledger has no platform UUID for {key:?}"))?,
+            email,
+            content: serde_json::from_str(&content).unwrap_or_default(),
+        })
+    }
+
+    fn push(&mut self, op: NewOp) -> Result<()> {
+        let payload = serde_json::to_string(&op.payload)?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO ops (run_id, key, seq, kind, payload, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+            )?
+            .execute(params![self.run_id, op.key, op.seq, op.kind.as_str(), payload, self.now])?;
+        Ok(())
+    }
+
+    fn retract(&mut self, keys: &[String]) -> Result<Vec<(String, OpKind)>> {
+        self.tx.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS retracted (key TEXT PRIMARY KEY)",
+            [],
+        )?;
+        self.tx.execute("DELETE FROM temp.retracted", [])?;
+        for key in keys {
+            self.tx
+                .prepare_cached("INSERT OR IGNORE INTO temp.retracted (key) VALUES (?1)")?
+                .execute([key])?;
+        }
+        let mut statement = self.tx.prepare(
+            "DELETE FROM ops WHERE run_id = ?1 AND state = 'pending' AND key IN (SELECT key FROM temp.retracted) RETURNING key, kind",
+        )?;
+        let rows = statement.query_map([self.run_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut withdrawn = Vec::new();
+        for row in rows {
+            let (key, kind) = row?;
+            withdrawn.push((
+                key,
+                OpKind::parse(&kind).context("unknown op kind in the ledger")?,
+            ));
+        }
+        Ok(withdrawn)
     }
 }
 
@@ -637,7 +708,11 @@ mod tests {
                 profile_hash: 42,
             },
         }];
-        ledger.write_plan(run, &ops, &[]).unwrap();
+        let mut tx = ledger.plan_tx(run).unwrap();
+        for op in ops {
+            tx.push(op).unwrap();
+        }
+        tx.commit().unwrap();
         let pending = ledger.pending_ops().unwrap();
         ledger.mark_sending(pending[0].id).unwrap();
         ledger
@@ -651,13 +726,15 @@ mod tests {
                 },
             )
             .unwrap();
-        let users = ledger.users().unwrap();
-        let stored = &users["K"];
+        let index = ledger.index().unwrap();
+        let stored = index["K"];
         assert_eq!(
-            (stored.uuid.as_deref(), stored.profile_hash, stored.active),
-            (Some("u-1"), 42, true)
+            (stored.has_uuid, stored.profile_hash, stored.active),
+            (true, 42, true)
         );
-        assert_eq!(stored.content().len(), 1);
         assert!(ledger.pending_ops().unwrap().is_empty());
+        let mut tx = ledger.plan_tx(run).unwrap();
+        let remote = tx.remote("K").unwrap();
+        assert_eq!((remote.uuid.as_str(), remote.content.len()), ("u-1", 1));
     }
 }

@@ -1,0 +1,207 @@
+//! The planning benchmark (issue 3): a 1,000,000-person roster.
+//!
+//! (a) a first plan: 1M creates written to an empty ledger;
+//! (b) a no-change re-plan against a ledger that holds all 1M as provisioned;
+//! and, as a reference in the same run, a sqlite3 CLI diff of two 1M-row rosters.
+//! Wall time and peak RSS of each are measured on the real binary with /usr/bin/time.
+//!
+//! Seeding for (b): every create of plan (a) is marked acknowledged through the ledger's own
+//! `complete_many`, with the effect a 201 from the API has (a new UUID), in batches. The HTTP
+//! path itself is measured by the apply benchmark; here it would only add minutes.
+//!
+//! Run: `cargo bench --bench plan_1m` (BENCH_USERS to change the size).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use rostersync::ledger::{Effect, Ledger};
+
+fn main() {
+    let users: usize = std::env::var("BENCH_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    for (name, text) in rostersync::samples::FILES {
+        std::fs::write(work.join(name), text).unwrap();
+    }
+    let started = Instant::now();
+    generate(&work.join("roster.csv"), users, 0);
+    generate(&work.join("roster-changed.csv"), users, 100);
+    let size = std::fs::metadata(work.join("roster.csv")).unwrap().len();
+    println!(
+        "plan benchmark: {users} users, roster {:.0} MB, generated in {:.1} s",
+        size as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    std::fs::write(
+        work.join("bench.toml"),
+        "[api]\nbase_url = \"http://127.0.0.1:9\"\nclient_id = \"bench\"\nclient_secret_env = \"BENCH_SECRET\"\n\
+         [files]\nclients = \"clients.csv\"\nlocations = \"locations.csv\"\ncontent = \"content.csv\"\nroster = \"roster.csv\"\n\
+         [defaults]\nclient = \"Northwind Camps\"\n",
+    )
+    .unwrap();
+
+    let (secs, rss, out) = measure(work, &["plan", "--json", "--config", "bench.toml"]);
+    let creates = serde_json::from_str::<serde_json::Value>(&out)
+        .map(|v| v["plan"]["ops"]["create"].clone())
+        .unwrap_or_default();
+    println!(
+        "(a) first plan:            {secs:>6.2} s, peak RSS {rss:>5} MB  ({creates} creates written)"
+    );
+
+    let seeding = Instant::now();
+    seed(&work.join("rostersync.db"));
+    println!(
+        "    seeding: all creates acknowledged in the ledger in {:.1} s",
+        seeding.elapsed().as_secs_f64()
+    );
+
+    let (secs, rss, out) = measure(work, &["plan", "--json", "--config", "bench.toml"]);
+    let ops = serde_json::from_str::<serde_json::Value>(&out)
+        .map(|v| v["plan"]["ops"].clone())
+        .unwrap_or_default();
+    println!("(b) no-change re-plan:     {secs:>6.2} s, peak RSS {rss:>5} MB  (ops: {ops})");
+
+    let sql = ".mode csv\n.import roster.csv a\n.import roster-changed.csv b\n\
+               SELECT count(*) FROM (SELECT * FROM a EXCEPT SELECT * FROM b);\n";
+    std::fs::write(work.join("diff.sql"), sql).unwrap();
+    let started = Instant::now();
+    let diff = Command::new("sqlite3")
+        .arg(":memory:")
+        .stdin(std::fs::File::open(work.join("diff.sql")).unwrap())
+        .current_dir(work)
+        .output();
+    match diff {
+        Ok(output) if output.status.success() => println!(
+            "    reference: sqlite3 CLI diff of two {users}-row rosters: {:.2} s ({} rows differ)",
+            started.elapsed().as_secs_f64(),
+            String::from_utf8_lossy(&output.stdout).trim()
+        ),
+        _ => println!("    reference: sqlite3 CLI not available"),
+    }
+}
+
+/// Runs the binary under /usr/bin/time; returns wall seconds, peak RSS in MB and stdout.
+fn measure(dir: &Path, args: &[&str]) -> (f64, u64, String) {
+    let started = Instant::now();
+    let output = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_rostersync"))
+        .args(args)
+        .current_dir(dir)
+        .env("BENCH_SECRET", "unused")
+        .env("ROSTERSYNC_LOG", "warn")
+        .output()
+        .expect("/usr/bin/time runs (apt-get install time)");
+    let secs = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let kb: u64 = stderr
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    (
+        secs,
+        kb / 1024,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+fn seed(ledger_path: &Path) {
+    let mut ledger = Ledger::open(ledger_path).unwrap();
+    let run = ledger.begin_run("bench-seed").unwrap();
+    let ops = ledger.pending_ops().unwrap();
+    for chunk in ops.chunks(50_000) {
+        let done: Vec<_> = chunk
+            .iter()
+            .map(|op| {
+                let effect = Effect {
+                    uuid: Some(uuid::Uuid::new_v4().to_string()),
+                    http_status: Some(201),
+                    message: None,
+                };
+                (op.clone(), effect)
+            })
+            .collect();
+        ledger.complete_many(run, &done).unwrap();
+    }
+}
+
+/// A realistic roster: names, emails, two clients, 1-2 locations, 1-3 content items.
+/// `changed` rows (every users/changed-th) get another last name.
+fn generate(path: &Path, users: usize, changed: usize) {
+    let catalog = rostersync::samples::catalog();
+    let first = [
+        "Ana", "Ben", "Chloé", "David", "Elif", "Farah", "George", "Hana", "Ivan", "Jonas", "Kemi",
+        "Liam",
+    ];
+    let last = [
+        "Smith", "García", "Nguyen", "O'Brien", "Müller", "Kowalski", "Haddad", "Okafor", "Rossi",
+        "Tanaka",
+    ];
+    let mut writer = csv::Writer::from_path(path).unwrap();
+    writer
+        .write_record([
+            "external_id",
+            "first_name",
+            "last_name",
+            "email",
+            "role",
+            "status",
+            "client",
+            "locations",
+            "position",
+            "program_type",
+            "content",
+        ])
+        .unwrap();
+    for i in 0..users {
+        let client = &catalog.clients[i % 2];
+        let locations: Vec<&str> = catalog
+            .locations
+            .iter()
+            .filter(|l| l.client.as_deref().is_none_or(|c| c == client.uuid))
+            .map(|l| l.name.as_str())
+            .collect();
+        let location = if i % 3 == 0 {
+            format!(
+                "{};{}",
+                locations[i % locations.len()],
+                locations[(i + 1) % locations.len()]
+            )
+        } else {
+            locations[i % locations.len()].to_owned()
+        };
+        let content: Vec<&str> = (0..1 + i % 3)
+            .map(|k| {
+                catalog.content[(i + k * 5) % catalog.content.len()]
+                    .sku
+                    .as_str()
+            })
+            .collect();
+        let last_name = if changed > 0 && i % changed == 0 {
+            "Changed"
+        } else {
+            last[i % last.len()]
+        };
+        writer
+            .write_record([
+                format!("EMP{i:07}"),
+                first[i % first.len()].to_owned(),
+                last_name.to_owned(),
+                format!("person{i}@example.com"),
+                if i % 10 == 0 { "Supervisor" } else { "Learner" }.to_owned(),
+                "active".to_owned(),
+                client.name.clone(),
+                location,
+                "Counselor".to_owned(),
+                "day camp".to_owned(),
+                content.join(";"),
+            ])
+            .unwrap();
+    }
+    writer.flush().unwrap();
+}
