@@ -9,7 +9,8 @@
 //! `complete_many`, with the effect a 201 from the API has (a new UUID), in batches. The HTTP
 //! path itself is measured by the apply benchmark; here it would only add minutes.
 //!
-//! Run: `cargo bench --bench plan_1m` (BENCH_USERS to change the size).
+//! Run: `cargo bench --bench plan_1m` (BENCH_USERS to change the size, BENCH_DIR to keep
+//! the files).
 
 use std::path::Path;
 use std::process::Command;
@@ -23,7 +24,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let work = dir.path();
+    // BENCH_DIR keeps the files (roster, seeded ledger) for profiling afterwards.
+    let kept = std::env::var_os("BENCH_DIR").map(std::path::PathBuf::from);
+    let work = kept.as_deref().unwrap_or(dir.path());
+    std::fs::create_dir_all(work).unwrap();
     for (name, text) in rostersync::samples::FILES {
         std::fs::write(work.join(name), text).unwrap();
     }

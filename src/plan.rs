@@ -168,7 +168,7 @@ pub struct Known {
 }
 
 /// The ledger's index: key → what is known.
-pub type LedgerIndex = HashMap<Box<str>, Known>;
+pub type LedgerIndex = rustc_hash::FxHashMap<Box<str>, Known>;
 
 /// The rest of a ledger user.
 #[derive(Debug, Clone, PartialEq)]
@@ -519,7 +519,7 @@ mod tests {
 
     /// A ledger holding `users` exactly as they are.
     fn ledger_of(users: &[DesiredUser]) -> (LedgerIndex, Memory) {
-        let mut index = LedgerIndex::new();
+        let mut index = LedgerIndex::default();
         let mut memory = Memory::default();
         for user in users {
             let (content_hash, _) = content_record(&user.content);

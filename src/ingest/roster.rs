@@ -12,6 +12,7 @@ use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use rustc_hash::FxHashMap;
 
 use super::catalog::Catalog;
 use super::normalize::{clean, fold, header_key, is_valid_email, split_multi};
@@ -210,8 +211,7 @@ pub struct RosterReader<'a, R: Read + Seek> {
     csv: csv::Reader<R>,
     positions: Positions,
     width: usize,
-    catalog: &'a Catalog,
-    defaults: ResolvedDefaults,
+    resolver: Resolver<'a>,
     record: csv::ByteRecord,
     rows: u64,
 }
@@ -266,8 +266,7 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
             csv,
             width: header.len(),
             positions,
-            catalog,
-            defaults,
+            resolver: Resolver::new(catalog, defaults),
             record: csv::ByteRecord::new(),
             rows: 0,
         })
@@ -297,15 +296,9 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
             self.rows += 1;
             let line = record.position().map_or(0, |p| p.line());
             return Ok(Some(
-                read_row(
-                    record,
-                    self.width,
-                    &self.positions,
-                    self.catalog,
-                    &self.defaults,
-                    line,
-                )
-                .map_err(|(column, reason)| {
+                self.resolver
+                    .row(record, self.width, &self.positions, line)
+                    .map_err(|(column, reason)| {
                     reject(record, &self.positions, line, column, reason.to_string())
                 }),
             ));
@@ -353,8 +346,8 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
 /// rows cost tens of megabytes.
 #[derive(Default)]
 pub struct CrossRowCheck {
-    first_line_by_key: HashMap<u64, u64>,
-    key_by_email: HashMap<u64, (u64, u64)>,
+    first_line_by_key: FxHashMap<u64, u64>,
+    key_by_email: FxHashMap<u64, (u64, u64)>,
     conflicts: Conflicts,
 }
 
@@ -614,120 +607,127 @@ fn canonical_role(raw: &str) -> Option<&'static str> {
 
 type RowError = (String, RejectReason);
 
-fn read_row(
-    record: &csv::ByteRecord,
-    width: usize,
-    positions: &Positions,
-    catalog: &Catalog,
-    defaults: &ResolvedDefaults,
-    line: u64,
-) -> Result<DesiredUser, RowError> {
-    if record.len() != width {
-        return Err((
-            "(row)".to_owned(),
-            RejectReason::FieldCount(width, record.len()),
-        ));
+/// Resolves a row's cells against the catalogs, remembering the answers: a roster has
+/// millions of rows but only a handful of distinct clients, location lists and course lists,
+/// so each distinct cell is normalized and looked up once.
+struct Resolver<'a> {
+    catalog: &'a Catalog,
+    defaults: ResolvedDefaults,
+    clients: FxHashMap<Box<str>, Result<String, RejectReason>>,
+    locations: FxHashMap<(String, Box<str>), Result<Vec<String>, RejectReason>>,
+    content: FxHashMap<Box<str>, Result<Vec<ContentRef>, RejectReason>>,
+}
+
+/// Distinct cells remembered per column; past this a roster is unusual and cells are
+/// resolved each time rather than growing memory without bound.
+const CACHE_LIMIT: usize = 20_000;
+
+fn remember<K: std::hash::Hash + Eq, V: Clone>(cache: &mut FxHashMap<K, V>, key: K, value: impl FnOnce() -> V) -> V {
+    if let Some(found) = cache.get(&key) {
+        return found.clone();
     }
-    // Check every field's size and encoding before looking at any of them.
-    for (i, raw) in record.iter().enumerate() {
-        let column = positions
-            .header
-            .get(i)
-            .cloned()
-            .unwrap_or_else(|| format!("#{}", i + 1));
-        if raw.len() > MAX_FIELD_BYTES {
-            return Err((column, RejectReason::TooLong(raw.len())));
+    let value = value();
+    if cache.len() < CACHE_LIMIT {
+        cache.insert(key, value.clone());
+    }
+    value
+}
+
+impl<'a> Resolver<'a> {
+    fn new(catalog: &'a Catalog, defaults: ResolvedDefaults) -> Self {
+        Resolver { catalog, defaults, clients: FxHashMap::default(), locations: FxHashMap::default(), content: FxHashMap::default() }
+    }
+
+    fn client(&mut self, raw: &str) -> Result<String, RejectReason> {
+        let catalog = self.catalog;
+        let default = &self.defaults.client;
+        remember(&mut self.clients, raw.into(), || match clean(raw) {
+            cleaned if cleaned.is_empty() => default.clone().ok_or(RejectReason::NoClient),
+            cleaned => catalog.client(&cleaned).map(|c| c.uuid.clone()).ok_or(RejectReason::UnknownClient(cleaned)),
+        })
+    }
+
+    fn locations(&mut self, client: &str, raw: &str) -> Result<Vec<String>, RejectReason> {
+        let catalog = self.catalog;
+        remember(&mut self.locations, (client.to_owned(), raw.into()), || {
+            let mut locations = Vec::new();
+            for reference in split_multi(raw) {
+                locations.push(catalog.location(&reference, client)?.uuid.clone());
+            }
+            locations.sort();
+            locations.dedup();
+            Ok(locations)
+        })
+    }
+
+    fn content(&mut self, raw: &str) -> Result<Vec<ContentRef>, RejectReason> {
+        let catalog = self.catalog;
+        remember(&mut self.content, raw.into(), || {
+            let mut content = Vec::new();
+            for reference in split_multi(raw) {
+                let item = catalog.content_item(&reference).ok_or(RejectReason::UnknownContent(reference))?;
+                content.push(ContentRef { uuid: item.uuid.clone(), kind: item.kind.as_api_str().to_owned() });
+            }
+            content.sort();
+            content.dedup();
+            Ok(content)
+        })
+    }
+
+    fn row(&mut self, record: &csv::ByteRecord, width: usize, positions: &Positions, line: u64) -> Result<DesiredUser, RowError> {
+        if record.len() != width {
+            return Err(("(row)".to_owned(), RejectReason::FieldCount(width, record.len())));
         }
-        if std::str::from_utf8(raw).is_err() {
-            return Err((column, RejectReason::NotUtf8));
+        // Check every field's size and encoding once, before looking at any of them.
+        let mut cells: Vec<&str> = Vec::with_capacity(record.len());
+        for (i, raw) in record.iter().enumerate() {
+            let column = || positions.header.get(i).cloned().unwrap_or_else(|| format!("#{}", i + 1));
+            if raw.len() > MAX_FIELD_BYTES {
+                return Err((column(), RejectReason::TooLong(raw.len())));
+            }
+            cells.push(std::str::from_utf8(raw).map_err(|_| (column(), RejectReason::NotUtf8))?);
         }
-    }
-    let field = |column: &'static str| -> String {
-        positions
-            .of(column)
-            .and_then(|i| record.get(i))
-            // Checked above: every field is UTF-8.
-            .map(|raw| clean(std::str::from_utf8(raw).unwrap_or_default()))
-            .unwrap_or_default()
-    };
-    let required = |column: &'static str| -> Result<String, RowError> {
-        let value = field(column);
-        if value.is_empty() {
-            Err((column.to_owned(), RejectReason::Missing))
-        } else {
-            Ok(value)
+        let cell = |column: &'static str| positions.of(column).and_then(|i| cells.get(i).copied()).unwrap_or("");
+        let required = |column: &'static str| -> Result<String, RowError> {
+            let value = clean(cell(column));
+            if value.is_empty() { Err((column.to_owned(), RejectReason::Missing)) } else { Ok(value) }
+        };
+        let key = required("external_id")?;
+        let first_name = required("first_name")?;
+        let last_name = required("last_name")?;
+        let email = fold(&required("email")?);
+        if !is_valid_email(&email) {
+            return Err(("email".to_owned(), RejectReason::BadEmail(email)));
         }
-    };
-    let key = required("external_id")?;
-    let first_name = required("first_name")?;
-    let last_name = required("last_name")?;
-    let email = fold(&required("email")?);
-    if !is_valid_email(&email) {
-        return Err(("email".to_owned(), RejectReason::BadEmail(email)));
+        let role = match cell("role").trim() {
+            "" => self.defaults.role.clone(),
+            raw => canonical_role(raw).ok_or(("role".to_owned(), RejectReason::UnknownRole(clean(raw))))?.to_owned(),
+        };
+        let active = match cell("status").trim() {
+            "" => true,
+            raw if raw.eq_ignore_ascii_case("active") => true,
+            raw if raw.eq_ignore_ascii_case("inactive") => false,
+            other => return Err(("status".to_owned(), RejectReason::UnknownStatus(fold(other)))),
+        };
+        let client = self.client(cell("client")).map_err(|r| ("client".to_owned(), r))?;
+        let locations = self.locations(&client, cell("locations")).map_err(|r| ("locations".to_owned(), r))?;
+        let content = self.content(cell("content")).map_err(|r| ("content".to_owned(), r))?;
+        let optional = |column| Some(clean(cell(column))).filter(|v| !v.is_empty());
+        Ok(DesiredUser {
+            key,
+            first_name,
+            last_name,
+            email,
+            role,
+            active,
+            client,
+            locations,
+            position: optional("position"),
+            program_type: optional("program_type"),
+            content,
+            line,
+        })
     }
-    let role = match field("role") {
-        raw if raw.is_empty() => defaults.role.clone(),
-        raw => canonical_role(&raw)
-            .ok_or(("role".to_owned(), RejectReason::UnknownRole(raw)))?
-            .to_owned(),
-    };
-    let active = match fold(&field("status")).as_str() {
-        "" | "active" => true,
-        "inactive" => false,
-        other => {
-            return Err((
-                "status".to_owned(),
-                RejectReason::UnknownStatus(other.to_owned()),
-            ));
-        }
-    };
-    let client = match field("client") {
-        raw if raw.is_empty() => defaults
-            .client
-            .clone()
-            .ok_or(("client".to_owned(), RejectReason::NoClient))?,
-        raw => catalog
-            .client(&raw)
-            .map(|c| c.uuid.clone())
-            .ok_or(("client".to_owned(), RejectReason::UnknownClient(raw)))?,
-    };
-    let mut locations = Vec::new();
-    for reference in split_multi(&field("locations")) {
-        let location = catalog
-            .location(&reference, &client)
-            .map_err(|miss| ("locations".to_owned(), miss.into()))?;
-        locations.push(location.uuid.clone());
-    }
-    locations.sort();
-    locations.dedup();
-    let mut content = Vec::new();
-    for reference in split_multi(&field("content")) {
-        let item = catalog.content_item(&reference).ok_or((
-            "content".to_owned(),
-            RejectReason::UnknownContent(reference),
-        ))?;
-        content.push(ContentRef {
-            uuid: item.uuid.clone(),
-            kind: item.kind.as_api_str().to_owned(),
-        });
-    }
-    content.sort();
-    content.dedup();
-    let optional = |column| Some(field(column)).filter(|v| !v.is_empty());
-    Ok(DesiredUser {
-        key,
-        first_name,
-        last_name,
-        email,
-        role,
-        active,
-        client,
-        locations,
-        position: optional("position"),
-        program_type: optional("program_type"),
-        content,
-        line,
-    })
 }
 
 /// A row as CSV text again (invalid UTF-8 shown with replacement characters).

@@ -215,7 +215,7 @@ impl Ledger {
         let count: i64 = self
             .conn
             .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
-        let mut index = LedgerIndex::with_capacity(count as usize);
+        let mut index = LedgerIndex::with_capacity_and_hasher(count as usize, Default::default());
         let mut statement = self.conn.prepare_cached(
             "SELECT key, profile_hash, content_hash, active, uuid IS NOT NULL FROM users",
         )?;
