@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::Result;
 
 use crate::config::Threshold;
-use crate::ingest::roster::{CrossRowCheck, DesiredUser, Reject};
+use crate::ingest::roster::{CrossRowCheck, DesiredUser, Reject, fingerprint};
 use crate::ledger::{NewOp, OpKind, OpPayload};
 use crate::targets::praesidium::model::{
     Attributes, ContentRef, Context, Principal, STATUS_ACTIVE, STATUS_INACTIVE, System, User,
@@ -82,23 +82,22 @@ impl Plan {
     }
 }
 
-/// 64-bit FNV-1a: a fingerprint that, unlike `DefaultHasher`, is the same in every build, so a
-/// new rostersync does not see every user as changed.
-fn fnv1a(parts: &[&str]) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+/// XXH3-64 over the parts, each followed by a unit separator. XXH3 is a published algorithm
+/// (unlike `DefaultHasher`, which may change between Rust releases), so a new rostersync does
+/// not see every user as changed.
+fn parts_hash(parts: &[&str]) -> i64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     for part in parts {
-        for byte in part.bytes().chain(std::iter::once(0x1f)) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        hasher.update(part.as_bytes());
+        hasher.update(b"\x1f");
     }
-    hash as i64
+    hasher.digest() as i64
 }
 
 /// Fingerprint of everything an update sends except status (handled on its own).
 pub fn profile_hash(user: &DesiredUser) -> i64 {
     let locations = user.locations.join(";");
-    fnv1a(&[
+    parts_hash(&[
         &user.key,
         &user.first_name,
         &user.last_name,
@@ -117,7 +116,7 @@ pub fn content_hash(items: &[ContentRef]) -> i64 {
         .iter()
         .flat_map(|c| [c.uuid.as_str(), c.kind.as_str()])
         .collect();
-    fnv1a(&parts)
+    parts_hash(&parts)
 }
 
 /// The user object the API receives for a desired user.
@@ -167,8 +166,11 @@ pub struct Known {
     pub seen: bool,
 }
 
-/// The ledger's index: key → what is known.
-pub type LedgerIndex = rustc_hash::FxHashMap<Box<str>, Known>;
+/// The ledger's index: key fingerprint ([`fingerprint`]) → what is known. Fingerprints, not
+/// keys, so the index needs no allocation per user. A fingerprint collision cannot go
+/// unnoticed: the profile fingerprint includes the key, so a colliding key looks changed, and
+/// every change is checked against the ledger by the exact key ([`PlanIo::remote`]).
+pub type LedgerIndex = rustc_hash::FxHashMap<u64, Known>;
 
 /// The rest of a ledger user.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,7 +184,10 @@ pub struct Remote {
 /// Where the planner reads the rest of a user and writes its ops: the ledger's plan
 /// transaction in production, memory in tests.
 pub trait PlanIo {
-    fn remote(&mut self, key: &str) -> Result<Remote>;
+    /// The ledger's user with exactly this key, if any.
+    fn remote(&mut self, key: &str) -> Result<Option<Remote>>;
+    /// Keys of active, acknowledged users whose fingerprint is in `wanted`.
+    fn keys_of(&mut self, wanted: &HashSet<u64>) -> Result<Vec<String>>;
     fn push(&mut self, op: NewOp) -> Result<()>;
     /// Withdraws the ops already pushed for these keys (refused later by a cross-row rule);
     /// returns the kinds withdrawn, by key.
@@ -212,6 +217,7 @@ pub struct Outcome {
 
 impl<'io, Io: PlanIo> Planner<'io, Io> {
     pub fn new(index: LedgerIndex, io: &'io mut Io) -> Self {
+        let rows_expected = index.len();
         let active_before = index.values().filter(|k| k.has_uuid && k.active).count();
         Planner {
             index,
@@ -220,7 +226,8 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                 active_before,
                 ..Plan::default()
             },
-            cross: CrossRowCheck::default(),
+            // The roster is usually about as long as the ledger.
+            cross: CrossRowCheck::with_capacity(rows_expected),
             rejects: Vec::new(),
             valid: 0,
             lines_with_ops: Vec::new(),
@@ -239,7 +246,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             Ok(user) => {
                 self.cross.observe(&user.key, Some(&user.email), user.line);
                 self.valid += 1;
-                let known = self.index.get_mut(user.key.as_str()).map(|k| {
+                let known = self.index.get_mut(&fingerprint(&user.key)).map(|k| {
                     k.seen = true;
                     *k
                 });
@@ -265,7 +272,23 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
     }
 
     fn diff_one(&mut self, user: &DesiredUser, known: Option<Known>) -> Result<()> {
-        let Some(known) = known.filter(|k| k.has_uuid) else {
+        let known = known.filter(|k| k.has_uuid);
+        // Only a changed user is looked up; a key that merely shares a fingerprint with a
+        // ledger user is not in the ledger, so it is new.
+        let unchanged = known.is_some_and(|k| {
+            user.active == k.active
+                && (!user.active
+                    || (profile_hash(user) == k.profile_hash
+                        && content_hash(&user.content) == k.content_hash))
+        });
+        if unchanged {
+            return Ok(());
+        }
+        let remote = match known {
+            Some(_) => self.io.remote(&user.key)?,
+            None => None,
+        };
+        let (Some(known), Some(remote)) = (known, remote) else {
             if user.active {
                 let payload = OpPayload {
                     uuid: None,
@@ -281,7 +304,6 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         };
         if !user.active {
             if known.active {
-                let remote = self.io.remote(&user.key)?;
                 self.push(
                     &user.key,
                     OpKind::Deactivate,
@@ -301,7 +323,6 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         if !profile_changed && !content_changed {
             return Ok(());
         }
-        let remote = self.io.remote(&user.key)?;
         if profile_changed {
             let payload = OpPayload {
                 uuid: Some(remote.uuid.clone()),
@@ -411,25 +432,32 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             .iter()
             .filter_map(|r| r.email.as_deref())
             .collect();
-        let mut absent: Vec<&str> = self
+        let unseen: HashSet<u64> = self
             .index
             .iter()
             .filter(|(_, k)| !k.seen && k.active && k.has_uuid)
-            .map(|(key, _)| &**key)
+            .map(|(fingerprint, _)| *fingerprint)
             .collect();
+        let mut absent = if unseen.is_empty() {
+            Vec::new()
+        } else {
+            self.io.keys_of(&unseen)?
+        };
         absent.sort_unstable();
         let mut deactivations = Vec::new();
         for key in absent {
-            if protected_keys.contains(key) {
+            if protected_keys.contains(key.as_str()) {
                 self.plan.protected += 1;
                 continue;
             }
-            let remote = self.io.remote(key)?;
+            let Some(remote) = self.io.remote(&key)? else {
+                continue;
+            };
             if protected_emails.contains(remote.email.as_str()) {
                 self.plan.protected += 1;
                 continue;
             }
-            deactivations.push((key.to_owned(), remote.uuid));
+            deactivations.push((key, remote.uuid));
         }
         for (key, uuid) in deactivations {
             self.push(
@@ -478,8 +506,16 @@ mod tests {
     }
 
     impl PlanIo for Memory {
-        fn remote(&mut self, key: &str) -> Result<Remote> {
-            Ok(self.remote[key].clone())
+        fn remote(&mut self, key: &str) -> Result<Option<Remote>> {
+            Ok(self.remote.get(key).cloned())
+        }
+        fn keys_of(&mut self, wanted: &HashSet<u64>) -> Result<Vec<String>> {
+            Ok(self
+                .remote
+                .keys()
+                .filter(|k| wanted.contains(&fingerprint(k)))
+                .cloned()
+                .collect())
         }
         fn push(&mut self, op: NewOp) -> Result<()> {
             self.ops.push(op);
@@ -524,7 +560,7 @@ mod tests {
         for user in users {
             let (content_hash, _) = content_record(&user.content);
             index.insert(
-                user.key.as_str().into(),
+                fingerprint(&user.key),
                 Known {
                     profile_hash: profile_hash(user),
                     content_hash,
@@ -581,7 +617,7 @@ mod tests {
             .collect();
         let known: Vec<DesiredUser> = base.iter().filter(|u| u.key != "NEW").cloned().collect();
         let (mut index, mut memory) = ledger_of(&known);
-        index.get_mut("BACK").unwrap().active = false;
+        index.get_mut(&fingerprint("BACK")).unwrap().active = false;
         let mut now = base.clone();
         now.retain(|u| u.key != "GONE");
         for user in &mut now {
@@ -715,9 +751,10 @@ mod tests {
 
     #[test]
     fn fingerprints_are_stable_across_builds() {
-        // FNV-1a 64 of "a\x1fb\x1f", computed independently. If this changes, every ledger
-        // in the field sees every user as changed and the next night updates everyone.
-        assert_eq!(fnv1a(&["a", "b"]) as u64, 0xe8bc_b182_3051_3c4a);
-        assert_ne!(fnv1a(&["ab", ""]), fnv1a(&["a", "b"]));
+        // XXH3-64 of "a\x1fb\x1f", computed independently (Python's xxhash). If this
+        // changes, every ledger in the field sees every user as changed and the next night
+        // updates everyone.
+        assert_eq!(parts_hash(&["a", "b"]) as u64, 0xee97_c201_64a5_f646);
+        assert_ne!(parts_hash(&["ab", ""]), parts_hash(&["a", "b"]));
     }
 }

@@ -299,8 +299,8 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
                 self.resolver
                     .row(record, self.width, &self.positions, line)
                     .map_err(|(column, reason)| {
-                    reject(record, &self.positions, line, column, reason.to_string())
-                }),
+                        reject(record, &self.positions, line, column, reason.to_string())
+                    }),
             ));
         }
     }
@@ -359,16 +359,21 @@ pub struct Conflicts {
     keys_of_email: HashMap<u64, Vec<String>>,
 }
 
+/// A stable 64-bit fingerprint (XXH3) of a key or an email.
 pub fn fingerprint(value: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in value.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
+    xxhash_rust::xxh3::xxh3_64(value.as_bytes())
 }
 
 impl CrossRowCheck {
+    /// A check sized for about `rows` rows, so its maps do not grow row by row.
+    pub fn with_capacity(rows: usize) -> CrossRowCheck {
+        CrossRowCheck {
+            first_line_by_key: FxHashMap::with_capacity_and_hasher(rows, Default::default()),
+            key_by_email: FxHashMap::with_capacity_and_hasher(rows, Default::default()),
+            conflicts: Conflicts::default(),
+        }
+    }
+
     /// Records a row's key (and email, for valid rows).
     pub fn observe(&mut self, key: &str, email: Option<&str>, line: u64) {
         let key_hash = fingerprint(key);
@@ -622,7 +627,11 @@ struct Resolver<'a> {
 /// resolved each time rather than growing memory without bound.
 const CACHE_LIMIT: usize = 20_000;
 
-fn remember<K: std::hash::Hash + Eq, V: Clone>(cache: &mut FxHashMap<K, V>, key: K, value: impl FnOnce() -> V) -> V {
+fn remember<K: std::hash::Hash + Eq, V: Clone>(
+    cache: &mut FxHashMap<K, V>,
+    key: K,
+    value: impl FnOnce() -> V,
+) -> V {
     if let Some(found) = cache.get(&key) {
         return found.clone();
     }
@@ -635,7 +644,13 @@ fn remember<K: std::hash::Hash + Eq, V: Clone>(cache: &mut FxHashMap<K, V>, key:
 
 impl<'a> Resolver<'a> {
     fn new(catalog: &'a Catalog, defaults: ResolvedDefaults) -> Self {
-        Resolver { catalog, defaults, clients: FxHashMap::default(), locations: FxHashMap::default(), content: FxHashMap::default() }
+        Resolver {
+            catalog,
+            defaults,
+            clients: FxHashMap::default(),
+            locations: FxHashMap::default(),
+            content: FxHashMap::default(),
+        }
     }
 
     fn client(&mut self, raw: &str) -> Result<String, RejectReason> {
@@ -643,7 +658,10 @@ impl<'a> Resolver<'a> {
         let default = &self.defaults.client;
         remember(&mut self.clients, raw.into(), || match clean(raw) {
             cleaned if cleaned.is_empty() => default.clone().ok_or(RejectReason::NoClient),
-            cleaned => catalog.client(&cleaned).map(|c| c.uuid.clone()).ok_or(RejectReason::UnknownClient(cleaned)),
+            cleaned => catalog
+                .client(&cleaned)
+                .map(|c| c.uuid.clone())
+                .ok_or(RejectReason::UnknownClient(cleaned)),
         })
     }
 
@@ -665,8 +683,13 @@ impl<'a> Resolver<'a> {
         remember(&mut self.content, raw.into(), || {
             let mut content = Vec::new();
             for reference in split_multi(raw) {
-                let item = catalog.content_item(&reference).ok_or(RejectReason::UnknownContent(reference))?;
-                content.push(ContentRef { uuid: item.uuid.clone(), kind: item.kind.as_api_str().to_owned() });
+                let item = catalog
+                    .content_item(&reference)
+                    .ok_or(RejectReason::UnknownContent(reference))?;
+                content.push(ContentRef {
+                    uuid: item.uuid.clone(),
+                    kind: item.kind.as_api_str().to_owned(),
+                });
             }
             content.sort();
             content.dedup();
@@ -674,23 +697,47 @@ impl<'a> Resolver<'a> {
         })
     }
 
-    fn row(&mut self, record: &csv::ByteRecord, width: usize, positions: &Positions, line: u64) -> Result<DesiredUser, RowError> {
+    fn row(
+        &mut self,
+        record: &csv::ByteRecord,
+        width: usize,
+        positions: &Positions,
+        line: u64,
+    ) -> Result<DesiredUser, RowError> {
         if record.len() != width {
-            return Err(("(row)".to_owned(), RejectReason::FieldCount(width, record.len())));
+            return Err((
+                "(row)".to_owned(),
+                RejectReason::FieldCount(width, record.len()),
+            ));
         }
         // Check every field's size and encoding once, before looking at any of them.
         let mut cells: Vec<&str> = Vec::with_capacity(record.len());
         for (i, raw) in record.iter().enumerate() {
-            let column = || positions.header.get(i).cloned().unwrap_or_else(|| format!("#{}", i + 1));
+            let column = || {
+                positions
+                    .header
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{}", i + 1))
+            };
             if raw.len() > MAX_FIELD_BYTES {
                 return Err((column(), RejectReason::TooLong(raw.len())));
             }
             cells.push(std::str::from_utf8(raw).map_err(|_| (column(), RejectReason::NotUtf8))?);
         }
-        let cell = |column: &'static str| positions.of(column).and_then(|i| cells.get(i).copied()).unwrap_or("");
+        let cell = |column: &'static str| {
+            positions
+                .of(column)
+                .and_then(|i| cells.get(i).copied())
+                .unwrap_or("")
+        };
         let required = |column: &'static str| -> Result<String, RowError> {
             let value = clean(cell(column));
-            if value.is_empty() { Err((column.to_owned(), RejectReason::Missing)) } else { Ok(value) }
+            if value.is_empty() {
+                Err((column.to_owned(), RejectReason::Missing))
+            } else {
+                Ok(value)
+            }
         };
         let key = required("external_id")?;
         let first_name = required("first_name")?;
@@ -701,17 +748,30 @@ impl<'a> Resolver<'a> {
         }
         let role = match cell("role").trim() {
             "" => self.defaults.role.clone(),
-            raw => canonical_role(raw).ok_or(("role".to_owned(), RejectReason::UnknownRole(clean(raw))))?.to_owned(),
+            raw => canonical_role(raw)
+                .ok_or(("role".to_owned(), RejectReason::UnknownRole(clean(raw))))?
+                .to_owned(),
         };
         let active = match cell("status").trim() {
             "" => true,
             raw if raw.eq_ignore_ascii_case("active") => true,
             raw if raw.eq_ignore_ascii_case("inactive") => false,
-            other => return Err(("status".to_owned(), RejectReason::UnknownStatus(fold(other)))),
+            other => {
+                return Err((
+                    "status".to_owned(),
+                    RejectReason::UnknownStatus(fold(other)),
+                ));
+            }
         };
-        let client = self.client(cell("client")).map_err(|r| ("client".to_owned(), r))?;
-        let locations = self.locations(&client, cell("locations")).map_err(|r| ("locations".to_owned(), r))?;
-        let content = self.content(cell("content")).map_err(|r| ("content".to_owned(), r))?;
+        let client = self
+            .client(cell("client"))
+            .map_err(|r| ("client".to_owned(), r))?;
+        let locations = self
+            .locations(&client, cell("locations"))
+            .map_err(|r| ("locations".to_owned(), r))?;
+        let content = self
+            .content(cell("content"))
+            .map_err(|r| ("content".to_owned(), r))?;
         let optional = |column| Some(clean(cell(column))).filter(|v| !v.is_empty());
         Ok(DesiredUser {
             key,

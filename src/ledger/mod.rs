@@ -14,8 +14,10 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::ingest::roster::fingerprint;
 use crate::plan::{Known, LedgerIndex, PlanIo, Remote};
 use crate::targets::praesidium::model::{ContentRef, User};
+use std::collections::HashSet;
 
 /// The ledger is held by another rostersync process (exit code 4).
 #[derive(Debug, thiserror::Error)]
@@ -223,7 +225,7 @@ impl Ledger {
         while let Some(row) = rows.next()? {
             let key = row.get_ref(0)?.as_str()?;
             index.insert(
-                key.into(),
+                fingerprint(key),
                 Known {
                     profile_hash: row.get(1)?,
                     content_hash: row.get(2)?,
@@ -487,17 +489,34 @@ impl PlanTx<'_> {
 }
 
 impl PlanIo for PlanTx<'_> {
-    fn remote(&mut self, key: &str) -> Result<Remote> {
-        let (uuid, email, content): (Option<String>, String, String) = self
+    fn remote(&mut self, key: &str) -> Result<Option<Remote>> {
+        let found: Option<(Option<String>, String, String)> = self
             .tx
             .prepare_cached("SELECT uuid, email, content FROM users WHERE key = ?1")?
             .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .with_context(|| format!("the ledger has no user {key:?}"))?;
-        Ok(Remote {
-            uuid: uuid.with_context(|| format!("the ledger has no platform UUID for {key:?}"))?,
-            email,
-            content: serde_json::from_str(&content).unwrap_or_default(),
-        })
+            .optional()?;
+        Ok(found.and_then(|(uuid, email, content)| {
+            Some(Remote {
+                uuid: uuid?,
+                email,
+                content: serde_json::from_str(&content).unwrap_or_default(),
+            })
+        }))
+    }
+
+    fn keys_of(&mut self, wanted: &HashSet<u64>) -> Result<Vec<String>> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT key FROM users INDEXED BY users_digest WHERE active AND uuid IS NOT NULL",
+        )?;
+        let mut rows = statement.query([])?;
+        let mut keys = Vec::new();
+        while let Some(row) = rows.next()? {
+            let key = row.get_ref(0)?.as_str()?;
+            if wanted.contains(&fingerprint(key)) {
+                keys.push(key.to_owned());
+            }
+        }
+        Ok(keys)
     }
 
     fn push(&mut self, op: NewOp) -> Result<()> {
@@ -727,14 +746,14 @@ mod tests {
             )
             .unwrap();
         let index = ledger.index().unwrap();
-        let stored = index["K"];
+        let stored = index[&fingerprint("K")];
         assert_eq!(
             (stored.has_uuid, stored.profile_hash, stored.active),
             (true, 42, true)
         );
         assert!(ledger.pending_ops().unwrap().is_empty());
         let mut tx = ledger.plan_tx(run).unwrap();
-        let remote = tx.remote("K").unwrap();
+        let remote = tx.remote("K").unwrap().unwrap();
         assert_eq!((remote.uuid.as_str(), remote.content.len()), ("u-1", 1));
     }
 }
