@@ -94,14 +94,7 @@ fn plan_step(
         .check_threshold(config.max_deactivations, options.allow_deactivations)
     {
         drop(tx);
-        let summary = summary_json(run_id, "refused", &planned, None);
-        ledger.finish_run(run_id, "refused", &summary)?;
-        report::write_run(
-            &report::run_dir(&config.runs_dir(), run_id),
-            &summary,
-            &planned.outcome.rejects,
-            &[],
-        )?;
+        finish_without_apply(config, ledger, run_id, "refused", &planned)?;
         return Err(refusal.into());
     }
     if !options.dry_run {
@@ -209,19 +202,31 @@ fn print_apply(stats: &ApplyStats) {
     );
 }
 
-/// `rostersync plan`.
-pub fn plan(config_path: &Path, options: &PlanOptions) -> Result<Finish> {
-    let config = Config::load(config_path)?;
-    let mut ledger = Ledger::open(&config.ledger.path)?;
-    let (run_id, planned) = plan_step(&config, &mut ledger, "plan", options)?;
-    let summary = summary_json(run_id, "planned", &planned, None);
-    ledger.finish_run(run_id, "planned", &summary)?;
+/// Records a run that sent nothing (plan, dry run, refusal) and writes its reports.
+fn finish_without_apply(
+    config: &Config,
+    ledger: &Ledger,
+    run_id: i64,
+    outcome: &str,
+    planned: &Planned,
+) -> Result<(serde_json::Value, PathBuf)> {
+    let summary = summary_json(run_id, outcome, planned, None);
+    ledger.finish_run(run_id, outcome, &summary)?;
     let dir = report::write_run(
         &report::run_dir(&config.runs_dir(), run_id),
         &summary,
         &planned.outcome.rejects,
         &[],
     )?;
+    Ok((summary, dir))
+}
+
+/// `rostersync plan`.
+pub fn plan(config_path: &Path, options: &PlanOptions) -> Result<Finish> {
+    let config = Config::load(config_path)?;
+    let mut ledger = Ledger::open(&config.ledger.path)?;
+    let (run_id, planned) = plan_step(&config, &mut ledger, "plan", options)?;
+    let (summary, dir) = finish_without_apply(&config, &ledger, run_id, "planned", &planned)?;
     if options.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -261,14 +266,7 @@ pub async fn run_with(config: &Config, options: &PlanOptions) -> Result<Finish> 
     let (run_id, planned) = plan_step(config, &mut ledger, command, options)?;
     print_plan(&planned);
     if options.dry_run {
-        let summary = summary_json(run_id, "dry-run", &planned, None);
-        ledger.finish_run(run_id, "dry-run", &summary)?;
-        let dir = report::write_run(
-            &report::run_dir(&config.runs_dir(), run_id),
-            &summary,
-            &planned.outcome.rejects,
-            &[],
-        )?;
+        let (_, dir) = finish_without_apply(config, &ledger, run_id, "dry-run", &planned)?;
         println!("dry run: nothing sent; reports: {}", dir.display());
         return Ok(if planned.outcome.rejects.is_empty() {
             Finish::Converged

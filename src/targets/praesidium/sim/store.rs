@@ -183,6 +183,40 @@ impl Store {
         Ok(user)
     }
 
+    /// Emails are unique across the academy. The refusal names the user holding the email
+    /// only when that user is in the caller's hierarchy, as the real API does.
+    fn check_email_free(
+        &self,
+        caller: &Caller,
+        email: &str,
+        except: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let Some(holder) = self
+            .by_email
+            .get(email)
+            .filter(|h| Some(h.as_str()) != except)
+        else {
+            return Ok(());
+        };
+        let holder_client = self.users[holder]
+            .user
+            .context
+            .client
+            .as_deref()
+            .unwrap_or("");
+        let technical = if caller.managed.contains(holder_client) {
+            format!("Email already exists for user id {holder}")
+        } else {
+            "Email already exists".to_owned()
+        };
+        Err(api_error(
+            400,
+            "EMAIL_EXISTS",
+            "A user with this email address already exists",
+            technical,
+        ))
+    }
+
     pub fn get(&self, caller: &Caller, uuid: &str) -> Result<User, ApiError> {
         Ok(self.visible(caller, uuid)?.user.clone())
     }
@@ -204,25 +238,7 @@ impl Store {
             ));
         }
         let email = fold(body.principal.email.as_deref().unwrap_or(""));
-        if let Some(existing) = self.by_email.get(&email) {
-            let existing_client = self.users[existing]
-                .user
-                .context
-                .client
-                .clone()
-                .unwrap_or_default();
-            let technical = if caller.managed.contains(&existing_client) {
-                format!("Email already exists for user id {existing}")
-            } else {
-                "Email already exists".to_owned()
-            };
-            return Err(api_error(
-                400,
-                "EMAIL_EXISTS",
-                "A user with this email address already exists",
-                technical,
-            ));
-        }
+        self.check_email_free(caller, &email, None)?;
         let uuid = uuid::Uuid::new_v4().to_string();
         let now = Utc::now();
         let mut stored = SimUser {
@@ -262,25 +278,7 @@ impl Store {
             ));
         }
         let email = fold(body.principal.email.as_deref().unwrap_or(""));
-        if let Some(other) = self.by_email.get(&email).filter(|other| **other != uuid) {
-            let other_client = self.users[other]
-                .user
-                .context
-                .client
-                .clone()
-                .unwrap_or_default();
-            let technical = if caller.managed.contains(&other_client) {
-                format!("Email already exists for user id {other}")
-            } else {
-                "Email already exists".to_owned()
-            };
-            return Err(api_error(
-                400,
-                "EMAIL_EXISTS",
-                "A user with this email address already exists",
-                technical,
-            ));
-        }
+        self.check_email_free(caller, &email, Some(&uuid))?;
         let now = Utc::now();
         let stored = self.users.get_mut(&uuid).expect("visible() found it");
         let old_email = fold(stored.user.principal.email.as_deref().unwrap_or(""));
