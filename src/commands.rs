@@ -320,7 +320,7 @@ async fn execute(
 /// `rostersync status`.
 pub fn status(config_path: &Path, json_output: bool) -> Result<Finish> {
     let config = Config::load(config_path)?;
-    let ledger = Ledger::open(&config.ledger.path)?;
+    let ledger = Ledger::open_read_only(&config.ledger.path)?;
     let status = ledger.status()?;
     if json_output {
         println!("{}", serde_json::to_string_pretty(&status)?);

@@ -403,6 +403,19 @@ async fn plan_stores_replaces_and_apply_executes_and_a_second_run_is_locked_out(
     let ledger = rostersync::ledger::Ledger::open(&work.path("state/rostersync.db")).unwrap();
     let locked = work.run(&["apply"]).await;
     assert_eq!(locked.code, 4, "{}", locked.stderr);
+    assert!(
+        locked
+            .stderr
+            .contains("another rostersync run holds the ledger"),
+        "{}",
+        locked.stderr
+    );
+    let status = work.run(&["status"]).await;
+    assert_eq!(
+        status.code, 0,
+        "status reads while a run holds the lock: {}",
+        status.stderr
+    );
     drop(ledger);
 
     let applied = work.run(&["apply"]).await;

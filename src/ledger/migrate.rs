@@ -13,6 +13,11 @@ const MIGRATIONS: &[(&str, &str)] = &[(
     include_str!("../../migrations/001_initial.sql"),
 )];
 
+/// The schema version this binary writes.
+pub fn latest() -> usize {
+    MIGRATIONS.len()
+}
+
 /// Brings the schema up to date; returns the version now in force.
 pub fn migrate(conn: &mut Connection) -> Result<usize> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;

@@ -135,7 +135,8 @@ pub struct Ledger {
     conn: Connection,
     path: PathBuf,
     // Held for the life of the ledger: the OS releases it when the process ends, however.
-    _lock: File,
+    // `None` for a read-only view, which never writes and so needs no lock.
+    _lock: Option<File>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -177,7 +178,34 @@ impl Ledger {
         Ok(Ledger {
             conn,
             path: path.to_path_buf(),
-            _lock: lock,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens the ledger to read only, without the lock, so that `status` works while a run
+    /// is under way. Refuses a missing ledger or one whose schema is not this binary's.
+    pub fn open_read_only(path: &Path) -> Result<Ledger> {
+        if !path.exists() {
+            anyhow::bail!(
+                "no ledger at {}: nothing has been planned with this config yet",
+                path.display()
+            );
+        }
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("cannot open ledger {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version as usize != migrate::latest() {
+            anyhow::bail!(
+                "ledger {} has schema version {version}, this rostersync expects {}; run plan or apply once to migrate it",
+                path.display(),
+                migrate::latest()
+            );
+        }
+        Ok(Ledger {
+            conn,
+            path: path.to_path_buf(),
+            _lock: None,
         })
     }
 
