@@ -82,41 +82,70 @@ impl Plan {
     }
 }
 
-/// XXH3-64 over the parts, each followed by a unit separator. XXH3 is a published algorithm
+/// XXH3-64 over parts, each followed by a unit separator. XXH3 is a published algorithm
 /// (unlike `DefaultHasher`, which may change between Rust releases), so a new rostersync does
-/// not see every user as changed.
-fn parts_hash(parts: &[&str]) -> i64 {
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    for part in parts {
-        hasher.update(part.as_bytes());
-        hasher.update(b"\x1f");
+/// not see every user as changed. Streaming: no buffer is built per user.
+struct PartsHasher(xxhash_rust::xxh3::Xxh3);
+
+impl PartsHasher {
+    fn new() -> Self {
+        PartsHasher(xxhash_rust::xxh3::Xxh3::new())
     }
-    hasher.digest() as i64
+
+    fn part(&mut self, part: &str) -> &mut Self {
+        self.0.update(part.as_bytes());
+        self.0.update(b"\x1f");
+        self
+    }
+
+    /// Several values as one part, joined by `;`.
+    fn joined<'a>(&mut self, values: impl IntoIterator<Item = &'a str>) -> &mut Self {
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.0.update(b";");
+            }
+            self.0.update(value.as_bytes());
+        }
+        self.0.update(b"\x1f");
+        self
+    }
+
+    fn finish(&self) -> i64 {
+        self.0.digest() as i64
+    }
+}
+
+#[cfg(test)]
+fn parts_hash(parts: &[&str]) -> i64 {
+    let mut hasher = PartsHasher::new();
+    for part in parts {
+        hasher.part(part);
+    }
+    hasher.finish()
 }
 
 /// Fingerprint of everything an update sends except status (handled on its own).
 pub fn profile_hash(user: &DesiredUser) -> i64 {
-    let locations = user.locations.join(";");
-    parts_hash(&[
-        &user.key,
-        &user.first_name,
-        &user.last_name,
-        &user.email,
-        &user.role,
-        &user.client,
-        &locations,
-        user.position.as_deref().unwrap_or(""),
-        user.program_type.as_deref().unwrap_or(""),
-    ])
+    PartsHasher::new()
+        .part(&user.key)
+        .part(&user.first_name)
+        .part(&user.last_name)
+        .part(&user.email)
+        .part(user.role)
+        .part(&user.client)
+        .joined(user.locations.iter().map(String::as_str))
+        .part(user.position.as_deref().unwrap_or(""))
+        .part(user.program_type.as_deref().unwrap_or(""))
+        .finish()
 }
 
 /// Fingerprint of a sorted content list.
 pub fn content_hash(items: &[ContentRef]) -> i64 {
-    let parts: Vec<&str> = items
-        .iter()
-        .flat_map(|c| [c.uuid.as_str(), c.kind.as_str()])
-        .collect();
-    parts_hash(&parts)
+    let mut hasher = PartsHasher::new();
+    for item in items {
+        hasher.part(&item.uuid).part(&item.kind);
+    }
+    hasher.finish()
 }
 
 /// The user object the API receives for a desired user.
@@ -138,12 +167,12 @@ pub fn user_object(user: &DesiredUser, active: bool, content: Option<Vec<Content
                 }
                 .to_owned(),
             ),
-            role: Some(user.role.clone()),
+            role: Some(user.role.to_owned()),
         },
         person: serde_json::Map::new(),
         context: Context {
-            client: Some(user.client.clone()),
-            locations: user.locations.clone(),
+            client: Some(user.client.to_string()),
+            locations: user.locations.to_vec(),
             content,
         },
         attributes: Attributes {
@@ -292,7 +321,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             if user.active {
                 let payload = OpPayload {
                     uuid: None,
-                    user: Some(user_object(user, true, Some(user.content.clone()))),
+                    user: Some(user_object(user, true, Some(user.content.to_vec()))),
                     items: vec![],
                     profile_hash: profile_hash(user),
                 };
@@ -542,13 +571,14 @@ mod tests {
             role: "Learner".into(),
             active: true,
             client: "c".into(),
-            locations: vec!["l1".into()],
+            locations: vec!["l1".into()].into(),
             position: None,
             program_type: None,
             content: vec![ContentRef {
                 uuid: "c1".into(),
                 kind: "course".into(),
-            }],
+            }]
+            .into(),
             line: 2,
         }
     }
@@ -574,7 +604,7 @@ mod tests {
                 Remote {
                     uuid: format!("uuid-{}", user.key),
                     email: user.email.clone(),
-                    content: user.content.clone(),
+                    content: user.content.to_vec(),
                 },
             );
         }
@@ -623,11 +653,15 @@ mod tests {
         for user in &mut now {
             match user.key.as_str() {
                 "CHG" => user.last_name = "Changed".into(),
-                "ADD" => user.content.push(ContentRef {
-                    uuid: "c2".into(),
-                    kind: "course".into(),
-                }),
-                "DEL" => user.content.clear(),
+                "ADD" => {
+                    let mut content = user.content.to_vec();
+                    content.push(ContentRef {
+                        uuid: "c2".into(),
+                        kind: "course".into(),
+                    });
+                    user.content = content.into();
+                }
+                "DEL" => user.content = Vec::new().into(),
                 "OFF" => user.active = false,
                 _ => {}
             }

@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use rustc_hash::FxHashMap;
@@ -46,15 +47,15 @@ pub struct DesiredUser {
     /// Lower-cased: the platform compares emails case-insensitively.
     pub email: String,
     /// The API's spelling of the role.
-    pub role: String,
+    pub role: &'static str,
     pub active: bool,
-    pub client: String,
+    pub client: Arc<str>,
     /// Location UUIDs, sorted.
-    pub locations: Vec<String>,
+    pub locations: Arc<[String]>,
     pub position: Option<String>,
     pub program_type: Option<String>,
     /// Content items, sorted by UUID.
-    pub content: Vec<ContentRef>,
+    pub content: Arc<[ContentRef]>,
     pub line: u64,
 }
 
@@ -578,8 +579,8 @@ fn map_headers(
 }
 
 struct ResolvedDefaults {
-    client: Option<String>,
-    role: String,
+    client: Option<Arc<str>>,
+    role: &'static str,
 }
 
 impl ResolvedDefaults {
@@ -593,15 +594,13 @@ impl ResolvedDefaults {
                         format!("client: {reference:?} is not a client of the catalog")
                     })?
                     .uuid
-                    .clone(),
+                    .as_str()
+                    .into(),
             ),
         };
         let role = canonical_role(&defaults.role)
             .with_context(|| format!("role: {:?} is not a known role", defaults.role))?;
-        Ok(ResolvedDefaults {
-            client,
-            role: role.to_owned(),
-        })
+        Ok(ResolvedDefaults { client, role })
     }
 }
 
@@ -618,26 +617,26 @@ type RowError = (String, RejectReason);
 struct Resolver<'a> {
     catalog: &'a Catalog,
     defaults: ResolvedDefaults,
-    clients: FxHashMap<Box<str>, Result<String, RejectReason>>,
-    locations: FxHashMap<(String, Box<str>), Result<Vec<String>, RejectReason>>,
-    content: FxHashMap<Box<str>, Result<Vec<ContentRef>, RejectReason>>,
+    clients: FxHashMap<Box<str>, Result<Arc<str>, RejectReason>>,
+    locations: FxHashMap<Arc<str>, FxHashMap<Box<str>, Result<Arc<[String]>, RejectReason>>>,
+    content: FxHashMap<Box<str>, Result<Arc<[ContentRef]>, RejectReason>>,
 }
 
 /// Distinct cells remembered per column; past this a roster is unusual and cells are
 /// resolved each time rather than growing memory without bound.
 const CACHE_LIMIT: usize = 20_000;
 
-fn remember<K: std::hash::Hash + Eq, V: Clone>(
-    cache: &mut FxHashMap<K, V>,
-    key: K,
+fn remember<V: Clone>(
+    cache: &mut FxHashMap<Box<str>, V>,
+    raw: &str,
     value: impl FnOnce() -> V,
 ) -> V {
-    if let Some(found) = cache.get(&key) {
+    if let Some(found) = cache.get(raw) {
         return found.clone();
     }
     let value = value();
     if cache.len() < CACHE_LIMIT {
-        cache.insert(key, value.clone());
+        cache.insert(raw.into(), value.clone());
     }
     value
 }
@@ -653,34 +652,35 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    fn client(&mut self, raw: &str) -> Result<String, RejectReason> {
+    fn client(&mut self, raw: &str) -> Result<Arc<str>, RejectReason> {
         let catalog = self.catalog;
         let default = &self.defaults.client;
-        remember(&mut self.clients, raw.into(), || match clean(raw) {
+        remember(&mut self.clients, raw, || match clean(raw) {
             cleaned if cleaned.is_empty() => default.clone().ok_or(RejectReason::NoClient),
             cleaned => catalog
                 .client(&cleaned)
-                .map(|c| c.uuid.clone())
+                .map(|c| Arc::from(c.uuid.as_str()))
                 .ok_or(RejectReason::UnknownClient(cleaned)),
         })
     }
 
-    fn locations(&mut self, client: &str, raw: &str) -> Result<Vec<String>, RejectReason> {
+    fn locations(&mut self, client: &Arc<str>, raw: &str) -> Result<Arc<[String]>, RejectReason> {
         let catalog = self.catalog;
-        remember(&mut self.locations, (client.to_owned(), raw.into()), || {
+        let per_client = self.locations.entry(client.clone()).or_default();
+        remember(per_client, raw, || {
             let mut locations = Vec::new();
             for reference in split_multi(raw) {
                 locations.push(catalog.location(&reference, client)?.uuid.clone());
             }
             locations.sort();
             locations.dedup();
-            Ok(locations)
+            Ok(locations.into())
         })
     }
 
-    fn content(&mut self, raw: &str) -> Result<Vec<ContentRef>, RejectReason> {
+    fn content(&mut self, raw: &str) -> Result<Arc<[ContentRef]>, RejectReason> {
         let catalog = self.catalog;
-        remember(&mut self.content, raw.into(), || {
+        remember(&mut self.content, raw, || {
             let mut content = Vec::new();
             for reference in split_multi(raw) {
                 let item = catalog
@@ -693,7 +693,7 @@ impl<'a> Resolver<'a> {
             }
             content.sort();
             content.dedup();
-            Ok(content)
+            Ok(content.into())
         })
     }
 
@@ -747,10 +747,9 @@ impl<'a> Resolver<'a> {
             return Err(("email".to_owned(), RejectReason::BadEmail(email)));
         }
         let role = match cell("role").trim() {
-            "" => self.defaults.role.clone(),
+            "" => self.defaults.role,
             raw => canonical_role(raw)
-                .ok_or(("role".to_owned(), RejectReason::UnknownRole(clean(raw))))?
-                .to_owned(),
+                .ok_or(("role".to_owned(), RejectReason::UnknownRole(clean(raw))))?,
         };
         let active = match cell("status").trim() {
             "" => true,
@@ -862,11 +861,7 @@ mod tests {
         assert!(roster.rejects.is_empty(), "{:?}", roster.rejects);
         let user = &roster.users[0];
         assert_eq!(
-            (
-                user.first_name.as_str(),
-                user.email.as_str(),
-                user.role.as_str()
-            ),
+            (user.first_name.as_str(), user.email.as_str(), user.role),
             ("Ana", "ana@example.com", "Supervisor")
         );
         assert!(user.active);
