@@ -568,7 +568,7 @@ mod tests {
             first_name: "A".into(),
             last_name: "B".into(),
             email: format!("{key}@example.com").to_lowercase(),
-            role: "Learner".into(),
+            role: "Learner",
             active: true,
             client: "c".into(),
             locations: vec!["l1".into()].into(),

@@ -617,10 +617,14 @@ type RowError = (String, RejectReason);
 struct Resolver<'a> {
     catalog: &'a Catalog,
     defaults: ResolvedDefaults,
-    clients: FxHashMap<Box<str>, Result<Arc<str>, RejectReason>>,
-    locations: FxHashMap<Arc<str>, FxHashMap<Box<str>, Result<Arc<[String]>, RejectReason>>>,
-    content: FxHashMap<Box<str>, Result<Arc<[ContentRef]>, RejectReason>>,
+    clients: CellCache<Arc<str>>,
+    /// Per client: a location name is resolved within its user's client.
+    locations: FxHashMap<Arc<str>, CellCache<Arc<[String]>>>,
+    content: CellCache<Arc<[ContentRef]>>,
 }
+
+/// Resolutions by raw cell text.
+type CellCache<V> = FxHashMap<Box<str>, Result<V, RejectReason>>;
 
 /// Distinct cells remembered per column; past this a roster is unusual and cells are
 /// resolved each time rather than growing memory without bound.
