@@ -126,6 +126,7 @@ fn seed(ledger_path: &Path) {
                     uuid: Some(uuid::Uuid::new_v4().to_string()),
                     http_status: Some(201),
                     message: None,
+                    adopted: false,
                 };
                 (op.clone(), effect)
             })

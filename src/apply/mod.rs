@@ -196,7 +196,7 @@ async fn execute(shared: &Shared, op: Op) -> Result<()> {
             .or_default()
             .entry(state.to_owned())
             .or_default() += 1;
-        if matches!(&result, Ok(Effect { message: Some(m), .. }) if m.starts_with("adopted")) {
+        if matches!(&result, Ok(Effect { adopted: true, .. })) {
             stats.adopted += 1;
         }
     }
@@ -211,6 +211,7 @@ async fn run_op(shared: &Shared, op: &Op) -> Result<Effect, CallError> {
         uuid: None,
         http_status: Some(status),
         message: None,
+        adopted: false,
     };
     match op.kind {
         OpKind::Create => {
@@ -220,6 +221,7 @@ async fn run_op(shared: &Shared, op: &Op) -> Result<Effect, CallError> {
                     uuid: created.uuid,
                     http_status: Some(201),
                     message: None,
+                    adopted: false,
                 }),
                 Err(error) => match error.existing_user_id() {
                     Some(existing) => adopt(shared, op, &existing).await,
@@ -284,5 +286,6 @@ async fn adopt(shared: &Shared, op: &Op, existing: &str) -> Result<Effect, CallE
         message: Some(format!(
             "adopted existing user {existing} (email already in the academy)"
         )),
+        adopted: true,
     })
 }

@@ -129,6 +129,8 @@ pub struct Effect {
     pub uuid: Option<String>,
     pub http_status: Option<u16>,
     pub message: Option<String>,
+    /// The create found the email taken in our hierarchy and took that user over.
+    pub adopted: bool,
 }
 
 pub struct Ledger {
@@ -280,15 +282,6 @@ impl Ledger {
             replaced,
             now: now_ms(),
         })
-    }
-
-    /// Ops still to resolve from an earlier, interrupted apply.
-    pub fn unresolved_count(&self) -> Result<i64> {
-        Ok(self.conn.query_row(
-            "SELECT count(*) FROM ops WHERE state IN ('sending', 'in_doubt')",
-            [],
-            |r| r.get(0),
-        )?)
     }
 
     /// Pending ops in the order planned: one user's ops are consecutive and in their order.
@@ -467,15 +460,6 @@ impl Ledger {
             ops: by_state,
             runs,
         })
-    }
-
-    /// The UUID recorded for a key, if any.
-    pub fn uuid_of(&self, key: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT uuid FROM users WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?
-            .flatten())
     }
 }
 
@@ -770,6 +754,7 @@ mod tests {
                     uuid: Some("u-1".into()),
                     http_status: Some(201),
                     message: None,
+                    adopted: false,
                 },
             )
             .unwrap();
