@@ -149,19 +149,7 @@ fn generate(path: &Path, users: usize, changed: usize) {
     ];
     let mut writer = csv::Writer::from_path(path).unwrap();
     writer
-        .write_record([
-            "external_id",
-            "first_name",
-            "last_name",
-            "email",
-            "role",
-            "status",
-            "client",
-            "locations",
-            "position",
-            "program_type",
-            "content",
-        ])
+        .write_record(rostersync::ingest::roster::COLUMNS)
         .unwrap();
     for i in 0..users {
         let client = &catalog.clients[i % 2];

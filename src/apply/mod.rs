@@ -164,16 +164,6 @@ async fn execute(shared: &Shared, op: Op) -> Result<()> {
             lock(&shared.ledger).complete(shared.run_id, &op, effect)?;
             "done"
         }
-        Err(CallError::AuthRefused { .. }) => {
-            let error = result.expect_err("matched Err");
-            lock(&shared.ledger).fail(
-                shared.run_id,
-                op.id,
-                error.http_status(),
-                &error.to_string(),
-            )?;
-            anyhow::bail!("the API refused the credentials: {error}");
-        }
         Err(error) if error.is_ambiguous() => {
             lock(&shared.ledger).mark_in_doubt(shared.run_id, op.id, &error.to_string())?;
             "in_doubt"
@@ -185,6 +175,9 @@ async fn execute(shared: &Shared, op: Op) -> Result<()> {
                 error.http_status(),
                 &error.to_string(),
             )?;
+            if matches!(error, CallError::AuthRefused { .. }) {
+                anyhow::bail!("the API refused the credentials: {error}");
+            }
             "failed"
         }
     };

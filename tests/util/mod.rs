@@ -227,19 +227,7 @@ impl Workdir {
     pub fn write_roster(&self, name: &str, rows: &[Vec<String>]) {
         let mut writer = csv::Writer::from_path(self.path(name)).unwrap();
         writer
-            .write_record([
-                "external_id",
-                "first_name",
-                "last_name",
-                "email",
-                "role",
-                "status",
-                "client",
-                "locations",
-                "position",
-                "program_type",
-                "content",
-            ])
+            .write_record(rostersync::ingest::roster::COLUMNS)
             .unwrap();
         for row in rows {
             writer.write_record(row).unwrap();
