@@ -191,8 +191,11 @@ pub struct Known {
     pub active: bool,
     /// Whether the platform acknowledged a create (a UUID is recorded).
     pub has_uuid: bool,
-    /// Set when the roster names the key.
+    /// Set when a valid roster row names the key.
     pub seen: bool,
+    /// The first roster line naming the key (valid or not), 0 before any: finds a key that
+    /// is on several rows without a second map of a million keys.
+    pub first_line: u64,
 }
 
 /// The ledger's index: key fingerprint ([`fingerprint`]) → what is known. Fingerprints, not
@@ -268,17 +271,14 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         match row {
             Err(reject) => {
                 if let Some(key) = &reject.key {
-                    self.cross.observe(key, None, reject.line);
+                    self.observe_key(key, reject.line, false);
                 }
                 self.rejects.push(reject);
             }
             Ok(user) => {
-                self.cross.observe(&user.key, Some(&user.email), user.line);
+                let (key_hash, known) = self.observe_key(&user.key, user.line, true);
+                self.cross.observe_email(key_hash, &user.email, user.line);
                 self.valid += 1;
-                let known = self.index.get_mut(&fingerprint(&user.key)).map(|k| {
-                    k.seen = true;
-                    *k
-                });
                 let before = self.plan.ops_pushed;
                 self.diff_one(&user, known)?;
                 if self.plan.ops_pushed > before {
@@ -287,6 +287,24 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             }
         }
         Ok(())
+    }
+
+    /// Notes a row's key for the duplicate-key rule: in the ledger's index when the key is
+    /// known there, in the cross-row check otherwise. Returns the key's fingerprint and what
+    /// the ledger knows of it.
+    fn observe_key(&mut self, key: &str, line: u64, valid: bool) -> (u64, Option<Known>) {
+        let key_hash = fingerprint(key);
+        let Some(known) = self.index.get_mut(&key_hash) else {
+            self.cross.observe_key(key_hash, line);
+            return (key_hash, None);
+        };
+        if known.first_line == 0 {
+            known.first_line = line;
+        } else {
+            self.cross.key_repeated(key_hash, known.first_line, line);
+        }
+        known.seen |= valid;
+        (key_hash, Some(*known))
     }
 
     fn push(&mut self, key: &str, kind: OpKind, payload: OpPayload) -> Result<()> {
@@ -597,6 +615,7 @@ mod tests {
                     active: user.active,
                     has_uuid: true,
                     seen: false,
+                    first_line: 0,
                 },
             );
             memory.remote.insert(
@@ -755,6 +774,53 @@ mod tests {
         assert_eq!(outcome.plan.counts.get(&OpKind::Create), Some(&1));
         assert_eq!(outcome.rejects.len(), 2);
         assert_eq!(outcome.valid, 1);
+    }
+
+    #[test]
+    fn a_known_key_found_twice_is_refused_and_left_alone() {
+        let (index, mut memory) = ledger_of(&[desired("K"), desired("L")]);
+        let mut changed = desired("K");
+        changed.last_name = "Changed".into();
+        let mut again = desired("K");
+        again.line = 7;
+        let mut planner = Planner::new(index, &mut memory);
+        for row in [changed, desired("L"), again] {
+            planner.row(Ok(row)).unwrap();
+        }
+        let outcome = planner
+            .finish(
+                |lines| {
+                    let mut sorted: Vec<u64> = lines.iter().copied().collect();
+                    sorted.sort_unstable();
+                    assert_eq!(sorted, vec![2, 7], "both rows of K are read again");
+                    Ok(lines
+                        .iter()
+                        .map(|&l| {
+                            (
+                                l,
+                                (
+                                    format!("row {l}"),
+                                    "K".to_owned(),
+                                    "k@example.com".to_owned(),
+                                ),
+                            )
+                        })
+                        .collect())
+                },
+                3,
+            )
+            .unwrap();
+        assert!(
+            memory.ops.is_empty(),
+            "the update of K is withdrawn: {:?}",
+            kinds(&memory)
+        );
+        assert_eq!(outcome.rejects.len(), 2);
+        assert_eq!(
+            outcome.plan.deactivations(),
+            0,
+            "K is not deactivated either"
+        );
     }
 
     #[test]

@@ -369,7 +369,8 @@ impl CrossRowCheck {
     /// A check sized for about `rows` rows, so its maps do not grow row by row.
     pub fn with_capacity(rows: usize) -> CrossRowCheck {
         CrossRowCheck {
-            first_line_by_key: FxHashMap::with_capacity_and_hasher(rows, Default::default()),
+            // Keys already in the ledger are tracked in its index; only new ones land here.
+            first_line_by_key: FxHashMap::default(),
             key_by_email: FxHashMap::with_capacity_and_hasher(rows, Default::default()),
             conflicts: Conflicts::default(),
         }
@@ -378,20 +379,35 @@ impl CrossRowCheck {
     /// Records a row's key (and email, for valid rows).
     pub fn observe(&mut self, key: &str, email: Option<&str>, line: u64) {
         let key_hash = fingerprint(key);
+        self.observe_key(key_hash, line);
+        if let Some(email) = email {
+            self.observe_email(key_hash, email, line);
+        }
+    }
+
+    /// Records a key by its fingerprint.
+    pub fn observe_key(&mut self, key_hash: u64, line: u64) {
         match self.first_line_by_key.get(&key_hash) {
-            Some(&first) => {
-                let lines = self
-                    .conflicts
-                    .keys
-                    .entry(key_hash)
-                    .or_insert_with(|| vec![first]);
-                lines.push(line);
-            }
+            Some(&first) => self.key_repeated(key_hash, first, line),
             None => {
                 self.first_line_by_key.insert(key_hash, line);
             }
         }
-        let Some(email) = email else { return };
+    }
+
+    /// Records a key seen again on `line`, first seen on `first`: for callers that track
+    /// first lines themselves (the planner does, in the ledger's index).
+    pub fn key_repeated(&mut self, key_hash: u64, first: u64, line: u64) {
+        let lines = self
+            .conflicts
+            .keys
+            .entry(key_hash)
+            .or_insert_with(|| vec![first]);
+        lines.push(line);
+    }
+
+    /// Records a valid row's email under its key's fingerprint.
+    pub fn observe_email(&mut self, key_hash: u64, email: &str, line: u64) {
         let email_hash = fingerprint(email);
         match self.key_by_email.get(&email_hash) {
             Some(&(other_key, first)) if other_key != key_hash => {

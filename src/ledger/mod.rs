@@ -262,6 +262,7 @@ impl Ledger {
                     active: row.get(3)?,
                     has_uuid: row.get(4)?,
                     seen: false,
+                    first_line: 0,
                 },
             );
         }
