@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::Result;
 
 use crate::config::Threshold;
-use crate::ingest::roster::{CrossRowCheck, DesiredUser, Reject, fingerprint};
+use crate::ingest::roster::{CrossRowCheck, DesiredUser, Reject, fingerprint, protected_by};
 use crate::ledger::{NewOp, OpKind, OpPayload};
 use crate::targets::praesidium::model::{
     Attributes, ContentRef, Context, Principal, STATUS_ACTIVE, STATUS_INACTIVE, System, User,
@@ -380,18 +380,8 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             self.push(&user.key, OpKind::Update, payload)?;
         }
         if content_changed {
-            let added: Vec<ContentRef> = user
-                .content
-                .iter()
-                .filter(|c| !remote.content.iter().any(|e| e.uuid == c.uuid))
-                .cloned()
-                .collect();
-            let removed: Vec<ContentRef> = remote
-                .content
-                .iter()
-                .filter(|e| !user.content.iter().any(|c| c.uuid == e.uuid))
-                .cloned()
-                .collect();
+            let added = missing_from(&user.content, &remote.content);
+            let removed = missing_from(&remote.content, &user.content);
             for (kind, items) in [(OpKind::Enroll, added), (OpKind::Remove, removed)] {
                 if !items.is_empty() {
                     self.push(
@@ -469,16 +459,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             }
             self.rejects.sort_by_key(|r| r.line);
         }
-        let protected_keys: HashSet<&str> = self
-            .rejects
-            .iter()
-            .filter_map(|r| r.key.as_deref())
-            .collect();
-        let protected_emails: HashSet<&str> = self
-            .rejects
-            .iter()
-            .filter_map(|r| r.email.as_deref())
-            .collect();
+        let (protected_keys, protected_emails) = protected_by(&self.rejects);
         let unseen: HashSet<u64> = self
             .index
             .iter()
@@ -527,6 +508,15 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             valid: self.valid,
         })
     }
+}
+
+/// Items of `items` whose UUID is not in `other`.
+fn missing_from(items: &[ContentRef], other: &[ContentRef]) -> Vec<ContentRef> {
+    items
+        .iter()
+        .filter(|c| !other.iter().any(|o| o.uuid == c.uuid))
+        .cloned()
+        .collect()
 }
 
 fn seq_of(kind: OpKind) -> u32 {

@@ -115,22 +115,13 @@ pub struct Roster {
     pub rows: u64,
 }
 
-impl Roster {
-    /// Keys that must not be deactivated or changed because one of their rows was refused.
-    pub fn protected_keys(&self) -> HashSet<&str> {
-        self.rejects
-            .iter()
-            .filter_map(|r| r.key.as_deref())
-            .collect()
-    }
-
-    /// Emails (folded) of refused rows.
-    pub fn protected_emails(&self) -> HashSet<&str> {
-        self.rejects
-            .iter()
-            .filter_map(|r| r.email.as_deref())
-            .collect()
-    }
+/// Keys and (folded) emails of refused rows: their users must be neither changed nor
+/// deactivated, whatever the rest of the roster says.
+pub fn protected_by(rejects: &[Reject]) -> (HashSet<&str>, HashSet<&str>) {
+    (
+        rejects.iter().filter_map(|r| r.key.as_deref()).collect(),
+        rejects.iter().filter_map(|r| r.email.as_deref()).collect(),
+    )
 }
 
 /// Reads a whole roster file into memory (desired users and rejects, cross-row rules

@@ -255,16 +255,19 @@ impl Workdir {
         }
     }
 
-    /// The newest run folder's file, parsed as CSV rows (header excluded).
-    pub fn last_report(&self, file: &str) -> Vec<csv::StringRecord> {
-        let runs = self.path("state/runs");
-        let mut dirs: Vec<_> = std::fs::read_dir(&runs)
+    /// The newest run folder (runs/run-NNNNNN sorts by run id).
+    pub fn last_run_dir(&self) -> std::path::PathBuf {
+        let mut dirs: Vec<_> = std::fs::read_dir(self.path("state/runs"))
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
         dirs.sort();
-        let path = dirs.last().unwrap().join(file);
-        csv::Reader::from_path(path)
+        dirs.pop().expect("at least one run folder")
+    }
+
+    /// The newest run folder's file, parsed as CSV rows (header excluded).
+    pub fn last_report(&self, file: &str) -> Vec<csv::StringRecord> {
+        csv::Reader::from_path(self.last_run_dir().join(file))
             .unwrap()
             .records()
             .map(|r| r.unwrap())
@@ -272,13 +275,7 @@ impl Workdir {
     }
 
     pub fn last_summary(&self) -> Value {
-        let runs = self.path("state/runs");
-        let mut dirs: Vec<_> = std::fs::read_dir(&runs)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        dirs.sort();
-        serde_json::from_slice(&std::fs::read(dirs.last().unwrap().join("summary.json")).unwrap())
+        serde_json::from_slice(&std::fs::read(self.last_run_dir().join("summary.json")).unwrap())
             .unwrap()
     }
 }
