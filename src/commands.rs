@@ -72,47 +72,49 @@ fn plan_step(
     );
     let run_id = ledger.begin_run(command)?;
     let started = Instant::now();
-    let mut tx = ledger.plan_tx(run_id)?;
-    let mut planner = Planner::new(index, &mut tx);
-    while let Some(row) = reader.next_row()? {
-        planner.row(row)?;
-    }
-    let rows = reader.rows();
-    let outcome = planner.finish(|lines| reader.originals(lines), rows)?;
-    tracing::debug!(
-        secs = started.elapsed().as_secs_f64(),
-        ops = outcome.plan.total(),
-        "roster read and diffed"
-    );
-    let planned = Planned {
-        outcome,
-        roster_path,
-    };
-    if let Err(refusal) = planned
-        .outcome
-        .plan
-        .check_threshold(config.max_deactivations, options.allow_deactivations)
-    {
-        drop(tx);
+    let (planned, refusal) = ledger.write_plan(run_id, |tx| {
+        let mut planner = Planner::new(index, tx);
+        while let Some(row) = reader.next_row()? {
+            planner.row(row)?;
+        }
+        let rows = reader.rows();
+        let outcome = planner.finish(|lines| reader.originals(lines), rows)?;
+        tracing::debug!(
+            secs = started.elapsed().as_secs_f64(),
+            ops = outcome.plan.total(),
+            "roster read and diffed"
+        );
+        let planned = Planned {
+            outcome,
+            roster_path,
+        };
+        let refusal = planned
+            .outcome
+            .plan
+            .check_threshold(config.max_deactivations, options.allow_deactivations)
+            .err();
+        if refusal.is_none() && !options.dry_run {
+            let rejects = planned
+                .outcome
+                .rejects
+                .iter()
+                .map(|r| RejectRow {
+                    line: r.line,
+                    column: r.column.clone(),
+                    reason: r.reason.clone(),
+                    original: r.original.clone(),
+                })
+                .collect();
+            let started = Instant::now();
+            tx.write_rejects(rejects)?;
+            tx.commit()?;
+            tracing::debug!(secs = started.elapsed().as_secs_f64(), "plan committed");
+        }
+        Ok((planned, refusal))
+    })?;
+    if let Some(refusal) = refusal {
         finish_without_apply(config, ledger, run_id, "refused", &planned)?;
         return Err(refusal.into());
-    }
-    if !options.dry_run {
-        let rejects: Vec<RejectRow> = planned
-            .outcome
-            .rejects
-            .iter()
-            .map(|r| RejectRow {
-                line: r.line,
-                column: r.column.clone(),
-                reason: r.reason.clone(),
-                original: r.original.clone(),
-            })
-            .collect();
-        let started = Instant::now();
-        tx.write_rejects(&rejects)?;
-        tx.commit()?;
-        tracing::debug!(secs = started.elapsed().as_secs_f64(), "plan committed");
     }
     Ok((run_id, planned))
 }

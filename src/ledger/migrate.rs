@@ -8,10 +8,16 @@ use anyhow::{Context, Result, bail};
 use rusqlite::Connection;
 
 /// Every migration, in order; the schema version is the number applied.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "001_initial.sql",
-    include_str!("../../migrations/001_initial.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "001_initial.sql",
+        include_str!("../../migrations/001_initial.sql"),
+    ),
+    (
+        "002_lean_op_indexes.sql",
+        include_str!("../../migrations/002_lean_op_indexes.sql"),
+    ),
+];
 
 /// The schema version this binary writes.
 pub fn latest() -> usize {

@@ -6,18 +6,21 @@
 //! acknowledge, and never hold a secret or a token.
 
 pub mod migrate;
+mod payload;
+mod plan_writer;
+
+pub use plan_writer::PlanTx;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use crate::ingest::roster::fingerprint;
-use crate::plan::{Known, LedgerIndex, PlanIo, Remote};
+use crate::plan::{Known, LedgerIndex};
 use crate::targets::praesidium::model::{ContentRef, User};
-use std::collections::HashSet;
 
 /// The ledger is held by another rostersync process (exit code 4).
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +143,13 @@ pub struct Ledger {
     // `None` for a read-only view, which never writes and so needs no lock.
     _lock: Option<File>,
 }
+
+/// Pending ops: every one belongs to the newest stored plan, whose ops start at its
+/// `runs.ops_from`, so they are a rowid range and need no index written with each op.
+const PENDING: &str = "state = 'pending' AND id >= (SELECT coalesce(max(ops_from), 0) FROM runs)";
+
+/// Ops sending or in doubt: the exact WHERE clause of the partial index `ops_unsettled`.
+const UNSETTLED: &str = "(state = 'sending' OR state = 'in_doubt')";
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -269,47 +279,35 @@ impl Ledger {
         Ok(index)
     }
 
-    /// Starts writing a plan: the pending ops of any earlier plan are replaced. Nothing is
-    /// kept unless [`PlanTx::commit`] is called.
-    pub fn plan_tx(&mut self, run_id: i64) -> Result<PlanTx<'_>> {
-        // A bigger page cache for the bulk insert: SQLite otherwise spills pages to the WAL
-        // again and again while a million-op plan is written.
-        self.conn.pragma_update(None, "cache_size", -65536)?;
-        let tx = self.conn.transaction()?;
-        let replaced = tx.execute("DELETE FROM ops WHERE state = 'pending'", [])?;
-        Ok(PlanTx {
-            tx,
-            run_id,
-            replaced,
-            now: now_ms(),
-        })
+    /// Writes a plan: `produce` pushes ops into a [`PlanTx`] while a second thread inserts
+    /// them, so that parsing the roster and SQLite's writes overlap. The pending ops of any
+    /// earlier plan are replaced. Nothing is kept unless `produce` calls [`PlanTx::commit`].
+    pub fn write_plan<T>(
+        &mut self,
+        run_id: i64,
+        produce: impl FnOnce(&mut PlanTx) -> Result<T>,
+    ) -> Result<T> {
+        plan_writer::write_plan(&mut self.conn, &self.path, run_id, produce)
     }
 
     /// Pending ops in the order planned: one user's ops are consecutive and in their order.
     pub fn pending_ops(&self) -> Result<Vec<Op>> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT id, key, seq, kind, payload FROM ops WHERE state = 'pending' ORDER BY id",
-        )?;
-        let rows = statement.query_map([], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, u32>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, String>(4)?,
-            ))
-        })?;
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT id, key, seq, kind, payload FROM ops WHERE {PENDING} ORDER BY id"
+        ))?;
+        let mut rows = statement.query([])?;
         let mut ops = Vec::new();
-        for row in rows {
-            let (id, key, seq, kind, payload) = row?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let kind: String = row.get(3)?;
             let kind = OpKind::parse(&kind)
                 .with_context(|| format!("op {id}: unknown kind {kind:?} in the ledger"))?;
-            let payload = serde_json::from_str(&payload)
-                .with_context(|| format!("op {id}: unreadable payload"))?;
+            let payload = payload::decode(row.get_ref(4)?)
+                .with_context(|| format!("op {id} in the ledger"))?;
             ops.push(Op {
                 id,
-                key,
-                seq,
+                key: row.get(1)?,
+                seq: row.get(2)?,
                 kind,
                 payload,
             });
@@ -321,8 +319,10 @@ impl Ledger {
     /// and are never re-sent as they are; the next plan derives what is still needed.
     pub fn set_interrupted_in_doubt(&self, run_id: i64) -> Result<u64> {
         let changed = self.conn.execute(
-            "UPDATE ops SET state = 'in_doubt', message = 'interrupted while sending', done_run_id = ?1, updated_at = ?2
-             WHERE state = 'sending'",
+            &format!(
+                "UPDATE ops SET state = 'in_doubt', message = 'interrupted while sending', done_run_id = ?1, updated_at = ?2
+                 WHERE {UNSETTLED} AND state = 'sending'"
+            ),
             params![run_id, now_ms()],
         )?;
         Ok(changed as u64)
@@ -464,113 +464,6 @@ impl Ledger {
     }
 }
 
-/// A plan being written; dropped without [`PlanTx::commit`], it leaves the ledger as it was.
-pub struct PlanTx<'l> {
-    tx: rusqlite::Transaction<'l>,
-    run_id: i64,
-    replaced: usize,
-    now: i64,
-}
-
-impl PlanTx<'_> {
-    /// Pending ops of an earlier plan that this one replaces.
-    pub fn replaced(&self) -> usize {
-        self.replaced
-    }
-
-    /// Records the rows the roster reader refused.
-    pub fn write_rejects(&mut self, rejects: &[RejectRow]) -> Result<()> {
-        let mut insert = self.tx.prepare_cached(
-            "INSERT INTO rejects (run_id, line, column_name, reason, original) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for row in rejects {
-            insert.execute(params![
-                self.run_id,
-                row.line as i64,
-                row.column,
-                row.reason,
-                row.original
-            ])?;
-        }
-        Ok(())
-    }
-
-    pub fn commit(self) -> Result<()> {
-        self.tx.commit()?;
-        Ok(())
-    }
-}
-
-impl PlanIo for PlanTx<'_> {
-    fn remote(&mut self, key: &str) -> Result<Option<Remote>> {
-        let found: Option<(Option<String>, String, String)> = self
-            .tx
-            .prepare_cached("SELECT uuid, email, content FROM users WHERE key = ?1")?
-            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
-        Ok(found.and_then(|(uuid, email, content)| {
-            Some(Remote {
-                uuid: uuid?,
-                email,
-                content: serde_json::from_str(&content).unwrap_or_default(),
-            })
-        }))
-    }
-
-    fn keys_of(&mut self, wanted: &HashSet<u64>) -> Result<Vec<String>> {
-        let mut statement = self.tx.prepare_cached(
-            "SELECT key FROM users INDEXED BY users_digest WHERE active AND uuid IS NOT NULL",
-        )?;
-        let mut rows = statement.query([])?;
-        let mut keys = Vec::new();
-        while let Some(row) = rows.next()? {
-            let key = row.get_ref(0)?.as_str()?;
-            if wanted.contains(&fingerprint(key)) {
-                keys.push(key.to_owned());
-            }
-        }
-        Ok(keys)
-    }
-
-    fn push(&mut self, op: NewOp) -> Result<()> {
-        let payload = serde_json::to_string(&op.payload)?;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO ops (run_id, key, seq, kind, payload, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
-            )?
-            .execute(params![self.run_id, op.key, op.seq, op.kind.as_str(), payload, self.now])?;
-        Ok(())
-    }
-
-    fn retract(&mut self, keys: &[String]) -> Result<Vec<(String, OpKind)>> {
-        self.tx.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS retracted (key TEXT PRIMARY KEY)",
-            [],
-        )?;
-        self.tx.execute("DELETE FROM temp.retracted", [])?;
-        for key in keys {
-            self.tx
-                .prepare_cached("INSERT OR IGNORE INTO temp.retracted (key) VALUES (?1)")?
-                .execute([key])?;
-        }
-        let mut statement = self.tx.prepare(
-            "DELETE FROM ops WHERE run_id = ?1 AND state = 'pending' AND key IN (SELECT key FROM temp.retracted) RETURNING key, kind",
-        )?;
-        let rows = statement.query_map([self.run_id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut withdrawn = Vec::new();
-        for row in rows {
-            let (key, kind) = row?;
-            withdrawn.push((
-                key,
-                OpKind::parse(&kind).context("unknown op kind in the ledger")?,
-            ));
-        }
-        Ok(withdrawn)
-    }
-}
-
 /// An op as reported after a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct FinishedOp {
@@ -692,6 +585,7 @@ fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::PlanIo;
 
     #[test]
     fn a_second_open_of_the_same_ledger_is_refused_while_the_first_holds_it() {
@@ -740,11 +634,14 @@ mod tests {
                 profile_hash: 42,
             },
         }];
-        let mut tx = ledger.plan_tx(run).unwrap();
-        for op in ops {
-            tx.push(op).unwrap();
-        }
-        tx.commit().unwrap();
+        ledger
+            .write_plan(run, |tx| {
+                for op in ops {
+                    tx.push(op)?;
+                }
+                tx.commit()
+            })
+            .unwrap();
         let pending = ledger.pending_ops().unwrap();
         ledger.mark_sending(pending[0].id).unwrap();
         ledger
@@ -766,8 +663,48 @@ mod tests {
             (true, 42, true)
         );
         assert!(ledger.pending_ops().unwrap().is_empty());
-        let mut tx = ledger.plan_tx(run).unwrap();
-        let remote = tx.remote("K").unwrap().unwrap();
+        let remote = ledger
+            .write_plan(run, |tx| tx.remote("K"))
+            .unwrap()
+            .unwrap();
         assert_eq!((remote.uuid.as_str(), remote.content.len()), ("u-1", 1));
+    }
+
+    #[test]
+    fn pending_ops_of_a_version_1_ledger_survive_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(include_str!("../../migrations/001_initial.sql"))
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO runs (id, command, started_at) VALUES (1, 'run', 'then'), (2, 'run', 'later')",
+                [],
+            )
+            .unwrap();
+            // One op done by run 1, then run 2's plan left two pending (JSON payloads).
+            conn.execute_batch(
+                r#"INSERT INTO ops (run_id, key, seq, kind, payload, state, updated_at) VALUES
+                   (1, 'A', 0, 'create', '{"profile_hash":1}', 'done', 0),
+                   (2, 'B', 1, 'update', '{"uuid":"u-b","profile_hash":2}', 'pending', 0),
+                   (2, 'C', 5, 'deactivate', '{"uuid":"u-c"}', 'pending', 0);"#,
+            )
+            .unwrap();
+        }
+        let ledger = Ledger::open(&path).unwrap();
+        let pending = ledger.pending_ops().unwrap();
+        let seen: Vec<_> = pending
+            .iter()
+            .map(|op| (op.key.as_str(), op.kind, op.payload.uuid.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("B", OpKind::Update, Some("u-b")),
+                ("C", OpKind::Deactivate, Some("u-c"))
+            ]
+        );
     }
 }

@@ -1,0 +1,288 @@
+//! Writing a plan into the ledger while it is being made.
+//!
+//! A first import writes a million ops; done inline, SQLite's inserts and the roster's parsing
+//! took turns on one core. Here the planner's thread encodes ops and hands them over in
+//! batches to a writer thread that owns the plan's transaction, while reads of the users
+//! table go through a second, read-only connection (the plan never writes users, so it sees
+//! exactly what the transaction would). Owns that hand-over; it must never commit a plan the
+//! caller did not commit, nor lose an op it accepted.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use anyhow::{Context, Result, anyhow};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::{NewOp, OpKind, PENDING, RejectRow, now_ms, payload};
+use crate::ingest::roster::fingerprint;
+use crate::plan::{PlanIo, Remote};
+
+/// Ops handed to the writer at a time: large enough that the channel costs nothing per op.
+const BATCH: usize = 4096;
+
+/// An op ready to insert: its payload already encoded.
+struct EncodedOp {
+    key: String,
+    seq: u32,
+    kind: OpKind,
+    payload: Vec<u8>,
+}
+
+type Reply<T> = SyncSender<Result<T>>;
+
+enum Command {
+    Insert(Vec<EncodedOp>),
+    Retract(Vec<String>, Reply<Vec<(String, OpKind)>>),
+    Rejects(Vec<RejectRow>),
+    Commit(Reply<()>),
+}
+
+/// A plan being written. Dropped without [`PlanTx::commit`], it leaves the ledger as it was.
+pub struct PlanTx {
+    reader: Connection,
+    to_writer: SyncSender<Command>,
+    batch: Vec<EncodedOp>,
+    replaced: usize,
+    committed: bool,
+}
+
+pub(super) fn write_plan<T>(
+    conn: &mut Connection,
+    path: &Path,
+    run_id: i64,
+    produce: impl FnOnce(&mut PlanTx) -> Result<T>,
+) -> Result<T> {
+    let reader = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot open ledger {} to read", path.display()))?;
+    reader.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Two batches in flight at most: the planner never runs far ahead of the disk.
+    let (to_writer, commands) = sync_channel::<Command>(2);
+    let (started_tx, started) = sync_channel::<Result<usize>>(1);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || writer(conn, run_id, commands, started_tx));
+        let outcome = (|| {
+            let replaced = started
+                .recv()
+                .map_err(|_| anyhow!("the plan writer stopped before starting"))??;
+            let mut tx = PlanTx {
+                reader,
+                to_writer,
+                batch: Vec::with_capacity(BATCH),
+                replaced,
+                committed: false,
+            };
+            produce(&mut tx)
+            // `tx` is dropped here, closing the channel: the writer rolls back unless the plan
+            // was committed.
+        })();
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the plan writer panicked")));
+        // The writer's own error explains a closed channel better than the send that saw it.
+        match (outcome, written) {
+            (Err(_), Err(cause)) => Err(cause),
+            (outcome, _) => outcome,
+        }
+    })
+}
+
+/// The writer thread: owns the transaction, runs commands in order.
+fn writer(
+    conn: &mut Connection,
+    run_id: i64,
+    commands: Receiver<Command>,
+    started: SyncSender<Result<usize>>,
+) -> Result<()> {
+    // A bigger page cache for the bulk insert: SQLite otherwise spills pages to the WAL again
+    // and again while a million-op plan is written.
+    conn.pragma_update(None, "cache_size", -65536)?;
+    let begin = begin_plan(conn, run_id);
+    let (tx, ops_from) = match begin {
+        Ok((tx, replaced, ops_from)) => {
+            let _ = started.send(Ok(replaced));
+            (tx, ops_from)
+        }
+        Err(e) => {
+            let _ = started.send(Err(anyhow!("cannot start writing the plan: {e:#}")));
+            return Err(e);
+        }
+    };
+    let now = now_ms();
+    for command in commands {
+        match command {
+            Command::Insert(ops) => {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO ops (run_id, key, seq, kind, payload, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+                )?;
+                for op in ops {
+                    insert.execute(params![
+                        run_id,
+                        op.key,
+                        op.seq,
+                        op.kind.as_str(),
+                        op.payload,
+                        now
+                    ])?;
+                }
+            }
+            Command::Retract(keys, reply) => {
+                let _ = reply.send(retract(&tx, ops_from, &keys));
+            }
+            Command::Rejects(rejects) => {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO rejects (run_id, line, column_name, reason, original) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for row in rejects {
+                    insert.execute(params![
+                        run_id,
+                        row.line as i64,
+                        row.column,
+                        row.reason,
+                        row.original
+                    ])?;
+                }
+            }
+            Command::Commit(reply) => {
+                let _ = reply.send(tx.commit().context("cannot commit the plan"));
+                return Ok(());
+            }
+        }
+    }
+    // The planner gave up (or refused the plan): `tx` rolls back as it drops.
+    Ok(())
+}
+
+/// Opens the plan's transaction: the pending ops of the last plan go, and this plan's ops
+/// start after every op there is. Returns the transaction, the ops replaced and the first id.
+fn begin_plan(conn: &mut Connection, run_id: i64) -> Result<(Transaction<'_>, usize, i64)> {
+    let tx = conn.transaction()?;
+    let replaced = tx.execute(&format!("DELETE FROM ops WHERE {PENDING}"), [])?;
+    let ops_from: i64 =
+        tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM ops", [], |r| r.get(0))?;
+    tx.execute(
+        "UPDATE runs SET ops_from = ?2 WHERE id = ?1",
+        params![run_id, ops_from],
+    )?;
+    Ok((tx, replaced, ops_from))
+}
+
+fn retract(tx: &Transaction, ops_from: i64, keys: &[String]) -> Result<Vec<(String, OpKind)>> {
+    tx.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS retracted (key TEXT PRIMARY KEY)",
+        [],
+    )?;
+    tx.execute("DELETE FROM temp.retracted", [])?;
+    for key in keys {
+        tx.prepare_cached("INSERT OR IGNORE INTO temp.retracted (key) VALUES (?1)")?
+            .execute([key])?;
+    }
+    let mut statement = tx.prepare(
+        "DELETE FROM ops WHERE id >= ?1 AND state = 'pending' AND key IN (SELECT key FROM temp.retracted) RETURNING key, kind",
+    )?;
+    let rows = statement.query_map([ops_from], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut withdrawn = Vec::new();
+    for row in rows {
+        let (key, kind) = row?;
+        withdrawn.push((
+            key,
+            OpKind::parse(&kind).context("unknown op kind in the ledger")?,
+        ));
+    }
+    Ok(withdrawn)
+}
+
+impl PlanTx {
+    /// Pending ops of an earlier plan that this one replaces.
+    pub fn replaced(&self) -> usize {
+        self.replaced
+    }
+
+    fn send(&self, command: Command) -> Result<()> {
+        self.to_writer
+            .send(command)
+            .map_err(|_| anyhow!("the plan writer stopped"))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if !self.batch.is_empty() {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            self.send(Command::Insert(batch))?;
+        }
+        Ok(())
+    }
+
+    /// Records the rows the roster reader refused.
+    pub fn write_rejects(&mut self, rejects: Vec<RejectRow>) -> Result<()> {
+        self.send(Command::Rejects(rejects))
+    }
+
+    /// Stores the plan: every op pushed and every reject written, or nothing.
+    pub fn commit(&mut self) -> Result<()> {
+        anyhow::ensure!(!self.committed, "the plan is already committed");
+        self.flush()?;
+        let (reply, answer) = sync_channel(1);
+        self.send(Command::Commit(reply))?;
+        answer
+            .recv()
+            .map_err(|_| anyhow!("the plan writer stopped before committing"))??;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl PlanIo for PlanTx {
+    fn remote(&mut self, key: &str) -> Result<Option<Remote>> {
+        let found: Option<(Option<String>, String, String)> = self
+            .reader
+            .prepare_cached("SELECT uuid, email, content FROM users WHERE key = ?1")?
+            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        Ok(found.and_then(|(uuid, email, content)| {
+            Some(Remote {
+                uuid: uuid?,
+                email,
+                content: serde_json::from_str(&content).unwrap_or_default(),
+            })
+        }))
+    }
+
+    fn keys_of(&mut self, wanted: &HashSet<u64>) -> Result<Vec<String>> {
+        let mut statement = self.reader.prepare_cached(
+            "SELECT key FROM users INDEXED BY users_digest WHERE active AND uuid IS NOT NULL",
+        )?;
+        let mut rows = statement.query([])?;
+        let mut keys = Vec::new();
+        while let Some(row) = rows.next()? {
+            let key = row.get_ref(0)?.as_str()?;
+            if wanted.contains(&fingerprint(key)) {
+                keys.push(key.to_owned());
+            }
+        }
+        Ok(keys)
+    }
+
+    fn push(&mut self, op: NewOp) -> Result<()> {
+        self.batch.push(EncodedOp {
+            payload: payload::encode(&op.payload),
+            key: op.key,
+            seq: op.seq,
+            kind: op.kind,
+        });
+        if self.batch.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn retract(&mut self, keys: &[String]) -> Result<Vec<(String, OpKind)>> {
+        self.flush()?;
+        let (reply, answer) = sync_channel(1);
+        self.send(Command::Retract(keys.to_vec(), reply))?;
+        answer
+            .recv()
+            .map_err(|_| anyhow!("the plan writer stopped"))?
+    }
+}
