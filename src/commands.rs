@@ -189,19 +189,45 @@ fn print_plan(planned: &Planned) {
 
 fn print_apply(stats: &ApplyStats) {
     println!(
-        "apply: {} done, {} failed, {} in doubt; {} requests in {:.1} s ({:.1} req/s){}",
+        "apply: {} done, {} failed, {} in doubt; {} requests in {:.1} s ({:.1} req/s)",
         stats.count("done"),
         stats.count("failed"),
         stats.count("in_doubt"),
         stats.requests,
         stats.elapsed_secs,
         stats.achieved_rate,
-        if stats.adopted > 0 {
-            format!("; {} existing users adopted", stats.adopted)
-        } else {
-            String::new()
-        }
     );
+    let notes = [
+        (stats.adopted, "existing users adopted"),
+        (
+            stats.retries,
+            "requests retried after 5xx or connection errors",
+        ),
+        (stats.rate_limited_429, "answered 429 (rate limited)"),
+        (
+            stats.window_deferrals,
+            "changes deferred by the duplicate window",
+        ),
+        (
+            stats.interrupted_found,
+            "ops found interrupted by a killed run",
+        ),
+        (stats.in_doubt_resolved, "ops in doubt resolved"),
+        (
+            stats.already_applied,
+            "ops already applied (no request needed)",
+        ),
+        (stats.left_pending, "ops left pending: run apply again"),
+    ];
+    for (n, what) in notes.into_iter().filter(|(n, _)| *n > 0) {
+        println!("       {n} {what}");
+    }
+    if stats.rate_limit_pause_secs > 0.0 {
+        println!(
+            "       paused {:.1} s in total for Retry-After",
+            stats.rate_limit_pause_secs
+        );
+    }
 }
 
 /// Records a run that sent nothing (plan, dry run, refusal) and writes its reports.
@@ -291,7 +317,10 @@ async fn execute(
     let ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
     let finished = ledger.finished_ops(run_id)?;
     let rejected = planned.as_ref().map_or(0, |p| p.outcome.rejects.len());
-    let incomplete = rejected > 0 || stats.count("failed") > 0 || stats.count("in_doubt") > 0;
+    let incomplete = rejected > 0
+        || stats.count("failed") > 0
+        || stats.count("in_doubt") > 0
+        || stats.left_pending > 0;
     let outcome = if incomplete {
         "incomplete"
     } else {

@@ -54,6 +54,10 @@ pub struct ApiConfig {
     /// Per-request timeout in seconds (default 30).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Tries of one request on 5xx, connection errors and timeouts before the op is recorded
+    /// failed (default 6; 429s do not count, they pause the run instead).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
     #[serde(skip)]
     pub client_secret: Secret,
 }
@@ -72,6 +76,9 @@ fn default_window() -> u64 {
 }
 fn default_timeout() -> u64 {
     30
+}
+fn default_attempts() -> u32 {
+    6
 }
 
 /// `[files]`: the catalogs and the roster.
@@ -245,6 +252,9 @@ impl Config {
         }
         if api.max_in_flight == 0 {
             bail!("{label}: api.max_in_flight: expected at least 1, found 0");
+        }
+        if api.max_attempts == 0 {
+            bail!("{label}: api.max_attempts: expected at least 1, found 0");
         }
         if api.timeout_secs == 0 {
             bail!("{label}: api.timeout_secs: expected at least 1, found 0");

@@ -8,69 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 use util::*;
 
-/// What the simulator should hold for a roster row, computed from the CSV and the catalog
-/// without rostersync's ingest code.
-fn expected_from_csv(path: &std::path::Path, skip: &[&str]) -> BTreeMap<String, Value> {
-    let catalog = catalog();
-    let mut expected = BTreeMap::new();
-    for record in csv::Reader::from_path(path).unwrap().records() {
-        let r = record.unwrap();
-        if skip.contains(&&r[0]) || &r[5] == "inactive" {
-            continue;
-        }
-        let client = catalog
-            .client(if r[6].is_empty() {
-                "Northwind Camps"
-            } else {
-                &r[6]
-            })
-            .unwrap()
-            .uuid
-            .clone();
-        let locations: BTreeSet<String> = r[7]
-            .split(';')
-            .filter(|s| !s.trim().is_empty())
-            .map(|l| catalog.location(l.trim(), &client).unwrap().uuid.clone())
-            .collect();
-        let content: BTreeSet<String> = r[10]
-            .split(';')
-            .filter(|s| !s.trim().is_empty())
-            .map(|c| catalog.content_item(c.trim()).unwrap().uuid.clone())
-            .collect();
-        expected.insert(
-            r[0].to_owned(),
-            serde_json::json!({
-                "first": r[1].trim(), "last": r[2].trim(), "email": r[3].trim().to_lowercase(),
-                "role": if r[4].is_empty() { "Learner" } else { &r[4] },
-                "client": client, "locations": locations, "content": content,
-            }),
-        );
-    }
-    expected
-}
-
-fn actual_from_sim(users: &[Value], only_active: bool) -> BTreeMap<String, Value> {
-    users
-        .iter()
-        .filter(|u| !only_active || u["user"]["system"]["status"] == "active")
-        .map(|u| {
-            let user = &u["user"];
-            let locations: BTreeSet<String> = user["context"]["locations"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_owned()).collect();
-            let content: BTreeSet<String> = u["content"].as_object().unwrap().keys().cloned().collect();
-            (
-                user["principal"]["client_external_id"].as_str().unwrap().to_owned(),
-                serde_json::json!({
-                    "first": user["principal"]["first_name"], "last": user["principal"]["last_name"],
-                    "email": user["principal"]["email"], "role": user["system"]["role"],
-                    "client": user["context"]["client"], "locations": locations, "content": content,
-                }),
-            )
-        })
-        .collect()
-}
-
-const SAMPLE_BAD_KEYS: &[&str] = &["E9001", "E9002", "E9003", "E9004", "E9005"];
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sample_import_then_a_night_of_every_change_then_a_quiet_night() {
     let running = sim_with(Default::default(), &[]).await;

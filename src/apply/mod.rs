@@ -1,27 +1,42 @@
-//! apply: executes the pending ops of the ledger against the API.
+//! apply: executes the pending ops of the ledger against the API, through everything the API
+//! and the machine do to a long unattended run.
 //!
-//! Owns the order of execution (users in parallel up to `max_in_flight`, one user's ops in
-//! order), the rate limit, the journal transitions (`sending` committed before a request
-//! leaves, `done` committed with the ledger's new state) and adoption of an existing user on
-//! an email conflict. It never retries a final refusal (4xx) and never records a state the
-//! API did not acknowledge: an op whose outcome is unknown is left `in_doubt`, and the next
-//! plan derives it again from the ledger.
+//! Owns the execution: users in parallel up to `max_in_flight`, one user's ops in order, the
+//! rate limit, the pause every worker takes on a 429, retries with backoff, the duplicate
+//! window (a change waits until the previous change of that user through that endpoint is
+//! older than the window, other users moving on meanwhile), the resolution of ops whose
+//! outcome is unknown, and the journal transitions (`sending` committed before a request
+//! leaves, `done` committed with the ledger's new state). It never retries a final refusal
+//! (4xx), never re-sends an op in doubt before resolving it, and never records a state the
+//! API did not acknowledge.
 
 pub mod progress;
+pub mod schedule;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use governor::{Quota, RateLimiter};
+use rand::Rng;
 use serde::Serialize;
 
 use crate::config::ApiConfig;
 use crate::ingest::normalize::fold;
-use crate::ledger::{Effect, Ledger, Op, OpKind};
+use crate::ledger::{Effect, Ledger, Op, OpKind, now_ms};
 use crate::targets::praesidium::client::{CallError, Client, ContentCall};
+use crate::targets::praesidium::model::User;
+use schedule::{Next, Queue, Task, Work};
+
+/// Backoff of retries: the first waits up to this, doubling per attempt...
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// ...up to this.
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// 429s one op may meet before it is recorded failed: the API is refusing us, not busy.
+const MAX_RATE_LIMITED: u32 = 50;
 
 /// What one apply did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -34,8 +49,22 @@ pub struct ApplyStats {
     /// Requests per second achieved over the apply.
     pub achieved_rate: f64,
     pub rate_limited_429: u64,
+    /// Seconds every worker spent paused by 429s (overlapping pauses counted once).
+    pub rate_limit_pause_secs: f64,
+    /// Requests sent again after a 5xx, a connection error or a timeout.
+    pub retries: u64,
     /// Ops left `sending` by a killed run, found at start and set in doubt.
     pub interrupted_found: u64,
+    /// Ops whose outcome was unknown and is now settled (confirmed by GET, or sent again).
+    pub in_doubt_resolved: u64,
+    /// Ops already done by an op that had been in doubt: marked done without a request.
+    pub already_applied: u64,
+    /// Times a change waited for the duplicate window while other users went on.
+    pub window_deferrals: u64,
+    /// Ops not attempted because the run was stopped (Ctrl-C): still pending.
+    pub left_pending: u64,
+    /// Ctrl-C stopped the run before every op was attempted.
+    pub interrupted_by_signal: bool,
 }
 
 impl ApplyStats {
@@ -55,6 +84,14 @@ struct Shared {
     client: Arc<Client>,
     limiter: Limiter,
     run_id: i64,
+    window: Duration,
+    max_attempts: u32,
+    queue: Mutex<Queue>,
+    /// Wakes workers waiting for deferred users or for others to finish.
+    wake: tokio::sync::Notify,
+    /// No request leaves before this instant (a 429's Retry-After).
+    paused_until: Mutex<Option<Instant>>,
+    stopping: AtomicBool,
     stats: Mutex<ApplyStats>,
     progress: progress::Progress,
 }
@@ -63,8 +100,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Executes every pending op. Fatal only when the credentials are refused or the ledger
-/// cannot be written; a failing op is recorded and the run goes on.
+/// Executes every op in doubt and every pending op. Fatal only when the credentials are
+/// refused or the ledger cannot be written; a failing op is recorded and the run goes on.
+/// Ctrl-C stops handing out ops; those in flight finish and are journaled.
 pub async fn apply(
     ledger: Arc<Mutex<Ledger>>,
     client: Arc<Client>,
@@ -72,19 +110,15 @@ pub async fn apply(
     run_id: i64,
 ) -> Result<ApplyStats> {
     let started = Instant::now();
-    let (ops, interrupted) = {
+    let (queue, interrupted) = {
         let ledger = lock(&ledger);
         let interrupted = ledger.set_interrupted_in_doubt(run_id)?;
-        (ledger.pending_ops()?, interrupted)
+        (
+            Queue::new(ledger.in_doubt_ops()?, ledger.pending_ops()?),
+            interrupted,
+        )
     };
-    let mut by_user: VecDeque<Vec<Op>> = VecDeque::new();
-    for op in ops {
-        match by_user.back_mut() {
-            Some(group) if group[0].key == op.key => group.push(op),
-            _ => by_user.push_back(vec![op]),
-        }
-    }
-    let total: usize = by_user.iter().map(Vec::len).sum();
+    let total = queue.waiting_ops();
     if total > 0 {
         client
             .authenticate()
@@ -100,36 +134,45 @@ pub async fn apply(
         client,
         limiter: RateLimiter::direct(quota),
         run_id,
+        window: Duration::from_secs(api.duplicate_window_secs),
+        max_attempts: api.max_attempts,
+        queue: Mutex::new(queue),
+        wake: tokio::sync::Notify::new(),
+        paused_until: Mutex::new(None),
+        stopping: AtomicBool::new(false),
         stats: Mutex::new(ApplyStats {
             interrupted_found: interrupted,
             ..ApplyStats::default()
         }),
         progress: progress::Progress::new(total as u64),
     });
-    let queue = Arc::new(Mutex::new(by_user));
+    let signal = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::warn!(
+                    "interrupted: finishing the requests in flight; the rest stays pending for the next run"
+                );
+                shared.stop();
+                lock(&shared.stats).interrupted_by_signal = true;
+            }
+        })
+    };
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..api.max_in_flight {
-        let (shared, queue) = (shared.clone(), queue.clone());
-        workers.spawn(async move {
-            loop {
-                let Some(group) = lock(&queue).pop_front() else {
-                    return Ok(());
-                };
-                for op in group {
-                    execute(&shared, op).await?;
-                }
-            }
-        });
+        let shared = shared.clone();
+        workers.spawn(async move { worker(&shared).await });
     }
     let mut outcome: Result<()> = Ok(());
     while let Some(joined) = workers.join_next().await {
         let result = joined.context("an apply worker panicked").and_then(|r| r);
         if let (Err(error), true) = (result, outcome.is_ok()) {
             // Stop handing out work; the ops not taken stay pending for the next apply.
-            lock(&queue).clear();
+            shared.stop();
             outcome = Err(error);
         }
     }
+    signal.abort();
     shared.progress.finish();
     outcome?;
     let mut stats = lock(&shared.stats).clone();
@@ -139,62 +182,290 @@ pub async fn apply(
     } else {
         0.0
     };
+    stats.left_pending = total as u64
+        - ["done", "failed", "in_doubt"]
+            .iter()
+            .map(|s| stats.count(s))
+            .sum::<u64>()
+            .min(total as u64);
     Ok(stats)
 }
 
-async fn send<T>(
-    shared: &Shared,
-    call: impl Future<Output = Result<T, CallError>>,
-) -> Result<T, CallError> {
-    shared.limiter.until_ready().await;
-    let result = call.await;
-    let mut stats = lock(&shared.stats);
-    stats.requests += 1;
-    if matches!(result, Err(CallError::RateLimited { .. })) {
-        stats.rate_limited_429 += 1;
+impl Shared {
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        lock(&self.queue).stop();
+        self.wake.notify_waiters();
     }
-    result
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn stat(&self, update: impl FnOnce(&mut ApplyStats)) {
+        let mut stats = lock(&self.stats);
+        update(&mut stats);
+        self.progress.set_detail(
+            stats.retries,
+            stats.rate_limited_429,
+            stats.window_deferrals,
+        );
+    }
 }
 
-async fn execute(shared: &Shared, op: Op) -> Result<()> {
-    lock(&shared.ledger).mark_sending(op.id)?;
-    let result = run_op(shared, &op).await;
-    let state = match &result {
-        Ok(effect) => {
-            lock(&shared.ledger).complete(shared.run_id, &op, effect)?;
-            "done"
-        }
-        Err(error) if error.is_ambiguous() => {
-            lock(&shared.ledger).mark_in_doubt(shared.run_id, op.id, &error.to_string())?;
-            "in_doubt"
-        }
-        Err(error) => {
-            lock(&shared.ledger).fail(
-                shared.run_id,
-                op.id,
-                error.http_status(),
-                &error.to_string(),
-            )?;
-            if matches!(error, CallError::AuthRefused { .. }) {
-                anyhow::bail!("the API refused the credentials: {error}");
+/// Takes users from the queue until there are none left (or the run stops).
+async fn worker(shared: &Shared) -> Result<()> {
+    loop {
+        // Registered before looking at the queue, so a wake-up between the look and the wait
+        // is not lost.
+        let woken = shared.wake.notified();
+        let next = lock(&shared.queue).take(Instant::now());
+        match next {
+            Next::Finished => return Ok(()),
+            Next::WaitForOthers => woken.await,
+            Next::WaitUntil(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = woken => {}
+                }
             }
-            "failed"
+            Next::Run(work) => {
+                let result = run_work(shared, work).await;
+                shared.wake.notify_waiters();
+                result?;
+            }
         }
-    };
-    {
-        let mut stats = lock(&shared.stats);
+    }
+}
+
+/// What became of one op.
+enum Step {
+    /// Settled (done, failed, or left in doubt by a stopping run).
+    Settled,
+    /// Not yet: run it (and the user's later ops) again at this instant.
+    Later(Instant),
+}
+
+/// Runs one user's ops in order, handing the user back to the queue when an op must wait.
+async fn run_work(shared: &Shared, mut work: Work) -> Result<()> {
+    while let Some(mut task) = work.tasks.pop_front() {
+        if shared.stopping() {
+            break;
+        }
+        match run_task(shared, &work, &mut task).await? {
+            Step::Settled => {}
+            Step::Later(at) => {
+                work.tasks.push_front(task);
+                lock(&shared.queue).defer(work, at);
+                return Ok(());
+            }
+        }
+    }
+    lock(&shared.queue).release();
+    Ok(())
+}
+
+/// Runs one op: resolves it if its outcome is unknown, waits for the duplicate window, sends
+/// it with retries, and journals the outcome.
+async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step> {
+    let op = &task.op;
+    if work.recheck && !task.in_doubt && lock(&shared.ledger).already_applied(op)? {
+        lock(&shared.ledger).mark_done_unchanged(
+            shared.run_id,
+            op.id,
+            "already applied by an earlier op whose answer was lost",
+        )?;
+        shared.stat(|s| s.already_applied += 1);
+        settle(shared, op, "done", false);
+        return Ok(Step::Settled);
+    }
+    // An update or deactivation in doubt is settled by looking: GET shows whether it holds.
+    let mut confirmed_missing = false;
+    if task.in_doubt && matches!(op.kind, OpKind::Update | OpKind::Deactivate) {
+        match check_by_get(shared, op).await {
+            Ok(true) => {
+                let effect = Effect {
+                    uuid: None,
+                    http_status: Some(200),
+                    message: Some("confirmed by GET after the answer was lost".to_owned()),
+                    adopted: false,
+                };
+                lock(&shared.ledger).complete(shared.run_id, op, &effect)?;
+                shared.stat(|s| s.in_doubt_resolved += 1);
+                settle(shared, op, "done", false);
+                return Ok(Step::Settled);
+            }
+            // Not applied: the earlier request changed nothing, so sending it now is not a
+            // repeat the API would ignore.
+            Ok(false) => confirmed_missing = true,
+            Err(error) if error.is_retriable() || error.is_ambiguous() => {
+                return Ok(Step::Later(Instant::now() + BACKOFF_BASE));
+            }
+            Err(error) => return fail(shared, op, &error).map(|()| Step::Settled),
+        }
+    }
+    if !confirmed_missing {
+        let last = lock(&shared.ledger)
+            .last_changes(&op.key)?
+            .into_iter()
+            .filter(|(kind, _)| *kind == op.kind)
+            .map(|(_, at)| at)
+            .max();
+        if let Some(wait) = schedule::window_wait(last, now_ms(), shared.window) {
+            shared.stat(|s| s.window_deferrals += 1);
+            return Ok(Step::Later(Instant::now() + wait));
+        }
+    }
+    lock(&shared.ledger).mark_sending(op.id)?;
+    let (mut attempts, mut rate_limited) = (0u32, 0u32);
+    loop {
+        attempts += 1;
+        let result = run_op(shared, op).await;
+        let error = match result {
+            Ok(effect) => {
+                lock(&shared.ledger).complete(shared.run_id, op, &effect)?;
+                if task.in_doubt {
+                    shared.stat(|s| s.in_doubt_resolved += 1);
+                }
+                settle(shared, op, "done", effect.adopted);
+                return Ok(Step::Settled);
+            }
+            Err(error) => error,
+        };
+        match &error {
+            CallError::RateLimited { .. } if rate_limited < MAX_RATE_LIMITED => {
+                // The pause was taken by `send`; the request changed nothing.
+                rate_limited += 1;
+                attempts -= 1;
+            }
+            CallError::Server { .. } | CallError::Connect(_) if attempts < shared.max_attempts => {
+                if shared.stopping() {
+                    lock(&shared.ledger).unsend(op.id, task.in_doubt)?;
+                    return Ok(Step::Settled);
+                }
+                shared.stat(|s| s.retries += 1);
+                let unit = rand::thread_rng().r#gen::<f64>();
+                let wait = schedule::backoff(attempts, BACKOFF_BASE, BACKOFF_CAP, unit);
+                tracing::debug!(key = %op.key, kind = op.kind.as_str(), attempts, ?wait, "retrying: {error}");
+                tokio::time::sleep(wait).await;
+            }
+            CallError::Ambiguous(_) => {
+                lock(&shared.ledger).mark_in_doubt(shared.run_id, op.id, &error.to_string())?;
+                if shared.stopping() {
+                    settle(shared, op, "in_doubt", false);
+                    return Ok(Step::Settled);
+                }
+                // Resolved like a killed run's op: updates and deactivations by GET at once,
+                // creates and content calls by sending again once the window has passed.
+                task.in_doubt = true;
+                let at = match op.kind {
+                    OpKind::Update | OpKind::Deactivate => Instant::now(),
+                    _ => Instant::now() + shared.window,
+                };
+                return Ok(Step::Later(at));
+            }
+            _ => {
+                fail(shared, op, &error)?;
+                if let CallError::AuthRefused { .. } = error {
+                    anyhow::bail!("the API refused the credentials: {error}");
+                }
+                return Ok(Step::Settled);
+            }
+        }
+    }
+}
+
+fn fail(shared: &Shared, op: &Op, error: &CallError) -> Result<()> {
+    lock(&shared.ledger).fail(
+        shared.run_id,
+        op.id,
+        error.http_status(),
+        &error.to_string(),
+    )?;
+    settle(shared, op, "failed", false);
+    Ok(())
+}
+
+/// Counts an op's final state.
+fn settle(shared: &Shared, op: &Op, state: &str, adopted: bool) {
+    shared.stat(|stats| {
         *stats
             .ops
             .entry(op.kind.as_str().to_owned())
             .or_default()
             .entry(state.to_owned())
             .or_default() += 1;
-        if matches!(&result, Ok(Effect { adopted: true, .. })) {
+        if adopted {
             stats.adopted += 1;
         }
-    }
+    });
     shared.progress.tick(state != "done");
-    Ok(())
+}
+
+/// Sends one request: after any 429 pause, within the rate limit. A 429 pauses every worker.
+async fn send<T>(
+    shared: &Shared,
+    call: impl Future<Output = Result<T, CallError>>,
+) -> Result<T, CallError> {
+    loop {
+        let until = *lock(&shared.paused_until);
+        match until {
+            Some(until) if until > Instant::now() => tokio::time::sleep_until(until.into()).await,
+            _ => break,
+        }
+    }
+    shared.limiter.until_ready().await;
+    let result = call.await;
+    let mut paused = 0.0;
+    if let Err(CallError::RateLimited { retry_after }) = &result {
+        let until = Instant::now() + schedule::pause_for(*retry_after);
+        let mut current = lock(&shared.paused_until);
+        let from = current
+            .filter(|c| *c > Instant::now())
+            .unwrap_or_else(Instant::now);
+        if until > from {
+            paused = (until - from).as_secs_f64();
+            *current = Some(until);
+        }
+    }
+    shared.stat(|stats| {
+        stats.requests += 1;
+        if let Err(CallError::RateLimited { .. }) = &result {
+            stats.rate_limited_429 += 1;
+            stats.rate_limit_pause_secs += paused;
+        }
+    });
+    result
+}
+
+/// Whether the platform shows what an update or deactivation asked for.
+async fn check_by_get(shared: &Shared, op: &Op) -> Result<bool, CallError> {
+    let uuid = op.payload.uuid.as_deref().unwrap_or_default();
+    let found = send(shared, shared.client.get_user(uuid)).await?;
+    Ok(match op.kind {
+        OpKind::Deactivate => {
+            found.system.status.as_deref()
+                == Some(crate::targets::praesidium::model::STATUS_INACTIVE)
+        }
+        _ => op.payload.user.as_ref().is_some_and(|w| shows(&found, w)),
+    })
+}
+
+/// Whether a user as the API returns it holds every field of a user object we sent.
+pub fn shows(found: &User, wanted: &User) -> bool {
+    let mut found_locations = found.context.locations.clone();
+    let mut wanted_locations = wanted.context.locations.clone();
+    found_locations.sort();
+    wanted_locations.sort();
+    let email = |u: &User| u.principal.email.as_deref().map(fold);
+    found.principal.first_name == wanted.principal.first_name
+        && found.principal.last_name == wanted.principal.last_name
+        && email(found) == email(wanted)
+        && found.system.status == wanted.system.status
+        && found.system.role == wanted.system.role
+        && found.context.client == wanted.context.client
+        && found_locations == wanted_locations
+        && found.attributes == wanted.attributes
 }
 
 async fn run_op(shared: &Shared, op: &Op) -> Result<Effect, CallError> {

@@ -15,6 +15,8 @@ pub struct Progress {
     total: u64,
     done: AtomicU64,
     problems: AtomicU64,
+    /// Retries, 429s and window deferrals so far, for the bar and the log lines.
+    detail: Mutex<String>,
     started: Instant,
     last_line: Mutex<Instant>,
 }
@@ -37,6 +39,7 @@ impl Progress {
             total,
             done: AtomicU64::new(0),
             problems: AtomicU64::new(0),
+            detail: Mutex::new(String::new()),
             started: now,
             last_line: Mutex::new(now),
         }
@@ -50,19 +53,34 @@ impl Progress {
             + u64::from(problem);
         if let Some(bar) = &self.bar {
             bar.inc(1);
-            if problem {
-                bar.set_message(format!("{problems} not done"));
-            }
+            let detail = self.detail.lock().unwrap_or_else(|p| p.into_inner());
+            bar.set_message(format!("{problems} not done{detail}"));
             return;
         }
         let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
         if last.elapsed() >= LOG_EVERY {
             *last = Instant::now();
             let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+            let detail = self.detail.lock().unwrap_or_else(|p| p.into_inner());
             tracing::info!(
-                "progress: {done}/{} ops, {rate:.1} ops/s, {problems} not done",
+                "progress: {done}/{} ops, {rate:.1} ops/s, {problems} not done{detail}",
                 self.total
             );
+        }
+    }
+
+    /// Notes the retries, 429s and window deferrals so far.
+    pub fn set_detail(&self, retries: u64, rate_limited: u64, deferred: u64) {
+        let mut detail = self.detail.lock().unwrap_or_else(|p| p.into_inner());
+        detail.clear();
+        for (n, what) in [
+            (retries, "retries"),
+            (rate_limited, "429s"),
+            (deferred, "deferred by the window"),
+        ] {
+            if n > 0 {
+                detail.push_str(&format!(", {n} {what}"));
+            }
         }
     }
 

@@ -15,7 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::ingest::roster::fingerprint;
@@ -292,9 +292,34 @@ impl Ledger {
 
     /// Pending ops in the order planned: one user's ops are consecutive and in their order.
     pub fn pending_ops(&self) -> Result<Vec<Op>> {
-        let mut statement = self.conn.prepare_cached(&format!(
+        self.read_ops(&format!(
             "SELECT id, key, seq, kind, payload FROM ops WHERE {PENDING} ORDER BY id"
-        ))?;
+        ))
+    }
+
+    /// Ops a killed run left `sending`: their outcome is unknown, so they become `in_doubt`,
+    /// to be resolved before anything else is sent for their users.
+    pub fn set_interrupted_in_doubt(&self, run_id: i64) -> Result<u64> {
+        let changed = self.conn.execute(
+            &format!(
+                "UPDATE ops SET state = 'in_doubt', message = 'interrupted while sending', done_run_id = ?1, updated_at = ?2
+                 WHERE {UNSETTLED} AND state = 'sending'"
+            ),
+            params![run_id, now_ms()],
+        )?;
+        Ok(changed as u64)
+    }
+
+    /// Ops whose outcome is unknown (a lost answer, a killed run), oldest first: apply
+    /// resolves them before it sends anything else for their users.
+    pub fn in_doubt_ops(&self) -> Result<Vec<Op>> {
+        self.read_ops(&format!(
+            "SELECT id, key, seq, kind, payload FROM ops WHERE {UNSETTLED} AND state = 'in_doubt' ORDER BY id"
+        ))
+    }
+
+    fn read_ops(&self, sql: &str) -> Result<Vec<Op>> {
+        let mut statement = self.conn.prepare_cached(sql)?;
         let mut rows = statement.query([])?;
         let mut ops = Vec::new();
         while let Some(row) = rows.next()? {
@@ -315,17 +340,97 @@ impl Ledger {
         Ok(ops)
     }
 
-    /// Ops a killed run left `sending`: their outcome is unknown, so they become `in_doubt`
-    /// and are never re-sent as they are; the next plan derives what is still needed.
-    pub fn set_interrupted_in_doubt(&self, run_id: i64) -> Result<u64> {
-        let changed = self.conn.execute(
-            &format!(
-                "UPDATE ops SET state = 'in_doubt', message = 'interrupted while sending', done_run_id = ?1, updated_at = ?2
-                 WHERE {UNSETTLED} AND state = 'sending'"
-            ),
-            params![run_id, now_ms()],
+    /// When each endpoint last changed this user, in milliseconds: acknowledged changes from
+    /// the users table, and changes that may have happened (ops in doubt or sending, at the
+    /// time they were last touched). The duplicate window is measured from these.
+    pub fn last_changes(&self, key: &str) -> Result<Vec<(OpKind, i64)>> {
+        let mut changes = Vec::new();
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT created_at, last_update_at, last_deactivate_at, last_enroll_at, last_remove_at, last_reenroll_at
+                 FROM users WHERE key = ?1",
+            )?
+            .query_row([key], |r| {
+                let mut at = [None; 6];
+                for (i, slot) in at.iter_mut().enumerate() {
+                    *slot = r.get::<_, Option<i64>>(i)?;
+                }
+                Ok(at)
+            })
+            .optional()?;
+        let kinds = [
+            OpKind::Create,
+            OpKind::Update,
+            OpKind::Deactivate,
+            OpKind::Enroll,
+            OpKind::Remove,
+            OpKind::ReEnroll,
+        ];
+        if let Some(at) = row {
+            for (kind, at) in kinds.into_iter().zip(at) {
+                if let Some(at) = at {
+                    changes.push((kind, at));
+                }
+            }
+        }
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT kind, max(updated_at) FROM ops WHERE {UNSETTLED} AND key = ?1 GROUP BY kind"
+        ))?;
+        let rows =
+            statement.query_map([key], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (kind, at) = row?;
+            if let Some(kind) = OpKind::parse(&kind) {
+                changes.push((kind, at));
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Whether the ledger already holds what this op would do (an earlier op whose outcome
+    /// was in doubt turned out to have done it): sending it again would be a wasted change,
+    /// or for a create a second account.
+    pub fn already_applied(&self, op: &Op) -> Result<bool> {
+        let row: Option<(Option<String>, i64, bool, String)> = self
+            .conn
+            .prepare_cached("SELECT uuid, profile_hash, active, content FROM users WHERE key = ?1")?
+            .query_row([&op.key], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?;
+        let Some((uuid, profile_hash, active, content)) = row else {
+            return Ok(false);
+        };
+        let content: Vec<ContentRef> = serde_json::from_str(&content).unwrap_or_default();
+        let enrolled = |item: &ContentRef| content.iter().any(|c| c.uuid == item.uuid);
+        Ok(match op.kind {
+            OpKind::Create => uuid.is_some(),
+            OpKind::Update => active && profile_hash == op.payload.profile_hash,
+            OpKind::Deactivate => !active,
+            OpKind::Enroll => op.payload.items.iter().all(enrolled),
+            OpKind::Remove => !op.payload.items.iter().any(enrolled),
+            OpKind::ReEnroll => false,
+        })
+    }
+
+    /// Puts an op taken for sending back where it was (pending, or in doubt if it came from
+    /// there): the run is stopping and the request certainly changed nothing.
+    pub fn unsend(&self, op_id: i64, was_in_doubt: bool) -> Result<()> {
+        self.conn.execute(
+            "UPDATE ops SET state = ?2 WHERE id = ?1 AND state = 'sending'",
+            params![op_id, if was_in_doubt { "in_doubt" } else { "pending" }],
         )?;
-        Ok(changed as u64)
+        Ok(())
+    }
+
+    /// Marks an op done without changing the user: the ledger already holds its effect.
+    pub fn mark_done_unchanged(&self, run_id: i64, op_id: i64, message: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE ops SET state = 'done', message = ?2, done_run_id = ?3, updated_at = ?4 WHERE id = ?1",
+            params![op_id, message, run_id, now_ms()],
+        )?;
+        Ok(())
     }
 
     /// Commits `sending` before the request leaves, so a crash leaves a trace of it.

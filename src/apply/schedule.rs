@@ -1,0 +1,260 @@
+//! Scheduling decisions of apply, free of I/O: which user's ops go next, how long a change
+//! must wait for the duplicate window, how long to back off before a retry, how long a 429
+//! pauses everyone.
+//!
+//! Owns the work queue (users ready now, users deferred until a time) and nothing else: it
+//! never sends, sleeps or touches the ledger.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::ledger::Op;
+
+/// A 429 without a usable Retry-After pauses this long.
+pub const DEFAULT_PAUSE: Duration = Duration::from_secs(5);
+/// The longest a single 429 pauses the run, whatever its Retry-After says: a nightly job must
+/// not sleep for an hour on one odd header (it will be asked to wait again if still needed).
+pub const MAX_PAUSE: Duration = Duration::from_secs(300);
+
+/// How long to wait before sending a change through an endpoint that last changed this user
+/// at `last_change_ms` (any run), so that the API does not take it for a repeat and ignore it.
+/// `None`: send now. A small margin covers the clocks of two machines.
+pub fn window_wait(last_change_ms: Option<i64>, now_ms: i64, window: Duration) -> Option<Duration> {
+    const MARGIN_MS: i64 = 250;
+    let last = last_change_ms?;
+    let clear_at = last + window.as_millis() as i64 + MARGIN_MS;
+    (clear_at > now_ms).then(|| Duration::from_millis((clear_at - now_ms) as u64))
+}
+
+/// Exponential backoff with full jitter: a random wait in `[0, min(cap, base·2^(attempt-1))]`.
+/// `unit` is a random number in `[0, 1)`, passed in so that the function stays pure.
+pub fn backoff(attempt: u32, base: Duration, cap: Duration, unit: f64) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(30);
+    let ceiling = base.saturating_mul(1 << exponent).min(cap);
+    ceiling.mul_f64(unit.clamp(0.0, 1.0))
+}
+
+/// The pause a 429 imposes on every worker.
+pub fn pause_for(retry_after: Option<Duration>) -> Duration {
+    retry_after.unwrap_or(DEFAULT_PAUSE).min(MAX_PAUSE)
+}
+
+/// One op to run, and whether its earlier outcome is unknown (it must be resolved, not
+/// blindly sent again).
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub op: Op,
+    pub in_doubt: bool,
+}
+
+/// One user's remaining ops, in order. `recheck`: an op of this user was in doubt, so later
+/// ops are checked against the ledger before they are sent (the doubtful one may have done
+/// their work already).
+#[derive(Debug)]
+pub struct Work {
+    pub key: String,
+    pub tasks: VecDeque<Task>,
+    pub recheck: bool,
+}
+
+/// What a worker should do next.
+#[derive(Debug)]
+pub enum Next {
+    Run(Work),
+    /// Nothing is ready; the earliest deferred user is ready at this time.
+    WaitUntil(Instant),
+    /// Nothing is ready or deferred, but other workers hold users that may come back.
+    WaitForOthers,
+    /// Everything is done.
+    Finished,
+}
+
+/// Users ready now, in plan order, and users deferred until a time.
+#[derive(Debug, Default)]
+pub struct Queue {
+    ready: VecDeque<Work>,
+    deferred: Vec<(Instant, Work)>,
+    taken: usize,
+}
+
+impl Queue {
+    /// Groups ops by user: in-doubt ops first (oldest first), then the user's pending ops in
+    /// plan order. Users appear in the order of their first op.
+    pub fn new(in_doubt: Vec<Op>, pending: Vec<Op>) -> Queue {
+        let mut order: Vec<Work> = Vec::new();
+        let mut position = std::collections::HashMap::new();
+        let tasks = in_doubt
+            .into_iter()
+            .map(|op| (op, true))
+            .chain(pending.into_iter().map(|op| (op, false)));
+        for (op, in_doubt) in tasks {
+            let index = *position.entry(op.key.clone()).or_insert_with(|| {
+                order.push(Work {
+                    key: op.key.clone(),
+                    tasks: VecDeque::new(),
+                    recheck: false,
+                });
+                order.len() - 1
+            });
+            let work = &mut order[index];
+            work.recheck |= in_doubt;
+            work.tasks.push_back(Task { op, in_doubt });
+        }
+        Queue {
+            ready: order.into(),
+            deferred: Vec::new(),
+            taken: 0,
+        }
+    }
+
+    /// Ops not yet finished (ready, deferred or held by a worker is not counted here).
+    pub fn waiting_ops(&self) -> usize {
+        self.ready
+            .iter()
+            .chain(self.deferred.iter().map(|(_, w)| w))
+            .map(|w| w.tasks.len())
+            .sum()
+    }
+
+    /// The next user for a worker. Deferred users whose time has come go first: they have
+    /// waited longest.
+    pub fn take(&mut self, now: Instant) -> Next {
+        if let Some(index) = self
+            .deferred
+            .iter()
+            .enumerate()
+            .filter(|(_, (at, _))| *at <= now)
+            .min_by_key(|(_, (at, _))| *at)
+            .map(|(i, _)| i)
+        {
+            self.taken += 1;
+            return Next::Run(self.deferred.swap_remove(index).1);
+        }
+        if let Some(work) = self.ready.pop_front() {
+            self.taken += 1;
+            return Next::Run(work);
+        }
+        match self.deferred.iter().map(|(at, _)| *at).min() {
+            Some(at) => Next::WaitUntil(at),
+            None if self.taken > 0 => Next::WaitForOthers,
+            None => Next::Finished,
+        }
+    }
+
+    /// A worker is done with a user.
+    pub fn release(&mut self) {
+        self.taken = self.taken.saturating_sub(1);
+    }
+
+    /// A worker hands a user back to run its remaining ops at `at`.
+    pub fn defer(&mut self, work: Work, at: Instant) {
+        self.release();
+        if !work.tasks.is_empty() {
+            self.deferred.push((at, work));
+        }
+    }
+
+    /// Stops handing out work (Ctrl-C or a fatal error): whatever waits stays pending in the
+    /// ledger for the next run.
+    pub fn stop(&mut self) {
+        self.ready.clear();
+        self.deferred.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{OpKind, OpPayload};
+
+    fn op(id: i64, key: &str, kind: OpKind) -> Op {
+        Op {
+            id,
+            key: key.into(),
+            seq: 0,
+            kind,
+            payload: OpPayload {
+                uuid: None,
+                user: None,
+                items: vec![],
+                profile_hash: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn a_change_waits_until_the_window_after_the_last_one_has_passed() {
+        let window = Duration::from_secs(30);
+        assert_eq!(window_wait(None, 1_000_000, window), None);
+        assert_eq!(
+            window_wait(Some(1_000_000 - 31_000), 1_000_000, window),
+            None
+        );
+        let wait = window_wait(Some(1_000_000 - 5_000), 1_000_000, window).unwrap();
+        assert_eq!(wait, Duration::from_millis(25_250));
+        // A change recorded "in the future" (another machine's clock) waits too.
+        assert!(window_wait(Some(1_002_000), 1_000_000, window).unwrap() > window);
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_within_its_cap_and_jitters_from_zero() {
+        let (base, cap) = (Duration::from_millis(500), Duration::from_secs(30));
+        assert_eq!(backoff(1, base, cap, 0.999_999).as_millis(), 499);
+        assert_eq!(backoff(3, base, cap, 0.5), Duration::from_secs(1));
+        assert_eq!(backoff(20, base, cap, 1.0), cap);
+        assert_eq!(backoff(4, base, cap, 0.0), Duration::ZERO);
+        assert_eq!(backoff(u32::MAX, base, cap, 0.5), cap / 2);
+    }
+
+    #[test]
+    fn a_429_pauses_by_its_retry_after_within_bounds() {
+        assert_eq!(pause_for(None), DEFAULT_PAUSE);
+        assert_eq!(
+            pause_for(Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(pause_for(Some(Duration::from_secs(86_400))), MAX_PAUSE);
+    }
+
+    #[test]
+    fn ops_in_doubt_go_first_for_their_user_and_mark_the_user_for_rechecks() {
+        let queue_ops = vec![
+            op(10, "A", OpKind::Update),
+            op(11, "B", OpKind::Create),
+            op(12, "A", OpKind::Enroll),
+        ];
+        let mut queue = Queue::new(vec![op(3, "A", OpKind::Update)], queue_ops);
+        let now = Instant::now();
+        let Next::Run(first) = queue.take(now) else {
+            panic!("A is ready")
+        };
+        assert_eq!(first.key, "A");
+        assert!(first.recheck);
+        let ids: Vec<_> = first.tasks.iter().map(|t| (t.op.id, t.in_doubt)).collect();
+        assert_eq!(ids, [(3, true), (10, false), (12, false)]);
+        let Next::Run(second) = queue.take(now) else {
+            panic!("B is ready")
+        };
+        assert!(!second.recheck);
+        assert!(matches!(queue.take(now), Next::WaitForOthers));
+        queue.release();
+        queue.release();
+        assert!(matches!(queue.take(now), Next::Finished));
+    }
+
+    #[test]
+    fn a_deferred_user_comes_back_when_its_time_has_come_and_not_before() {
+        let mut queue = Queue::new(vec![], vec![op(1, "A", OpKind::Enroll)]);
+        let now = Instant::now();
+        let Next::Run(work) = queue.take(now) else {
+            panic!()
+        };
+        let later = now + Duration::from_secs(3);
+        queue.defer(work, later);
+        assert_eq!(queue.waiting_ops(), 1);
+        assert!(matches!(queue.take(now), Next::WaitUntil(at) if at == later));
+        assert!(matches!(queue.take(later), Next::Run(w) if w.key == "A"));
+        queue.release();
+        assert!(matches!(queue.take(later), Next::Finished));
+    }
+}
