@@ -438,6 +438,34 @@ async fn send<T>(
     result
 }
 
+/// [`send`], retrying 5xx and connection errors with backoff (429s pause inside `send`),
+/// within the op's attempt budget. For the steps of a multi-request op.
+async fn send_retrying<T, F, Fut>(shared: &Shared, call: F) -> Result<T, CallError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, CallError>>,
+{
+    let (mut attempts, mut rate_limited) = (0u32, 0u32);
+    loop {
+        attempts += 1;
+        match send(shared, call()).await {
+            Err(CallError::RateLimited { .. }) if rate_limited < MAX_RATE_LIMITED => {
+                rate_limited += 1;
+                attempts -= 1;
+            }
+            Err(CallError::Server { .. } | CallError::Connect(_))
+                if attempts < shared.max_attempts && !shared.stopping() =>
+            {
+                shared.stat(|s| s.retries += 1);
+                let unit = rand::thread_rng().r#gen::<f64>();
+                tokio::time::sleep(schedule::backoff(attempts, BACKOFF_BASE, BACKOFF_CAP, unit))
+                    .await;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Whether the platform shows what an update or deactivation asked for.
 async fn check_by_get(shared: &Shared, op: &Op) -> Result<bool, CallError> {
     let uuid = op.payload.uuid.as_deref().unwrap_or_default();
@@ -521,7 +549,7 @@ async fn run_op(shared: &Shared, op: &Op) -> Result<Effect, CallError> {
 async fn adopt(shared: &Shared, op: &Op, existing: &str) -> Result<Effect, CallError> {
     let client = &shared.client;
     let wanted = op.payload.user.as_ref().expect("create ops carry a user");
-    let found = send(shared, client.get_user(existing)).await?;
+    let found = send_retrying(shared, || client.get_user(existing)).await?;
     let same_email = fold(found.principal.email.as_deref().unwrap_or(""))
         == fold(wanted.principal.email.as_deref().unwrap_or(""));
     if !same_email {
@@ -536,12 +564,16 @@ async fn adopt(shared: &Shared, op: &Op, existing: &str) -> Result<Effect, CallE
     }
     let mut profile = wanted.clone();
     let content = profile.context.content.take().unwrap_or_default();
-    send(shared, client.update(existing, &profile)).await?;
+    // Each step is retried on its own: starting over would repeat a PUT the API just took,
+    // and it would ignore that as a duplicate. A user that already shows the profile (our
+    // own create whose answer was lost) needs no PUT at all.
+    if !shows(&found, &profile) {
+        send_retrying(shared, || client.update(existing, &profile)).await?;
+    }
     if !content.is_empty() {
-        send(
-            shared,
-            client.content(existing, ContentCall::Enroll, &content),
-        )
+        send_retrying(shared, || {
+            client.content(existing, ContentCall::Enroll, &content)
+        })
         .await?;
     }
     Ok(Effect {

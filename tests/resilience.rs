@@ -1,0 +1,317 @@
+//! Resilient apply (issue 4): the real binary against the simulator with its faults on —
+//! 5xx, answers lost after processing, a tight rate limit, short-lived tokens, the duplicate
+//! window — and a run killed with SIGKILL again and again.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rostersync::targets::praesidium::sim::Faults;
+use serde_json::Value;
+use util::*;
+
+/// Every user the simulator holds, by key; panics on a key or an email held twice.
+fn unique_users(users: &[Value]) -> BTreeMap<String, Value> {
+    let mut emails = std::collections::HashSet::new();
+    let mut keys = std::collections::HashSet::new();
+    for user in users {
+        let principal = &user["user"]["principal"];
+        let key = principal["client_external_id"].as_str().unwrap();
+        let email = principal["email"].as_str().unwrap().to_lowercase();
+        assert!(keys.insert(key.to_owned()), "two accounts for key {key}");
+        assert!(
+            emails.insert(email.clone()),
+            "two accounts for email {email}"
+        );
+    }
+    actual_from_sim(users, true)
+}
+
+fn ignored_duplicates(log: &[Value]) -> usize {
+    log.iter()
+        .filter(|e| e["outcome"] == "ignored_duplicate")
+        .count()
+}
+
+/// Runs `run` until it exits 0 (at most `tries` times); returns the exit codes.
+async fn run_until_converged(work: &Workdir, tries: usize) -> Vec<i32> {
+    let mut codes = Vec::new();
+    for _ in 0..tries {
+        let out = work.run(&["run"]).await;
+        codes.push(out.code);
+        if out.code == 0 {
+            break;
+        }
+        assert!(
+            out.code == 2,
+            "run exited {}: {}\n{}",
+            out.code,
+            out.stdout,
+            out.stderr
+        );
+    }
+    codes
+}
+
+/// The sample roster without its deliberately bad rows' users.
+fn sample_expected(work: &Workdir) -> BTreeMap<String, Value> {
+    expected_from_csv(&work.path("roster.csv"), SAMPLE_BAD_KEYS)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_and_a_tight_rate_limit_converge_with_no_duplicate_and_nothing_ignored() {
+    let faults = Faults {
+        error_rate: 0.05,
+        drop_rate: 0.03,
+        rate_limit: 60.0,
+        burst: Some(10),
+        duplicate_window_secs: 2.0,
+        ..Faults::default()
+    };
+    let sim = sim_with(faults, &[]).await;
+    // rostersync is allowed twice what the server takes: 429s must happen and be handled.
+    let work = Workdir::with_settings(&sim.base_url(), "");
+    let config = std::fs::read_to_string(work.path("config.toml"))
+        .unwrap()
+        .replace(
+            "requests_per_second = 500.0",
+            "requests_per_second = 120.0\nduplicate_window_secs = 2",
+        );
+    std::fs::write(work.path("config.toml"), config).unwrap();
+    // The sample roster has deliberately bad rows: runs end with exit 2 until nothing is left
+    // to do, then the run that sends nothing is judged by its failed ops only.
+    let mut codes = Vec::new();
+    let mut summary = Value::Null;
+    for _ in 0..4 {
+        let out = work.run(&["run"]).await;
+        codes.push(out.code);
+        assert!(
+            out.code == 2,
+            "exit {}: {}\n{}",
+            out.code,
+            out.stdout,
+            out.stderr
+        );
+        summary = work.last_summary();
+        let failed = summary["apply"]["ops"]
+            .as_object()
+            .map(|kinds| {
+                kinds
+                    .values()
+                    .map(|states| {
+                        states["failed"].as_u64().unwrap_or(0)
+                            + states["in_doubt"].as_u64().unwrap_or(0)
+                    })
+                    .sum::<u64>()
+            })
+            .unwrap_or(0);
+        if failed == 0 && summary["apply"]["left_pending"] == 0 {
+            break;
+        }
+    }
+    let log = requests_since(&sim.base_url(), 0).await;
+    let users = sim_users(&sim.base_url()).await;
+    assert_eq!(
+        unique_users(&users),
+        sample_expected(&work),
+        "runs: {codes:?}"
+    );
+    for ignored in log.iter().filter(|e| e["outcome"] == "ignored_duplicate") {
+        for e in log.iter().filter(|e| e["user"] == ignored["user"]) {
+            eprintln!(
+                "{} {} {} {} {} {} {}",
+                e["seq"],
+                e["at_ms"],
+                e["method"],
+                e["endpoint"],
+                e["status"],
+                e["outcome"],
+                e["dropped"]
+            );
+        }
+    }
+    assert_eq!(
+        ignored_duplicates(&log),
+        0,
+        "no change may be ignored as a repeat"
+    );
+    let count = |outcome: &str| log.iter().filter(|e| e["outcome"] == outcome).count();
+    assert!(count("rate_limited") > 0, "the test must meet 429s");
+    assert!(
+        log.iter().any(|e| e["dropped"] == true),
+        "the test must meet lost answers"
+    );
+    assert!(count("injected_error") > 0, "the test must meet 5xx");
+    let first: Value = serde_json::from_slice(
+        &std::fs::read(
+            std::fs::read_dir(work.path("state/runs"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .min()
+                .unwrap()
+                .join("summary.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for field in ["retries", "rate_limited_429", "rate_limit_pause_secs"] {
+        assert!(
+            first["apply"][field].as_f64().unwrap() > 0.0,
+            "summary apply.{field} of the first run: {}",
+            first["apply"]
+        );
+    }
+    let _ = summary;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_second_tokens_on_a_run_of_over_ten_seconds() {
+    let faults = Faults {
+        token_lifetime_secs: 2.0,
+        ..Faults::default()
+    };
+    let sim = sim_with(faults, &[]).await;
+    let work = Workdir::new(&sim.base_url());
+    let config = std::fs::read_to_string(work.path("config.toml"))
+        .unwrap()
+        .replace("requests_per_second = 500.0", "requests_per_second = 18.0");
+    std::fs::write(work.path("config.toml"), config).unwrap();
+    let started = Instant::now();
+    let out = work.run(&["run"]).await;
+    let took = started.elapsed();
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr); // the sample's bad rows
+    assert!(took > Duration::from_secs(10), "the run took only {took:?}");
+    let log = requests_since(&sim.base_url(), 0).await;
+    let logins = log.iter().filter(|e| e["endpoint"] == "login").count();
+    assert!(logins >= 5, "{logins} logins in {took:?}");
+    assert!(
+        log.iter().all(|e| e["status"] != 401),
+        "a request went out with an expired token"
+    );
+    let summary = work.last_summary();
+    assert_eq!(summary["apply"]["ops"]["create"]["done"], 200);
+    assert_eq!(
+        unique_users(&sim_users(&sim.base_url()).await),
+        sample_expected(&work)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_and_an_enroll_in_runs_five_seconds_apart_are_both_applied() {
+    let faults = Faults {
+        duplicate_window_secs: 8.0,
+        ..Faults::default()
+    };
+    let sim = sim_with(faults, &[]).await;
+    let work = Workdir::new(&sim.base_url());
+    let config = std::fs::read_to_string(work.path("config.toml"))
+        .unwrap()
+        .replace(
+            "timeout_secs = 10",
+            "timeout_secs = 10\nduplicate_window_secs = 8",
+        );
+    std::fs::write(work.path("config.toml"), config).unwrap();
+    let night = |last: &str, content: &str| {
+        vec![row(
+            "K1",
+            "Kim",
+            last,
+            "kim@example.com",
+            "Lakeside Camp",
+            content,
+        )]
+    };
+    work.write_roster("roster.csv", &night("Park", "SAFE-101"));
+    assert_eq!(work.run(&["run"]).await.code, 0);
+    // Night 1: an update and an enroll...
+    work.write_roster("roster.csv", &night("Park-Lee", "SAFE-101;FA-100"));
+    assert_eq!(work.run(&["run"]).await.code, 0);
+    let after_first = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // ...and five seconds later the same endpoints again: these must wait for the window.
+    work.write_roster("roster.csv", &night("Lee", "SAFE-101;FA-100;LEAD-300"));
+    let out = work.run(&["run"]).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        after_first.elapsed() >= Duration::from_secs(8),
+        "the second change went out inside the window"
+    );
+    let summary = work.last_summary();
+    assert!(summary["apply"]["window_deferrals"].as_u64().unwrap() >= 1);
+    let users = sim_users(&sim.base_url()).await;
+    let user = &users[0];
+    assert_eq!(user["user"]["principal"]["last_name"], "Lee");
+    assert_eq!(user["content"].as_object().unwrap().len(), 3);
+    let log = requests_since(&sim.base_url(), 0).await;
+    assert_eq!(ignored_duplicates(&log), 0);
+}
+
+/// 2,000 users, the run killed with SIGKILL at random moments five times, restarted each
+/// time; then one run to the end. The simulator must hold exactly the roster, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_five_times_converges_with_no_duplicate_account() {
+    use rand::{Rng, SeedableRng};
+    let faults = Faults {
+        duplicate_window_secs: 1.0,
+        latency_min_ms: 1,
+        latency_max_ms: 5,
+        ..Faults::default()
+    };
+    let sim = sim_with(faults, &[]).await;
+    let work = Workdir::new(&sim.base_url());
+    let config = std::fs::read_to_string(work.path("config.toml"))
+        .unwrap()
+        .replace(
+            "requests_per_second = 500.0",
+            "requests_per_second = 400.0\nduplicate_window_secs = 1",
+        );
+    std::fs::write(work.path("config.toml"), config).unwrap();
+    let locations = ["Lakeside Camp", "Pine Ridge Camp"];
+    let rows: Vec<Vec<String>> = (0..2000)
+        .map(|i| {
+            row(
+                &format!("C{i:05}"),
+                "Crash",
+                &format!("Test{i}"),
+                &format!("crash{i}@example.com"),
+                locations[i % 2],
+                if i % 3 == 0 { "SAFE-101" } else { "" },
+            )
+        })
+        .collect();
+    work.write_roster("roster.csv", &rows);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for kill in 0..5 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rostersync"))
+            .args(["run", "--config"])
+            .arg(work.path("config.toml"))
+            .env(SECRET_ENV, CLIENT_SECRET)
+            .env("ROSTERSYNC_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let after = Duration::from_millis(rng.gen_range(300..1500));
+        tokio::time::sleep(after).await;
+        // SIGKILL: no chance to clean up.
+        child.kill().unwrap();
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            !status.success(),
+            "kill {kill}: the run ended before it was killed"
+        );
+    }
+    let codes = run_until_converged(&work, 3).await;
+    assert_eq!(codes.last(), Some(&0), "runs after the kills: {codes:?}");
+    let users = sim_users(&sim.base_url()).await;
+    assert_eq!(users.len(), 2000, "accounts on the platform");
+    assert_eq!(
+        unique_users(&users),
+        expected_from_csv(&work.path("roster.csv"), &[])
+    );
+    let log = requests_since(&sim.base_url(), 0).await;
+    assert_eq!(ignored_duplicates(&log), 0);
+}
