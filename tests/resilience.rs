@@ -72,13 +72,10 @@ async fn faults_and_a_tight_rate_limit_converge_with_no_duplicate_and_nothing_ig
     let sim = sim_with(faults, &[]).await;
     // rostersync is allowed twice what the server takes: 429s must happen and be handled.
     let work = Workdir::with_settings(&sim.base_url(), "");
-    let config = std::fs::read_to_string(work.path("config.toml"))
-        .unwrap()
-        .replace(
-            "requests_per_second = 500.0",
-            "requests_per_second = 120.0\nduplicate_window_secs = 2",
-        );
-    std::fs::write(work.path("config.toml"), config).unwrap();
+    work.set_api(&[
+        ("requests_per_second", "120.0"),
+        ("duplicate_window_secs", "2"),
+    ]);
     // The sample roster has deliberately bad rows: runs end with exit 2 until nothing is left
     // to do, then the run that sends nothing is judged by its failed ops only.
     let mut codes = Vec::new();
@@ -173,10 +170,7 @@ async fn two_second_tokens_on_a_run_of_over_ten_seconds() {
     };
     let sim = sim_with(faults, &[]).await;
     let work = Workdir::new(&sim.base_url());
-    let config = std::fs::read_to_string(work.path("config.toml"))
-        .unwrap()
-        .replace("requests_per_second = 500.0", "requests_per_second = 18.0");
-    std::fs::write(work.path("config.toml"), config).unwrap();
+    work.set_api(&[("requests_per_second", "18.0")]);
     let started = Instant::now();
     let out = work.run(&["run"]).await;
     let took = started.elapsed();
@@ -205,13 +199,7 @@ async fn an_update_and_an_enroll_in_runs_five_seconds_apart_are_both_applied() {
     };
     let sim = sim_with(faults, &[]).await;
     let work = Workdir::new(&sim.base_url());
-    let config = std::fs::read_to_string(work.path("config.toml"))
-        .unwrap()
-        .replace(
-            "timeout_secs = 10",
-            "timeout_secs = 10\nduplicate_window_secs = 8",
-        );
-    std::fs::write(work.path("config.toml"), config).unwrap();
+    work.set_api(&[("duplicate_window_secs", "8")]);
     let night = |last: &str, content: &str| {
         vec![row(
             "K1",
@@ -260,13 +248,10 @@ async fn a_run_killed_five_times_converges_with_no_duplicate_account() {
     };
     let sim = sim_with(faults, &[]).await;
     let work = Workdir::new(&sim.base_url());
-    let config = std::fs::read_to_string(work.path("config.toml"))
-        .unwrap()
-        .replace(
-            "requests_per_second = 500.0",
-            "requests_per_second = 400.0\nduplicate_window_secs = 1",
-        );
-    std::fs::write(work.path("config.toml"), config).unwrap();
+    work.set_api(&[
+        ("requests_per_second", "400.0"),
+        ("duplicate_window_secs", "1"),
+    ]);
     let locations = ["Lakeside Camp", "Pine Ridge Camp"];
     let rows: Vec<Vec<String>> = (0..2000)
         .map(|i| {

@@ -223,6 +223,27 @@ impl Workdir {
         self.dir.path().join(name)
     }
 
+    /// Replaces `[api]` settings written by [`Workdir::with_settings`] (`requests_per_second`,
+    /// `timeout_secs`, ...) or adds new ones, e.g. `&[("duplicate_window_secs", "2")]`.
+    pub fn set_api(&self, settings: &[(&str, &str)]) {
+        let path = self.path("config.toml");
+        let mut config = std::fs::read_to_string(&path).unwrap();
+        for (key, value) in settings {
+            let line = format!("{key} = {value}\n");
+            match config
+                .lines()
+                .position(|l| l.starts_with(&format!("{key} = ")))
+            {
+                Some(index) => {
+                    let old = format!("{}\n", config.lines().nth(index).unwrap());
+                    config = config.replacen(&old, &line, 1);
+                }
+                None => config = config.replacen("[api]\n", &format!("[api]\n{line}"), 1),
+            }
+        }
+        std::fs::write(path, config).unwrap();
+    }
+
     /// Writes a roster with csv::Writer (header first).
     pub fn write_roster(&self, name: &str, rows: &[Vec<String>]) {
         let mut writer = csv::Writer::from_path(self.path(name)).unwrap();
