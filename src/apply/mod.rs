@@ -204,12 +204,14 @@ impl Shared {
 
     fn stat(&self, update: impl FnOnce(&mut ApplyStats)) {
         let mut stats = lock(&self.stats);
+        let detail = |s: &ApplyStats| (s.retries, s.rate_limited_429, s.window_deferrals);
+        let before = detail(&stats);
         update(&mut stats);
-        self.progress.set_detail(
-            stats.retries,
-            stats.rate_limited_429,
-            stats.window_deferrals,
-        );
+        // Every request updates the stats; the progress text changes only with these.
+        let (retries, rate_limited, deferred) = detail(&stats);
+        if (retries, rate_limited, deferred) != before {
+            self.progress.set_detail(retries, rate_limited, deferred);
+        }
     }
 }
 
@@ -317,9 +319,8 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
         }
     }
     lock(&shared.ledger).mark_sending(op.id)?;
-    let (mut attempts, mut rate_limited) = (0u32, 0u32);
+    let mut retries = Retries::default();
     loop {
-        attempts += 1;
         let result = run_op(shared, op).await;
         let error = match result {
             Ok(effect) => {
@@ -332,24 +333,18 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
             }
             Err(error) => error,
         };
-        match &error {
-            CallError::RateLimited { .. } if rate_limited < MAX_RATE_LIMITED => {
-                // The pause was taken by `send`; the request changed nothing.
-                rate_limited += 1;
-                attempts -= 1;
-            }
-            CallError::Server { .. } | CallError::Connect(_) if attempts < shared.max_attempts => {
+        match (retries.after(shared, &error), &error) {
+            (Some(Retry::Resend), _) => {}
+            (Some(Retry::Backoff(wait)), _) => {
                 if shared.stopping() {
                     lock(&shared.ledger).unsend(op.id, task.in_doubt)?;
                     return Ok(Step::Settled);
                 }
                 shared.stat(|s| s.retries += 1);
-                let unit = rand::thread_rng().r#gen::<f64>();
-                let wait = schedule::backoff(attempts, BACKOFF_BASE, BACKOFF_CAP, unit);
-                tracing::debug!(key = %op.key, kind = op.kind.as_str(), attempts, ?wait, "retrying: {error}");
+                tracing::debug!(key = %op.key, kind = op.kind.as_str(), ?wait, "retrying: {error}");
                 tokio::time::sleep(wait).await;
             }
-            CallError::Ambiguous(_) => {
+            (None, CallError::Ambiguous(_)) => {
                 lock(&shared.ledger).mark_in_doubt(shared.run_id, op.id, &error.to_string())?;
                 if shared.stopping() {
                     settle(shared, op, "in_doubt", false);
@@ -364,7 +359,7 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
                 };
                 return Ok(Step::Later(at));
             }
-            _ => {
+            (None, _) => {
                 fail(shared, op, &error)?;
                 if let CallError::AuthRefused { .. } = error {
                     anyhow::bail!("the API refused the credentials: {error}");
@@ -438,30 +433,64 @@ async fn send<T>(
     result
 }
 
-/// [`send`], retrying 5xx and connection errors with backoff (429s pause inside `send`),
-/// within the op's attempt budget. For the steps of a multi-request op.
+/// The retry rules of one request (or one op): 5xx and connection errors are sent again
+/// after a backoff, up to `max_attempts` tries; a 429 is sent again at once (`send` has
+/// taken its pause) and does not use up a try, up to [`MAX_RATE_LIMITED`]. Nothing else is.
+#[derive(Default)]
+struct Retries {
+    failed_attempts: u32,
+    rate_limited: u32,
+}
+
+enum Retry {
+    Resend,
+    Backoff(Duration),
+}
+
+impl Retries {
+    fn after(&mut self, shared: &Shared, error: &CallError) -> Option<Retry> {
+        match error {
+            CallError::RateLimited { .. } if self.rate_limited < MAX_RATE_LIMITED => {
+                self.rate_limited += 1;
+                Some(Retry::Resend)
+            }
+            CallError::Server { .. } | CallError::Connect(_) => {
+                self.failed_attempts += 1;
+                (self.failed_attempts < shared.max_attempts).then(|| {
+                    let unit = rand::thread_rng().r#gen::<f64>();
+                    Retry::Backoff(schedule::backoff(
+                        self.failed_attempts,
+                        BACKOFF_BASE,
+                        BACKOFF_CAP,
+                        unit,
+                    ))
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// [`send`] under the [`Retries`] rules. For the steps of a multi-request op, each retried on
+/// its own.
 async fn send_retrying<T, F, Fut>(shared: &Shared, call: F) -> Result<T, CallError>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T, CallError>>,
 {
-    let (mut attempts, mut rate_limited) = (0u32, 0u32);
+    let mut retries = Retries::default();
     loop {
-        attempts += 1;
-        match send(shared, call()).await {
-            Err(CallError::RateLimited { .. }) if rate_limited < MAX_RATE_LIMITED => {
-                rate_limited += 1;
-                attempts -= 1;
-            }
-            Err(CallError::Server { .. } | CallError::Connect(_))
-                if attempts < shared.max_attempts && !shared.stopping() =>
-            {
+        let error = match send(shared, call()).await {
+            Err(error) => error,
+            done => return done,
+        };
+        match retries.after(shared, &error) {
+            Some(Retry::Resend) => {}
+            Some(Retry::Backoff(wait)) if !shared.stopping() => {
                 shared.stat(|s| s.retries += 1);
-                let unit = rand::thread_rng().r#gen::<f64>();
-                tokio::time::sleep(schedule::backoff(attempts, BACKOFF_BASE, BACKOFF_CAP, unit))
-                    .await;
+                tokio::time::sleep(wait).await;
             }
-            result => return result,
+            _ => return Err(error),
         }
     }
 }
