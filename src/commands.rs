@@ -5,6 +5,7 @@
 //! first write: config, catalogs and the roster's structure are read before the plan is
 //! stored, and the plan is stored before any request is sent.
 
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -17,7 +18,7 @@ use crate::config::Config;
 use crate::ingest::catalog::Catalog;
 use crate::ingest::roster::RosterReader;
 use crate::ledger::{Ledger, OpKind, RejectRow};
-use crate::plan::{self, Plan, Planner};
+use crate::plan::{self, EarlyRows, LedgerIndex, Plan, Planner};
 use crate::report;
 use crate::targets::praesidium::client::Client;
 
@@ -64,19 +65,18 @@ fn plan_step(
         .unwrap_or_else(|| config.files.roster.clone());
     let mut reader = RosterReader::open(&roster_path, &catalog, &config.defaults, &config.columns)?;
     let started = Instant::now();
-    let index = ledger.index()?;
+    let (index, early) = read_index_and_roster(ledger, &mut reader)?;
     tracing::debug!(
         secs = started.elapsed().as_secs_f64(),
         users = index.len(),
+        rows_read_meanwhile = early.len(),
         "ledger index read"
     );
     let run_id = ledger.begin_run(command)?;
     let started = Instant::now();
     let (planned, refusal) = ledger.write_plan(run_id, |tx| {
         let mut planner = Planner::new(index, tx);
-        while let Some(row) = reader.next_row()? {
-            planner.row(row)?;
-        }
+        planner.read_roster(&mut reader, early)?;
         let rows = reader.rows();
         let outcome = planner.finish(|lines| reader.originals(lines), rows)?;
         tracing::debug!(
@@ -117,6 +117,24 @@ fn plan_step(
         return Err(refusal.into());
     }
     Ok((run_id, planned))
+}
+
+/// Loads the ledger's index on a second thread, through its own read-only connection, while
+/// this one reads roster rows: on a big night those are the two long steps, and neither needs
+/// the other until the rows are diffed.
+fn read_index_and_roster<R: Read + Seek>(
+    ledger: &Ledger,
+    reader: &mut RosterReader<'_, R>,
+) -> Result<(LedgerIndex, EarlyRows)> {
+    let path = ledger.path().to_owned();
+    std::thread::scope(|scope| {
+        let loading = scope.spawn(move || Ledger::open_read_only(&path)?.index());
+        let early = EarlyRows::read(reader, || !loading.is_finished())?;
+        let index = loading
+            .join()
+            .map_err(|_| anyhow::anyhow!("the ledger index reader panicked"))??;
+        Ok((index, early))
+    })
 }
 
 fn plan_json(plan: &Plan) -> serde_json::Value {

@@ -1,17 +1,21 @@
 //! The plan: what must change on the platform so that it matches the roster.
 //!
 //! Owns the diff of desired users against the ledger's last confirmed state, the fingerprints
-//! that make a no-change night cheap, and the deactivation safety threshold. Pure: it reads
-//! no file and writes nothing; the caller stores the ops. It must never plan a change for a
-//! key whose row was rejected, nor deactivate one.
+//! that make a no-change night cheap, and the deactivation safety threshold. It reads rows
+//! from the [`RosterReader`] it is handed and writes nothing itself: the caller's [`PlanIo`]
+//! stores the ops. It must never plan a change for a key whose row was rejected, nor
+//! deactivate one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{Read, Seek};
 
 use anyhow::Result;
 
 use crate::config::Threshold;
-use crate::ingest::roster::{CrossRowCheck, DesiredUser, Reject, fingerprint, protected_by};
-use crate::ledger::{NewOp, OpKind, OpPayload};
+use crate::ingest::roster::{
+    CrossRowCheck, DesiredUser, Mark, RawRow, Reject, RosterReader, fingerprint, protected_by,
+};
+use crate::ledger::{NewOp, OpKind, OpPayload, RowMemo};
 use crate::targets::praesidium::model::{
     Attributes, ContentRef, Context, Principal, STATUS_ACTIVE, STATUS_INACTIVE, System, User,
 };
@@ -139,6 +143,22 @@ pub fn profile_hash(user: &DesiredUser) -> i64 {
         .finish()
 }
 
+/// Fingerprint of what a user's status, profile and content amount to: equal for two states
+/// exactly when the plan would leave one of them as it is for the other. An inactive user's
+/// profile and content do not matter (nothing is sent for them).
+pub fn state_hash(active: bool, profile_hash: i64, content_hash: i64) -> i64 {
+    if !active {
+        return 0;
+    }
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&profile_hash.to_le_bytes());
+    bytes[8..].copy_from_slice(&content_hash.to_le_bytes());
+    match xxhash_rust::xxh3::xxh3_64(&bytes) as i64 {
+        0 => 1,
+        hash => hash,
+    }
+}
+
 /// Fingerprint of a sorted content list.
 pub fn content_hash(items: &[ContentRef]) -> i64 {
     let mut hasher = PartsHasher::new();
@@ -191,11 +211,41 @@ pub struct Known {
     pub active: bool,
     /// Whether the platform acknowledged a create (a UUID is recorded).
     pub has_uuid: bool,
+    /// The digest of the user's remembered roster row when that row asks for exactly what
+    /// the platform holds (a row with this digest needs nothing), else 0.
+    pub settled_digest: i64,
+    /// The email of the remembered roster row (for the cross-row rule on settled rows).
+    pub row_email: i64,
     /// Set when a valid roster row names the key.
     pub seen: bool,
     /// The first roster line naming the key (valid or not), 0 before any: finds a key that
     /// is on several rows without a second map of a million keys.
     pub first_line: u64,
+}
+
+impl Known {
+    /// What the ledger holds of a user, as the planner keeps it.
+    pub fn new(
+        profile_hash: i64,
+        content_hash: i64,
+        active: bool,
+        has_uuid: bool,
+        row: Option<RowMemo>,
+    ) -> Known {
+        let settled = row.filter(|memo| {
+            has_uuid && memo.state == state_hash(active, profile_hash, content_hash)
+        });
+        Known {
+            profile_hash,
+            content_hash,
+            active,
+            has_uuid,
+            settled_digest: settled.map_or(0, |memo| memo.digest),
+            row_email: row.map_or(0, |memo| memo.email),
+            seen: false,
+            first_line: 0,
+        }
+    }
 }
 
 /// The ledger's index: key fingerprint ([`fingerprint`]) → what is known. Fingerprints, not
@@ -221,9 +271,50 @@ pub trait PlanIo {
     /// Keys of active, acknowledged users whose fingerprint is in `wanted`.
     fn keys_of(&mut self, wanted: &HashSet<u64>) -> Result<Vec<String>>;
     fn push(&mut self, op: NewOp) -> Result<()>;
+    /// Remembers what a ledger user's roster row normalized to.
+    fn remember(&mut self, key: &str, row: RowMemo) -> Result<()>;
     /// Withdraws the ops already pushed for these keys (refused later by a cross-row rule);
     /// returns the kinds withdrawn, by key.
     fn retract(&mut self, keys: &[String]) -> Result<Vec<(String, OpKind)>>;
+}
+
+/// Rows read ahead while the ledger's index loads (the two long steps of a big night, which
+/// need nothing from each other), with a mark every [`EarlyRows::MARK_EVERY`] rows to read
+/// them again from.
+#[derive(Default)]
+pub struct EarlyRows {
+    rows: Vec<RawRow>,
+    marks: Vec<Mark>,
+}
+
+impl EarlyRows {
+    const MARK_EVERY: usize = 4096;
+
+    /// Reads rows while `more()` says so and rows remain.
+    pub fn read<R: Read + Seek>(
+        reader: &mut RosterReader<'_, R>,
+        more: impl Fn() -> bool,
+    ) -> Result<EarlyRows> {
+        let mut early = EarlyRows::default();
+        while more() {
+            if early.rows.len() % Self::MARK_EVERY == 0 {
+                early.marks.push(reader.mark());
+            }
+            match reader.next_raw()? {
+                Some(raw) => early.rows.push(raw),
+                None => break,
+            }
+        }
+        Ok(early)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
 }
 
 /// Diffs a roster, streamed row by row, against the ledger's index.
@@ -236,6 +327,13 @@ pub struct Planner<'io, Io: PlanIo> {
     valid: u64,
     /// Lines of valid rows that produced ops (ascending: rows are read in order).
     lines_with_ops: Vec<u64>,
+}
+
+/// The fingerprints of what a valid row asks for, computed once per row.
+#[derive(Clone, Copy)]
+struct Wanted {
+    profile_hash: i64,
+    content_hash: i64,
 }
 
 /// A finished plan with the rows it refused.
@@ -266,21 +364,102 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         }
     }
 
-    /// Takes one roster row.
-    pub fn row(&mut self, row: Result<DesiredUser, Reject>) -> Result<()> {
+    /// Diffs every row of a roster: first the rows read ahead, then the rest of `reader`. A
+    /// row is normalized only when the ledger cannot settle it from its fingerprints; rows
+    /// read ahead that need it are read again, from the mark before the first of them.
+    pub fn read_roster<R: Read + Seek>(
+        &mut self,
+        reader: &mut RosterReader<'_, R>,
+        early: EarlyRows,
+    ) -> Result<()> {
+        let unsettled: Vec<u64> = early
+            .rows
+            .iter()
+            .filter(|raw| !self.settled(raw))
+            .map(|raw| raw.line)
+            .collect();
+        if let (Some(&first), Some(last)) = (unsettled.first(), early.rows.last()) {
+            let from = early.rows.partition_point(|raw| raw.line < first);
+            reader.rewind(&early.marks[from / EarlyRows::MARK_EVERY])?;
+            let mut pending = unsettled.iter().peekable();
+            while let Some(raw) = reader.next_raw()? {
+                if pending.next_if_eq(&&raw.line).is_some() {
+                    self.row(reader.resolve(), Some(raw.digest))?;
+                }
+                if raw.line >= last.line {
+                    break;
+                }
+            }
+            anyhow::ensure!(
+                pending.peek().is_none(),
+                "{}: the roster changed while it was being read",
+                reader.label()
+            );
+        }
+        while let Some(raw) = reader.next_raw()? {
+            if !self.settled(&raw) {
+                self.row(reader.resolve(), Some(raw.digest))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles a row from its fingerprints alone when the ledger remembers the same raw row
+    /// for its key and the state that row asks for is the state the platform holds: the row
+    /// needs nothing, and normalizing it again would give nothing new. Returns false when the
+    /// caller must resolve the row and hand it to [`Planner::row`].
+    pub fn settled(&mut self, raw: &RawRow) -> bool {
+        let Some(key_hash) = raw.key_hash else {
+            return false;
+        };
+        // A key that merely shares a fingerprint has other cells, so another digest.
+        let Some(email) = self
+            .index
+            .get(&key_hash)
+            .filter(|known| known.settled_digest == raw.digest)
+            .map(|known| known.row_email)
+        else {
+            return false;
+        };
+        self.observe_key(key_hash, raw.line, true);
+        self.cross
+            .observe_email_hash(key_hash, email as u64, raw.line);
+        self.valid += 1;
+        true
+    }
+
+    /// Takes one roster row; `digest` is its raw fingerprint ([`RawRow::digest`]), when known,
+    /// for the ledger to remember what the row normalized to.
+    pub fn row(&mut self, row: Result<DesiredUser, Reject>, digest: Option<i64>) -> Result<()> {
         match row {
             Err(reject) => {
                 if let Some(key) = &reject.key {
-                    self.observe_key(key, reject.line, false);
+                    self.observe_key(fingerprint(key), reject.line, false);
                 }
                 self.rejects.push(reject);
             }
             Ok(user) => {
-                let (key_hash, known) = self.observe_key(&user.key, user.line, true);
-                self.cross.observe_email(key_hash, &user.email, user.line);
+                let (key_hash, known) = self.observe_key(fingerprint(&user.key), user.line, true);
+                let email_hash = fingerprint(&user.email);
+                self.cross
+                    .observe_email_hash(key_hash, email_hash, user.line);
                 self.valid += 1;
+                let wanted = Wanted {
+                    profile_hash: profile_hash(&user),
+                    content_hash: content_hash(&user.content),
+                };
+                let memo = digest.map(|digest| RowMemo {
+                    digest,
+                    state: state_hash(user.active, wanted.profile_hash, wanted.content_hash),
+                    email: email_hash as i64,
+                });
+                if let Some(memo) = memo
+                    && known.is_some_and(|k| k.settled_digest != memo.digest)
+                {
+                    self.io.remember(&user.key, memo)?;
+                }
                 let before = self.plan.ops_pushed;
-                self.diff_one(&user, known)?;
+                self.diff_one(&user, wanted, known, memo)?;
                 if self.plan.ops_pushed > before {
                     self.lines_with_ops.push(user.line);
                 }
@@ -292,8 +471,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
     /// Notes a row's key for the duplicate-key rule: in the ledger's index when the key is
     /// known there, in the cross-row check otherwise. Returns the key's fingerprint and what
     /// the ledger knows of it.
-    fn observe_key(&mut self, key: &str, line: u64, valid: bool) -> (u64, Option<Known>) {
-        let key_hash = fingerprint(key);
+    fn observe_key(&mut self, key_hash: u64, line: u64, valid: bool) -> (u64, Option<Known>) {
         let Some(known) = self.index.get_mut(&key_hash) else {
             self.cross.observe_key(key_hash, line);
             return (key_hash, None);
@@ -318,15 +496,21 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         })
     }
 
-    fn diff_one(&mut self, user: &DesiredUser, known: Option<Known>) -> Result<()> {
+    fn diff_one(
+        &mut self,
+        user: &DesiredUser,
+        wanted: Wanted,
+        known: Option<Known>,
+        memo: Option<RowMemo>,
+    ) -> Result<()> {
         let known = known.filter(|k| k.has_uuid);
         // Only a changed user is looked up; a key that merely shares a fingerprint with a
         // ledger user is not in the ledger, so it is new.
         let unchanged = known.is_some_and(|k| {
             user.active == k.active
                 && (!user.active
-                    || (profile_hash(user) == k.profile_hash
-                        && content_hash(&user.content) == k.content_hash))
+                    || (wanted.profile_hash == k.profile_hash
+                        && wanted.content_hash == k.content_hash))
         });
         if unchanged {
             return Ok(());
@@ -341,7 +525,8 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                     uuid: None,
                     user: Some(user_object(user, true, Some(user.content.to_vec()))),
                     items: vec![],
-                    profile_hash: profile_hash(user),
+                    profile_hash: wanted.profile_hash,
+                    row: memo,
                 };
                 self.push(&user.key, OpKind::Create, payload)?;
             } else {
@@ -359,14 +544,15 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                         user: None,
                         items: vec![],
                         profile_hash: 0,
+                        row: None,
                     },
                 )?;
             }
             return Ok(());
         }
-        let hash = profile_hash(user);
+        let hash = wanted.profile_hash;
         let profile_changed = hash != known.profile_hash || !known.active;
-        let content_changed = content_hash(&user.content) != known.content_hash;
+        let content_changed = wanted.content_hash != known.content_hash;
         if !profile_changed && !content_changed {
             return Ok(());
         }
@@ -376,6 +562,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                 user: Some(user_object(user, true, None)),
                 items: vec![],
                 profile_hash: hash,
+                row: None,
             };
             self.push(&user.key, OpKind::Update, payload)?;
         }
@@ -392,6 +579,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                             user: None,
                             items,
                             profile_hash: 0,
+                            row: None,
                         },
                     )?;
                 }
@@ -496,6 +684,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                     user: None,
                     items: vec![],
                     profile_hash: 0,
+                    row: None,
                 },
             )?;
         }
@@ -540,6 +729,7 @@ mod tests {
     struct Memory {
         remote: HashMap<String, Remote>,
         ops: Vec<NewOp>,
+        memos: HashMap<String, RowMemo>,
     }
 
     impl PlanIo for Memory {
@@ -556,6 +746,10 @@ mod tests {
         }
         fn push(&mut self, op: NewOp) -> Result<()> {
             self.ops.push(op);
+            Ok(())
+        }
+        fn remember(&mut self, key: &str, row: RowMemo) -> Result<()> {
+            self.memos.insert(key.to_owned(), row);
             Ok(())
         }
         fn retract(&mut self, keys: &[String]) -> Result<Vec<(String, OpKind)>> {
@@ -599,14 +793,7 @@ mod tests {
             let (content_hash, _) = content_record(&user.content);
             index.insert(
                 fingerprint(&user.key),
-                Known {
-                    profile_hash: profile_hash(user),
-                    content_hash,
-                    active: user.active,
-                    has_uuid: true,
-                    seen: false,
-                    first_line: 0,
-                },
+                Known::new(profile_hash(user), content_hash, user.active, true, None),
             );
             memory.remote.insert(
                 user.key.clone(),
@@ -628,7 +815,7 @@ mod tests {
         let count = rows.len() as u64;
         let mut planner = Planner::new(index, memory);
         for row in rows {
-            planner.row(row).unwrap();
+            planner.row(row, None).unwrap();
         }
         planner.finish(|_| Ok(HashMap::new()), count).unwrap()
     }
@@ -730,6 +917,151 @@ mod tests {
         assert_eq!(outcome.plan.protected, 2);
     }
 
+    /// A roster of `n` people for the sample catalog; `last_name` names person `i`.
+    fn roster_text(n: usize, last_name: impl Fn(usize) -> String) -> String {
+        let mut text = crate::ingest::roster::COLUMNS.join(",") + "\n";
+        for i in 0..n {
+            text += &format!(
+                "E{i:03},Ana,{},ana{i}@example.com,,,,Lakeside Camp,,,SAFE-201\n",
+                last_name(i)
+            );
+        }
+        text
+    }
+
+    /// Plans `text` against `index`/`memory`, reading the first `ahead` rows ahead.
+    fn plan_text(
+        text: &str,
+        index: LedgerIndex,
+        memory: &mut Memory,
+        ahead: usize,
+    ) -> (Outcome, usize) {
+        let catalog = crate::samples::catalog();
+        let defaults = crate::config::Defaults {
+            client: "Northwind Camps".into(),
+            role: "Learner".into(),
+        };
+        let columns = HashMap::new();
+        let mut reader = RosterReader::new(
+            "roster.csv",
+            std::io::Cursor::new(text.as_bytes()),
+            &catalog,
+            &defaults,
+            &columns,
+        )
+        .unwrap();
+        let read = std::cell::Cell::new(0);
+        let early = EarlyRows::read(&mut reader, || {
+            read.set(read.get() + 1);
+            read.get() <= ahead
+        })
+        .unwrap();
+        let early_rows = early.len();
+        let mut planner = Planner::new(index, memory);
+        planner.read_roster(&mut reader, early).unwrap();
+        let rows = reader.rows();
+        (
+            planner.finish(|_| Ok(HashMap::new()), rows).unwrap(),
+            early_rows,
+        )
+    }
+
+    /// The ledger after every op of `memory` was acknowledged (creates only).
+    fn provisioned(memory: &Memory) -> (LedgerIndex, Memory) {
+        let mut index = LedgerIndex::default();
+        let mut ledger = Memory::default();
+        for op in &memory.ops {
+            assert_eq!(op.kind, OpKind::Create);
+            let user = op.payload.user.as_ref().unwrap();
+            let content = user.context.content.clone().unwrap();
+            let row = op.payload.row;
+            assert!(row.is_some(), "a create carries its row memo");
+            index.insert(
+                fingerprint(&op.key),
+                Known::new(
+                    op.payload.profile_hash,
+                    content_hash(&content),
+                    true,
+                    true,
+                    row,
+                ),
+            );
+            ledger.remote.insert(
+                op.key.clone(),
+                Remote {
+                    uuid: format!("uuid-{}", op.key),
+                    email: user.principal.email.clone().unwrap(),
+                    content,
+                },
+            );
+        }
+        (index, ledger)
+    }
+
+    #[test]
+    fn remembered_rows_are_settled_and_changed_ones_diffed_however_many_were_read_ahead() {
+        let first = roster_text(10_000, |_| "Smith".into());
+        let (outcome, _) = plan_text(&first, LedgerIndex::default(), &mut Memory::default(), 0);
+        assert_eq!(outcome.plan.counts.get(&OpKind::Create), Some(&10_000));
+        let mut created = Memory::default();
+        plan_text(&first, LedgerIndex::default(), &mut created, 0);
+
+        let changed = |i: usize| i == 3 || i == 4_500 || i == 9_000;
+        let second = roster_text(10_000, |i| {
+            if changed(i) { "Jones" } else { "Smith" }.into()
+        });
+        // Nothing read ahead, everything, and part of it (the rewind lands on a mark before
+        // the first changed row, and the stream goes on after the last row read ahead).
+        for ahead in [0, 10_000, 6_000] {
+            let (index, mut ledger) = provisioned(&created);
+            let (outcome, early) = plan_text(&second, index, &mut ledger, ahead);
+            assert_eq!(early, ahead, "rows read ahead");
+            assert_eq!(
+                kinds(&ledger),
+                vec![
+                    ("E003".to_owned(), OpKind::Update),
+                    ("E4500".to_owned(), OpKind::Update),
+                    ("E9000".to_owned(), OpKind::Update),
+                ],
+                "ahead {ahead}"
+            );
+            assert_eq!(outcome.plan.unchanged, 9_997, "ahead {ahead}");
+            assert_eq!(outcome.valid, 10_000);
+            // Only the changed rows' memos are written again.
+            let mut remembered: Vec<&String> = ledger.memos.keys().collect();
+            remembered.sort();
+            assert_eq!(remembered, ["E003", "E4500", "E9000"], "ahead {ahead}");
+        }
+    }
+
+    #[test]
+    fn a_remembered_row_the_platform_does_not_hold_yet_is_planned_again() {
+        let text = roster_text(3, |_| "Smith".into());
+        let mut created = Memory::default();
+        plan_text(&text, LedgerIndex::default(), &mut created, 0);
+        // The roster asked for "Jones" last night (remembered) but that update failed: the
+        // platform still holds "Smith".
+        let wanted = roster_text(3, |i| if i == 1 { "Jones" } else { "Smith" }.into());
+        let (index, mut ledger) = provisioned(&created);
+        plan_text(&wanted, index, &mut ledger, 0);
+        let asked = ledger.memos["E001"];
+        let (mut index, mut ledger) = provisioned(&created);
+        let known = index.get_mut(&fingerprint("E001")).unwrap();
+        *known = Known::new(
+            known.profile_hash,
+            known.content_hash,
+            true,
+            true,
+            Some(asked),
+        );
+        assert_eq!(
+            known.settled_digest, 0,
+            "a memo the platform does not match"
+        );
+        plan_text(&wanted, index, &mut ledger, 3);
+        assert_eq!(kinds(&ledger), vec![("E001".to_owned(), OpKind::Update)]);
+    }
+
     #[test]
     fn a_key_found_twice_withdraws_its_ops_and_rejects_every_row() {
         let (index, mut memory) = ledger_of(&[]);
@@ -737,7 +1069,7 @@ mod tests {
         second.line = 5;
         let mut planner = Planner::new(index, &mut memory);
         for row in [desired("D"), desired("E"), second] {
-            planner.row(Ok(row)).unwrap();
+            planner.row(Ok(row), None).unwrap();
         }
         let outcome = planner
             .finish(
@@ -775,7 +1107,7 @@ mod tests {
         again.line = 7;
         let mut planner = Planner::new(index, &mut memory);
         for row in [changed, desired("L"), again] {
-            planner.row(Ok(row)).unwrap();
+            planner.row(Ok(row), None).unwrap();
         }
         let outcome = planner
             .finish(

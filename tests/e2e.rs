@@ -445,3 +445,53 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_rows_are_read_again_when_the_defaults_they_rely_on_change() {
+    let running = sim_with(Default::default(), &[]).await;
+    let work = Workdir::new(&running.base_url());
+    // Rows with no role take [defaults] role.
+    let rows: Vec<Vec<String>> = (1..=3)
+        .map(|i| {
+            row(
+                &format!("D{i}"),
+                "Ana",
+                "Lee",
+                &format!("ana.lee{i}@example.com"),
+                "Lakeside Camp",
+                "SAFE-201",
+            )
+        })
+        .collect();
+    work.write_roster("roster.csv", &rows);
+    let first = work.run(&["run"]).await;
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+
+    let seq = last_seq(&work.base_url).await;
+    let quiet = work.run(&["run"]).await;
+    assert_eq!(quiet.code, 0);
+    assert!(requests_since(&work.base_url, seq).await.is_empty());
+
+    // The roster file is byte for byte the same; what its rows mean is not.
+    let config = std::fs::read_to_string(work.path("config.toml")).unwrap();
+    std::fs::write(
+        work.path("config.toml"),
+        config.replace("role = \"Learner\"", "role = \"Supervisor\""),
+    )
+    .unwrap();
+    let seq = last_seq(&work.base_url).await;
+    let changed = work.run(&["run"]).await;
+    assert_eq!(changed.code, 0, "{}{}", changed.stdout, changed.stderr);
+    let sent = requests_since(&work.base_url, seq).await;
+    assert_eq!(
+        endpoint_counts(&sent),
+        [("update".to_owned(), 3)].into_iter().collect()
+    );
+    let users = sim_users(&work.base_url).await;
+    assert!(
+        users
+            .iter()
+            .all(|u| u["user"]["system"]["role"] == "Supervisor"),
+        "{users:?}"
+    );
+}

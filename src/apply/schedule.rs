@@ -178,6 +178,7 @@ mod tests {
                 user: None,
                 items: vec![],
                 profile_hash: 0,
+                row: None,
             },
         }
     }

@@ -195,6 +195,29 @@ pub fn read_roster_from<R: Read + Seek>(
     Ok(roster)
 }
 
+/// Bump when normalization or resolution changes what a row means: every row memo written
+/// before then is ignored and each row is normalized again once.
+const ROW_MEMO_VERSION: u32 = 1;
+
+/// A data row as read, before it is normalized: enough for the planner to recognize a row
+/// the ledger remembers ([`crate::ledger::RowMemo`]) and skip normalizing it.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRow {
+    pub line: u64,
+    /// Fingerprint of the raw cells under the reader's context (header, catalogs, defaults,
+    /// rostersync version); never 0.
+    pub digest: i64,
+    /// Fingerprint of the key as normalizing would make it, when the cell has one.
+    pub key_hash: Option<u64>,
+}
+
+/// A place in the roster to read again from.
+#[derive(Debug, Clone)]
+pub struct Mark {
+    position: csv::Position,
+    rows: u64,
+}
+
 /// Streams a roster row by row: each data row becomes a desired user or a reject. The
 /// cross-row rules (one key per person, one email per key) are the caller's, through
 /// [`CrossRowCheck`], because they can only be settled once the whole file is read.
@@ -206,6 +229,8 @@ pub struct RosterReader<'a, R: Read + Seek> {
     resolver: Resolver<'a>,
     record: csv::ByteRecord,
     rows: u64,
+    /// Everything besides a row's own cells that decides what it means.
+    context: u64,
 }
 
 impl<'a> RosterReader<'a, BufReader<File>> {
@@ -251,6 +276,21 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
             );
         }
         let positions = map_headers(label, &header, columns)?;
+        // Vecs and arrays only: their Debug text is a stable function of their content.
+        let context = xxhash_rust::xxh3::xxh3_64(
+            format!(
+                "{ROW_MEMO_VERSION}|{}|{:?}|{:?}|{:?}|{:?}|{}|{:?}|{:?}",
+                env!("CARGO_PKG_VERSION"),
+                catalog.clients,
+                catalog.locations,
+                catalog.content,
+                positions.index,
+                header.len(),
+                defaults.client,
+                defaults.role,
+            )
+            .as_bytes(),
+        );
         let defaults = ResolvedDefaults::new(defaults, catalog)
             .with_context(|| format!("{label}: [defaults]"))?;
         Ok(RosterReader {
@@ -261,7 +301,13 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
             resolver: Resolver::new(catalog, defaults),
             record: csv::ByteRecord::new(),
             rows: 0,
+            context,
         })
+    }
+
+    /// The roster's name in messages.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// Data rows read so far.
@@ -269,8 +315,34 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
         self.rows
     }
 
+    /// Where the next row starts, to come back to with [`RosterReader::rewind`].
+    pub fn mark(&self) -> Mark {
+        Mark {
+            position: self.csv.position().clone(),
+            rows: self.rows,
+        }
+    }
+
+    /// Reads again from a [`Mark`]: the rows after it come back with the same lines.
+    pub fn rewind(&mut self, mark: &Mark) -> Result<()> {
+        self.csv
+            .seek(mark.position.clone())
+            .with_context(|| format!("{}: cannot read the roster again", self.label))?;
+        self.rows = mark.rows;
+        Ok(())
+    }
+
     /// The next data row, or `None` at the end of the file.
     pub fn next_row(&mut self) -> Result<Option<Result<DesiredUser, Reject>>> {
+        if self.next_raw()?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.resolve()))
+    }
+
+    /// Reads the next data row without normalizing it; [`RosterReader::resolve`] does that
+    /// for the row just read, if the caller needs more than its fingerprints.
+    pub fn next_raw(&mut self) -> Result<Option<RawRow>> {
         loop {
             // Structural CSV errors (not field count, which is flexible) mean the rest of the
             // file cannot be trusted to be split into the right rows.
@@ -286,15 +358,40 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
                 continue;
             }
             self.rows += 1;
-            let line = record.position().map_or(0, |p| p.line());
-            return Ok(Some(
-                self.resolver
-                    .row(record, self.width, &self.positions, line)
-                    .map_err(|(column, reason)| {
-                        reject(record, &self.positions, line, column, reason.to_string())
-                    }),
-            ));
+            let key_hash = self
+                .positions
+                .of("external_id")
+                .and_then(|i| record.get(i))
+                .and_then(|raw| std::str::from_utf8(raw).ok())
+                .map(str::trim)
+                .filter(|key| !key.is_empty())
+                .map(|key| {
+                    // The same value `clean` gives, without its allocation for ASCII keys.
+                    if key.is_ascii() {
+                        fingerprint(key)
+                    } else {
+                        fingerprint(&clean(key))
+                    }
+                });
+            return Ok(Some(RawRow {
+                line: record.position().map_or(0, |p| p.line()),
+                digest: raw_digest(record, self.context),
+                key_hash,
+            }));
         }
+    }
+
+    /// Normalizes and resolves the row [`RosterReader::next_raw`] returned last.
+    // A reject is one of a row's two outcomes, as large as the other, not an error to bubble.
+    #[allow(clippy::result_large_err)]
+    pub fn resolve(&mut self) -> Result<DesiredUser, Reject> {
+        let record = &self.record;
+        let line = record.position().map_or(0, |p| p.line());
+        self.resolver
+            .row(record, self.width, &self.positions, line)
+            .map_err(|(column, reason)| {
+                reject(record, &self.positions, line, column, reason.to_string())
+            })
     }
 
     /// The original text, key and (folded) email of the rows on `lines`, read again from the
@@ -339,7 +436,9 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
 #[derive(Default)]
 pub struct CrossRowCheck {
     first_line_by_key: FxHashMap<u64, u64>,
-    key_by_email: FxHashMap<u64, (u64, u64)>,
+    /// (email, key, line) of every valid row: sorted once at the end, which costs a fraction
+    /// of a million random inserts into a map.
+    emails: Vec<(u64, u64, u64)>,
     conflicts: Conflicts,
 }
 
@@ -362,7 +461,7 @@ impl CrossRowCheck {
         CrossRowCheck {
             // Keys already in the ledger are tracked in its index; only new ones land here.
             first_line_by_key: FxHashMap::default(),
-            key_by_email: FxHashMap::with_capacity_and_hasher(rows, Default::default()),
+            emails: Vec::with_capacity(rows),
             conflicts: Conflicts::default(),
         }
     }
@@ -399,24 +498,28 @@ impl CrossRowCheck {
 
     /// Records a valid row's email under its key's fingerprint.
     pub fn observe_email(&mut self, key_hash: u64, email: &str, line: u64) {
-        let email_hash = fingerprint(email);
-        match self.key_by_email.get(&email_hash) {
-            Some(&(other_key, first)) if other_key != key_hash => {
-                let lines = self
-                    .conflicts
-                    .emails
-                    .entry(email_hash)
-                    .or_insert_with(|| vec![first]);
-                lines.push(line);
-            }
-            Some(_) => {}
-            None => {
-                self.key_by_email.insert(email_hash, (key_hash, line));
-            }
-        }
+        self.observe_email_hash(key_hash, fingerprint(email), line);
     }
 
-    pub fn finish(self) -> Conflicts {
+    /// Records a valid row's email by its fingerprint.
+    pub fn observe_email_hash(&mut self, key_hash: u64, email_hash: u64, line: u64) {
+        self.emails.push((email_hash, key_hash, line));
+    }
+
+    /// The conflicts found. An email's conflict lists its first row and every row whose key
+    /// differs from that row's (rows repeating the first row's key are the key rule's).
+    pub fn finish(mut self) -> Conflicts {
+        self.emails
+            .sort_unstable_by_key(|&(email, _, line)| (email, line));
+        for group in self.emails.chunk_by(|a, b| a.0 == b.0) {
+            let (email, first_key, first_line) = group[0];
+            let others = group.iter().filter(|&&(_, key, _)| key != first_key);
+            let mut lines: Vec<u64> = others.map(|&(_, _, line)| line).collect();
+            if !lines.is_empty() {
+                lines.insert(0, first_line);
+                self.conflicts.emails.insert(email, lines);
+            }
+        }
         self.conflicts
     }
 }
@@ -797,6 +900,21 @@ impl<'a> Resolver<'a> {
             content,
             line,
         })
+    }
+}
+
+/// Fingerprint of a record's cells under `context`. The cells are hashed as one run of bytes
+/// with their lengths folded into the seed, so that moving a byte from one cell to the next
+/// changes the digest.
+fn raw_digest(record: &csv::ByteRecord, context: u64) -> i64 {
+    let lengths = record.iter().fold(record.len() as u64, |acc, cell| {
+        acc.wrapping_mul(0x0000_0100_0000_01b3)
+            .wrapping_add(cell.len() as u64 + 1)
+    });
+    match xxhash_rust::xxh3::xxh3_64_with_seed(record.as_slice(), context ^ lengths) as i64 {
+        // 0 is kept for "no digest".
+        0 => 1,
+        digest => digest,
     }
 }
 

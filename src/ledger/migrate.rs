@@ -17,6 +17,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "002_lean_op_indexes.sql",
         include_str!("../../migrations/002_lean_op_indexes.sql"),
     ),
+    (
+        "003_row_memo.sql",
+        include_str!("../../migrations/003_row_memo.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

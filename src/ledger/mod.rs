@@ -95,6 +95,20 @@ pub struct OpPayload {
     /// Fingerprint of the profile the op sends (create, update).
     #[serde(default)]
     pub profile_hash: i64,
+    /// What the roster row behind a create normalized to, recorded with the new user so that
+    /// the next night recognizes the row unchanged without normalizing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<RowMemo>,
+}
+
+/// What one roster row normalized to: a fingerprint of its raw cells (`digest`, never 0), of
+/// the profile, content and status it asks for (`state`, see [`crate::plan::state_hash`]) and
+/// of its email. A memo of what a row means, not of what the platform holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowMemo {
+    pub digest: i64,
+    pub state: i64,
+    pub email: i64,
 }
 
 /// An op to write into the journal.
@@ -259,21 +273,23 @@ impl Ledger {
             .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
         let mut index = LedgerIndex::with_capacity_and_hasher(count as usize, Default::default());
         let mut statement = self.conn.prepare_cached(
-            "SELECT key, profile_hash, content_hash, active, uuid IS NOT NULL FROM users",
+            "SELECT key, profile_hash, content_hash, active, uuid IS NOT NULL, row_digest, row_state, row_email
+             FROM users INDEXED BY users_digest",
         )?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
             let key = row.get_ref(0)?.as_str()?;
+            let row_memo = match (row.get(5)?, row.get(6)?, row.get(7)?) {
+                (Some(digest), Some(state), Some(email)) => Some(RowMemo {
+                    digest,
+                    state,
+                    email,
+                }),
+                _ => None,
+            };
             index.insert(
                 fingerprint(key),
-                Known {
-                    profile_hash: row.get(1)?,
-                    content_hash: row.get(2)?,
-                    active: row.get(3)?,
-                    has_uuid: row.get(4)?,
-                    seen: false,
-                    first_line: 0,
-                },
+                Known::new(row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row_memo),
             );
         }
         Ok(index)
@@ -641,12 +657,27 @@ fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) 
                 let (content_hash, content_json) = content_record(&content);
                 tx.execute(
                     &format!(
-                        "INSERT INTO users (key, uuid, email, profile_hash, profile, active, content_hash, content, {column})
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                        "INSERT INTO users (key, uuid, email, profile_hash, profile, active, content_hash, content, {column},
+                                            row_digest, row_state, row_email)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                          ON CONFLICT (key) DO UPDATE SET uuid = ?2, email = ?3, profile_hash = ?4, profile = ?5,
-                         active = ?6, content_hash = ?7, content = ?8, {column} = ?9"
+                         active = ?6, content_hash = ?7, content = ?8, {column} = ?9,
+                         row_digest = ?10, row_state = ?11, row_email = ?12"
                     ),
-                    params![op.key, uuid, email, op.payload.profile_hash, profile, active, content_hash, content_json, now],
+                    params![
+                        op.key,
+                        uuid,
+                        email,
+                        op.payload.profile_hash,
+                        profile,
+                        active,
+                        content_hash,
+                        content_json,
+                        now,
+                        op.payload.row.map(|r| r.digest),
+                        op.payload.row.map(|r| r.state),
+                        op.payload.row.map(|r| r.email)
+                    ],
                 )?;
             } else {
                 tx.execute(
@@ -737,6 +768,7 @@ mod tests {
                 user: Some(user),
                 items: vec![],
                 profile_hash: 42,
+                row: None,
             },
         }];
         ledger

@@ -136,15 +136,25 @@ pub fn encode(payload: &OpPayload) -> Vec<u8> {
         items: stored_content(&payload.items),
         profile_hash: payload.profile_hash,
     };
-    postcard::to_allocvec(&stored).expect("an op payload always encodes")
+    let mut bytes = postcard::to_allocvec(&stored).expect("an op payload always encodes");
+    // The row memo trails the record, so payloads written before it existed still decode.
+    if let Some(row) = &payload.row {
+        bytes.extend(postcard::to_allocvec(row).expect("a row memo always encodes"));
+    }
+    bytes
 }
 
 /// Reads a stored payload: the binary form, or the JSON text of an older ledger.
 pub fn decode(value: ValueRef<'_>) -> Result<OpPayload> {
     match value {
         ValueRef::Blob(bytes) => {
-            let stored: Stored = postcard::from_bytes(bytes).context("unreadable op payload")?;
-            Ok(from_stored(stored)?)
+            let (stored, rest): (Stored, _) =
+                postcard::take_from_bytes(bytes).context("unreadable op payload")?;
+            let mut payload = from_stored(stored)?;
+            if !rest.is_empty() {
+                payload.row = Some(postcard::from_bytes(rest).context("unreadable row memo")?);
+            }
+            Ok(payload)
         }
         ValueRef::Text(json) => serde_json::from_slice(json).context("unreadable op payload"),
         other => anyhow::bail!(
@@ -190,12 +200,14 @@ fn from_stored(stored: Stored<'_>) -> Result<OpPayload> {
         user,
         items: content_refs(stored.items),
         profile_hash: stored.profile_hash,
+        row: None,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::RowMemo;
 
     fn full_payload() -> OpPayload {
         let mut person = serde_json::Map::new();
@@ -238,6 +250,11 @@ mod tests {
                 kind: "course".into(),
             }],
             profile_hash: -33_206_651_806_897_119,
+            row: Some(RowMemo {
+                digest: -7,
+                state: i64::MAX,
+                email: 12_345,
+            }),
         }
     }
 
@@ -251,6 +268,7 @@ mod tests {
             user: None,
             items: vec![],
             profile_hash: 0,
+            row: None,
         };
         assert_eq!(decode(ValueRef::Blob(&encode(&bare))).unwrap(), bare);
     }
@@ -266,6 +284,16 @@ mod tests {
             bytes.len(),
             json.len()
         );
+    }
+
+    #[test]
+    fn payloads_stored_before_the_row_memo_still_read() {
+        let mut payload = full_payload();
+        payload.row = None;
+        let bytes = encode(&payload);
+        let with_memo = encode(&full_payload());
+        assert!(with_memo.starts_with(&bytes) && with_memo.len() > bytes.len());
+        assert_eq!(decode(ValueRef::Blob(&bytes)).unwrap(), payload);
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! A first import writes a million ops; done inline, SQLite's inserts and the roster's parsing
 //! took turns on one core. Here the planner's thread encodes ops and hands them over in
 //! batches to a writer thread that owns the plan's transaction, while reads of the users
-//! table go through a second, read-only connection (the plan never writes users, so it sees
-//! exactly what the transaction would). Owns that hand-over; it must never commit a plan the
-//! caller did not commit, nor lose an op it accepted.
+//! table go through a second, read-only connection (the plan writes only the users' row memo,
+//! which those reads never look at, so they see exactly what the transaction would). Owns
+//! that hand-over; it must never commit a plan the caller did not commit, nor lose an op it
+//! accepted.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -14,7 +15,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{NewOp, OpKind, PENDING, RejectRow, now_ms, payload};
+use super::{NewOp, OpKind, PENDING, RejectRow, RowMemo, now_ms, payload};
 use crate::ingest::roster::fingerprint;
 use crate::plan::{PlanIo, Remote};
 
@@ -33,6 +34,7 @@ type Reply<T> = SyncSender<Result<T>>;
 
 enum Command {
     Insert(Vec<EncodedOp>),
+    Remember(Vec<(String, RowMemo)>),
     Retract(Vec<String>, Reply<Vec<(String, OpKind)>>),
     Rejects(Vec<RejectRow>),
     Commit(Reply<()>),
@@ -43,6 +45,7 @@ pub struct PlanTx {
     reader: Connection,
     to_writer: SyncSender<Command>,
     batch: Vec<EncodedOp>,
+    memos: Vec<(String, RowMemo)>,
     replaced: usize,
     committed: bool,
 }
@@ -69,6 +72,7 @@ pub(super) fn write_plan<T>(
                 reader,
                 to_writer,
                 batch: Vec::with_capacity(BATCH),
+                memos: Vec::new(),
                 replaced,
                 committed: false,
             };
@@ -124,6 +128,14 @@ fn writer(
                         op.payload,
                         now
                     ])?;
+                }
+            }
+            Command::Remember(memos) => {
+                let mut update = tx.prepare_cached(
+                    "UPDATE users SET row_digest = ?2, row_state = ?3, row_email = ?4 WHERE key = ?1",
+                )?;
+                for (key, row) in memos {
+                    update.execute(params![key, row.digest, row.state, row.email])?;
                 }
             }
             Command::Retract(keys, reply) => {
@@ -211,6 +223,10 @@ impl PlanTx {
             let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
             self.send(Command::Insert(batch))?;
         }
+        if !self.memos.is_empty() {
+            let memos = std::mem::take(&mut self.memos);
+            self.send(Command::Remember(memos))?;
+        }
         Ok(())
     }
 
@@ -272,6 +288,14 @@ impl PlanIo for PlanTx {
             kind: op.kind,
         });
         if self.batch.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn remember(&mut self, key: &str, row: RowMemo) -> Result<()> {
+        self.memos.push((key.to_owned(), row));
+        if self.memos.len() >= BATCH {
             self.flush()?;
         }
         Ok(())
