@@ -56,7 +56,7 @@ pub(super) fn write_plan<T>(
     run_id: i64,
     produce: impl FnOnce(&mut PlanTx) -> Result<T>,
 ) -> Result<T> {
-    let reader = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    let reader = Connection::open_with_flags(path, super::read_only_flags())
         .with_context(|| format!("cannot open ledger {} to read", path.display()))?;
     reader.busy_timeout(std::time::Duration::from_secs(5))?;
     // Two batches in flight at most: the planner never runs far ahead of the disk.
