@@ -300,3 +300,78 @@ async fn a_run_killed_five_times_converges_with_no_duplicate_account() {
     let log = requests_since(&sim.base_url(), 0).await;
     assert_eq!(ignored_duplicates(&log), 0);
 }
+
+/// Ctrl-C (SIGINT) in the middle of a run: requests in flight finish and are journaled,
+/// nothing new starts, and the run exits 2 with what it left in its summary; the next run
+/// finishes the rest without a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_taking_ops_journals_those_in_flight_and_the_next_run_finishes() {
+    let faults = Faults {
+        latency_min_ms: 20,
+        latency_max_ms: 60,
+        ..Faults::default()
+    };
+    let sim = sim_with(faults, &[]).await;
+    let work = Workdir::new(&sim.base_url());
+    work.set_api(&[("requests_per_second", "40.0"), ("max_in_flight", "4")]);
+    let rows: Vec<Vec<String>> = (0..300)
+        .map(|i| {
+            row(
+                &format!("S{i:04}"),
+                "Signal",
+                &format!("Test{i}"),
+                &format!("signal{i}@example.com"),
+                "Lakeside Camp",
+                "",
+            )
+        })
+        .collect();
+    work.write_roster("roster.csv", &rows);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rostersync"))
+        .args(["run", "--config"])
+        .arg(work.path("config.toml"))
+        .env(SECRET_ENV, CLIENT_SECRET)
+        .env("ROSTERSYNC_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a stopped run exits 2\n{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let apply = &work.last_summary()["apply"];
+    assert_eq!(apply["interrupted_by_signal"], true, "{apply}");
+    let done = apply["ops"]["create"]["done"].as_u64().unwrap_or(0);
+    let left = apply["left_pending"].as_u64().unwrap();
+    assert!(done > 0 && left > 0, "done {done}, left {left}: {apply}");
+    assert_eq!(
+        done + left,
+        300,
+        "every op is done or pending again: {apply}"
+    );
+    assert!(apply["ops"]["create"].get("in_doubt").is_none(), "{apply}");
+    // Each request that left before the signal was answered and journaled as done.
+    assert_eq!(sim_users(&sim.base_url()).await.len() as u64, done);
+
+    let codes = run_until_converged(&work, 2).await;
+    assert_eq!(codes, [0]);
+    let users = sim_users(&sim.base_url()).await;
+    assert_eq!(unique_users(&users).len(), 300);
+    assert_eq!(
+        unique_users(&users),
+        expected_from_csv(&work.path("roster.csv"), &[])
+    );
+}

@@ -10,6 +10,7 @@
 //! (4xx), never re-sends an op in doubt before resolving it, and never records a state the
 //! API did not acknowledge.
 
+pub mod journal;
 pub mod progress;
 pub mod schedule;
 
@@ -26,7 +27,7 @@ use serde::Serialize;
 
 use crate::config::ApiConfig;
 use crate::ingest::normalize::fold;
-use crate::ledger::{Effect, Ledger, Op, OpKind, now_ms};
+use crate::ledger::{Effect, Entry, Ledger, Op, OpKind, now_ms};
 use crate::targets::praesidium::client::{CallError, Client, ContentCall};
 use crate::targets::praesidium::model::User;
 use schedule::{Next, Queue, Task, Work};
@@ -81,9 +82,10 @@ type Limiter = RateLimiter<
 
 struct Shared {
     ledger: Arc<Mutex<Ledger>>,
+    /// Every journal write goes through here (group commit); reads lock `ledger`.
+    journal: journal::Journal,
     client: Arc<Client>,
     limiter: Limiter,
-    run_id: i64,
     window: Duration,
     max_attempts: u32,
     queue: Mutex<Queue>,
@@ -130,10 +132,10 @@ pub async fn apply(
         .context("requests_per_second is too high")?
         .allow_burst(NonZeroU32::MIN);
     let shared = Arc::new(Shared {
+        journal: journal::Journal::start(ledger.clone(), run_id),
         ledger,
         client,
         limiter: RateLimiter::direct(quota),
-        run_id,
         window: Duration::from_secs(api.duplicate_window_secs),
         max_attempts: api.max_attempts,
         queue: Mutex::new(queue),
@@ -173,6 +175,8 @@ pub async fn apply(
         }
     }
     signal.abort();
+    // Every write was acknowledged; this ends the journal's thread.
+    shared.journal.close();
     shared.progress.finish();
     outcome?;
     let mut stats = lock(&shared.stats).clone();
@@ -272,11 +276,13 @@ async fn run_work(shared: &Shared, mut work: Work) -> Result<()> {
 async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step> {
     let op = &task.op;
     if work.recheck && !task.in_doubt && lock(&shared.ledger).already_applied(op)? {
-        lock(&shared.ledger).mark_done_unchanged(
-            shared.run_id,
-            op.id,
-            "already applied by an earlier op whose answer was lost",
-        )?;
+        shared
+            .journal
+            .write(Entry::DoneUnchanged {
+                op_id: op.id,
+                message: "already applied by an earlier op whose answer was lost".to_owned(),
+            })
+            .await?;
         shared.stat(|s| s.already_applied += 1);
         settle(shared, op, "done", false);
         return Ok(Step::Settled);
@@ -292,9 +298,7 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
                     message: Some("confirmed by GET after the answer was lost".to_owned()),
                     adopted: false,
                 };
-                lock(&shared.ledger).complete(shared.run_id, op, &effect)?;
-                shared.stat(|s| s.in_doubt_resolved += 1);
-                settle(shared, op, "done", false);
+                done(shared, op, effect, true).await?;
                 return Ok(Step::Settled);
             }
             // Not applied: the earlier request changed nothing, so sending it now is not a
@@ -303,7 +307,7 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
             Err(error) if error.is_retriable() || error.is_ambiguous() => {
                 return Ok(Step::Later(Instant::now() + BACKOFF_BASE));
             }
-            Err(error) => return fail(shared, op, &error).map(|()| Step::Settled),
+            Err(error) => return fail(shared, op, &error).await.map(|()| Step::Settled),
         }
     }
     if !confirmed_missing {
@@ -318,17 +322,16 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
             return Ok(Step::Later(Instant::now() + wait));
         }
     }
-    lock(&shared.ledger).mark_sending(op.id)?;
+    shared
+        .journal
+        .write(Entry::Sending { op_id: op.id })
+        .await?;
     let mut retries = Retries::default();
     loop {
         let result = run_op(shared, op).await;
         let error = match result {
             Ok(effect) => {
-                lock(&shared.ledger).complete(shared.run_id, op, &effect)?;
-                if task.in_doubt {
-                    shared.stat(|s| s.in_doubt_resolved += 1);
-                }
-                settle(shared, op, "done", effect.adopted);
+                done(shared, op, effect, task.in_doubt).await?;
                 return Ok(Step::Settled);
             }
             Err(error) => error,
@@ -337,7 +340,13 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
             (Some(Retry::Resend), _) => {}
             (Some(Retry::Backoff(wait)), _) => {
                 if shared.stopping() {
-                    lock(&shared.ledger).unsend(op.id, task.in_doubt)?;
+                    shared
+                        .journal
+                        .write(Entry::Unsend {
+                            op_id: op.id,
+                            was_in_doubt: task.in_doubt,
+                        })
+                        .await?;
                     return Ok(Step::Settled);
                 }
                 shared.stat(|s| s.retries += 1);
@@ -345,7 +354,13 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
                 tokio::time::sleep(wait).await;
             }
             (None, CallError::Ambiguous(_)) => {
-                lock(&shared.ledger).mark_in_doubt(shared.run_id, op.id, &error.to_string())?;
+                shared
+                    .journal
+                    .write(Entry::InDoubt {
+                        op_id: op.id,
+                        message: error.to_string(),
+                    })
+                    .await?;
                 if shared.stopping() {
                     settle(shared, op, "in_doubt", false);
                     return Ok(Step::Settled);
@@ -360,7 +375,7 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
                 return Ok(Step::Later(at));
             }
             (None, _) => {
-                fail(shared, op, &error)?;
+                fail(shared, op, &error).await?;
                 if let CallError::AuthRefused { .. } = error {
                     anyhow::bail!("the API refused the credentials: {error}");
                 }
@@ -370,13 +385,32 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
     }
 }
 
-fn fail(shared: &Shared, op: &Op, error: &CallError) -> Result<()> {
-    lock(&shared.ledger).fail(
-        shared.run_id,
-        op.id,
-        error.http_status(),
-        &error.to_string(),
-    )?;
+/// Journals an acknowledged op with its effect and counts it.
+async fn done(shared: &Shared, op: &Op, effect: Effect, was_in_doubt: bool) -> Result<()> {
+    let adopted = effect.adopted;
+    shared
+        .journal
+        .write(Entry::Done {
+            op: Box::new(op.clone()),
+            effect,
+        })
+        .await?;
+    if was_in_doubt {
+        shared.stat(|s| s.in_doubt_resolved += 1);
+    }
+    settle(shared, op, "done", adopted);
+    Ok(())
+}
+
+async fn fail(shared: &Shared, op: &Op, error: &CallError) -> Result<()> {
+    shared
+        .journal
+        .write(Entry::Failed {
+            op_id: op.id,
+            http_status: error.http_status(),
+            message: error.to_string(),
+        })
+        .await?;
     settle(shared, op, "failed", false);
     Ok(())
 }

@@ -139,6 +139,26 @@ pub struct RejectRow {
     pub original: String,
 }
 
+/// One change to the op journal (for `Done`, with the change to its user).
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// The request is about to leave: committed before it does.
+    Sending { op_id: i64 },
+    /// Acknowledged: the op is done and its user's row holds its effect.
+    Done { op: Box<Op>, effect: Effect },
+    /// Done without a request: the ledger already held its effect.
+    DoneUnchanged { op_id: i64, message: String },
+    Failed {
+        op_id: i64,
+        http_status: Option<u16>,
+        message: String,
+    },
+    /// Its outcome is unknown (timeout, dropped connection).
+    InDoubt { op_id: i64, message: String },
+    /// Taken for sending but never sent (the run is stopping): back where it was.
+    Unsend { op_id: i64, was_in_doubt: bool },
+}
+
 /// The ledger's effect of an acknowledged op.
 #[derive(Debug, Clone)]
 pub struct Effect {
@@ -208,6 +228,8 @@ impl Ledger {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Apply cycles through a few dozen statements per op; none should be parsed twice.
+        conn.set_prepared_statement_cache_capacity(64);
         migrate::migrate(&mut conn)
             .with_context(|| format!("cannot migrate ledger {}", path.display()))?;
         Ok(Ledger {
@@ -439,94 +461,98 @@ impl Ledger {
         })
     }
 
+    /// Writes journal entries in one transaction: all of them or none. Apply group-commits
+    /// through this; each entry's own guarantees hold as if it were committed alone.
+    pub fn journal(&mut self, run_id: i64, entries: &[Entry]) -> Result<()> {
+        let now = now_ms();
+        let tx = self.conn.transaction()?;
+        for entry in entries {
+            write_entry(&tx, run_id, entry, now)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Puts an op taken for sending back where it was (pending, or in doubt if it came from
     /// there): the run is stopping and the request certainly changed nothing.
-    pub fn unsend(&self, op_id: i64, was_in_doubt: bool) -> Result<()> {
-        self.conn.execute(
-            "UPDATE ops SET state = ?2 WHERE id = ?1 AND state = 'sending'",
-            params![op_id, if was_in_doubt { "in_doubt" } else { "pending" }],
-        )?;
-        Ok(())
+    pub fn unsend(&mut self, op_id: i64, was_in_doubt: bool) -> Result<()> {
+        self.journal(
+            0,
+            &[Entry::Unsend {
+                op_id,
+                was_in_doubt,
+            }],
+        )
     }
 
     /// Marks an op done without changing the user: the ledger already holds its effect.
-    pub fn mark_done_unchanged(&self, run_id: i64, op_id: i64, message: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE ops SET state = 'done', message = ?2, done_run_id = ?3, updated_at = ?4 WHERE id = ?1",
-            params![op_id, message, run_id, now_ms()],
-        )?;
-        Ok(())
+    pub fn mark_done_unchanged(&mut self, run_id: i64, op_id: i64, message: &str) -> Result<()> {
+        self.journal(
+            run_id,
+            &[Entry::DoneUnchanged {
+                op_id,
+                message: message.to_owned(),
+            }],
+        )
     }
 
     /// Commits `sending` before the request leaves, so a crash leaves a trace of it.
-    pub fn mark_sending(&self, op_id: i64) -> Result<()> {
-        self.conn.execute(
-            "UPDATE ops SET state = 'sending', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
-            params![op_id, now_ms()],
-        )?;
-        Ok(())
+    pub fn mark_sending(&mut self, op_id: i64) -> Result<()> {
+        self.journal(0, &[Entry::Sending { op_id }])
     }
 
     /// Marks an op done and records its effect on the user, in one transaction.
     pub fn complete(&mut self, run_id: i64, op: &Op, effect: &Effect) -> Result<()> {
-        let now = now_ms();
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE ops SET state = 'done', http_status = ?2, message = ?3, done_run_id = ?4, updated_at = ?5 WHERE id = ?1",
-            params![op.id, effect.http_status, effect.message, run_id, now],
-        )?;
-        apply_effect(&tx, op, effect, now)?;
-        tx.commit()?;
-        Ok(())
+        self.journal(
+            run_id,
+            &[Entry::Done {
+                op: Box::new(op.clone()),
+                effect: effect.clone(),
+            }],
+        )
     }
 
     /// Marks many ops done with their effects in one transaction: the same guarantees as
     /// [`Ledger::complete`] (each op's state and its user's row change together), at a fraction
     /// of the commit cost.
     pub fn complete_many(&mut self, run_id: i64, done: &[(Op, Effect)]) -> Result<()> {
-        let now = now_ms();
-        let tx = self.conn.transaction()?;
-        {
-            let mut mark = tx.prepare_cached(
-                "UPDATE ops SET state = 'done', http_status = ?2, message = ?3, done_run_id = ?4, updated_at = ?5 WHERE id = ?1",
-            )?;
-            for (op, effect) in done {
-                mark.execute(params![
-                    op.id,
-                    effect.http_status,
-                    effect.message,
-                    run_id,
-                    now
-                ])?;
-                apply_effect(&tx, op, effect, now)?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        let entries: Vec<Entry> = done
+            .iter()
+            .map(|(op, effect)| Entry::Done {
+                op: Box::new(op.clone()),
+                effect: effect.clone(),
+            })
+            .collect();
+        self.journal(run_id, &entries)
     }
 
     /// Marks an op failed with the server's (or the transport's) message.
     pub fn fail(
-        &self,
+        &mut self,
         run_id: i64,
         op_id: i64,
         http_status: Option<u16>,
         message: &str,
     ) -> Result<()> {
-        self.conn.execute(
-            "UPDATE ops SET state = 'failed', http_status = ?2, message = ?3, done_run_id = ?4, updated_at = ?5 WHERE id = ?1",
-            params![op_id, http_status, message, run_id, now_ms()],
-        )?;
-        Ok(())
+        self.journal(
+            run_id,
+            &[Entry::Failed {
+                op_id,
+                http_status,
+                message: message.to_owned(),
+            }],
+        )
     }
 
     /// Marks an op whose outcome is unknown (timeout, dropped connection).
-    pub fn mark_in_doubt(&self, run_id: i64, op_id: i64, message: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE ops SET state = 'in_doubt', message = ?2, done_run_id = ?3, updated_at = ?4 WHERE id = ?1",
-            params![op_id, message, run_id, now_ms()],
-        )?;
-        Ok(())
+    pub fn mark_in_doubt(&mut self, run_id: i64, op_id: i64, message: &str) -> Result<()> {
+        self.journal(
+            run_id,
+            &[Entry::InDoubt {
+                op_id,
+                message: message.to_owned(),
+            }],
+        )
     }
 
     /// Ops finished (done, failed, in doubt) by a run, for its reports.
@@ -647,6 +673,66 @@ pub fn content_record(items: &[ContentRef]) -> (i64, String) {
     )
 }
 
+fn write_entry(tx: &rusqlite::Transaction, run_id: i64, entry: &Entry, now: i64) -> Result<()> {
+    match entry {
+        Entry::Sending { op_id } => {
+            tx.prepare_cached(
+                "UPDATE ops SET state = 'sending', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![op_id, now])?;
+        }
+        Entry::Done { op, effect } => {
+            tx.prepare_cached(
+                "UPDATE ops SET state = 'done', http_status = ?2, message = ?3, done_run_id = ?4, updated_at = ?5 WHERE id = ?1",
+            )?
+            .execute(params![op.id, effect.http_status, effect.message, run_id, now])?;
+            apply_effect(tx, op, effect, now)?;
+        }
+        Entry::DoneUnchanged { op_id, message } => {
+            tx.prepare_cached(
+                "UPDATE ops SET state = 'done', message = ?2, done_run_id = ?3, updated_at = ?4 WHERE id = ?1",
+            )?
+            .execute(params![op_id, message, run_id, now])?;
+        }
+        Entry::Failed {
+            op_id,
+            http_status,
+            message,
+        } => {
+            tx.prepare_cached(
+                "UPDATE ops SET state = 'failed', http_status = ?2, message = ?3, done_run_id = ?4, updated_at = ?5 WHERE id = ?1",
+            )?
+            .execute(params![op_id, http_status, message, run_id, now])?;
+        }
+        Entry::InDoubt { op_id, message } => {
+            tx.prepare_cached(
+                "UPDATE ops SET state = 'in_doubt', message = ?2, done_run_id = ?3, updated_at = ?4 WHERE id = ?1",
+            )?
+            .execute(params![op_id, message, run_id, now])?;
+        }
+        Entry::Unsend {
+            op_id,
+            was_in_doubt,
+        } => {
+            tx.prepare_cached("UPDATE ops SET state = ?2 WHERE id = ?1 AND state = 'sending'")?
+                .execute(params![
+                    op_id,
+                    if *was_in_doubt { "in_doubt" } else { "pending" }
+                ])?;
+        }
+    }
+    Ok(())
+}
+
+/// `execute` through the statement cache: apply runs the same few statements for every op.
+fn execute_cached(
+    tx: &rusqlite::Transaction,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize> {
+    Ok(tx.prepare_cached(sql)?.execute(params)?)
+}
+
 fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) -> Result<()> {
     let column = op.kind.last_change_column();
     match op.kind {
@@ -664,7 +750,8 @@ fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) 
             let uuid = effect.uuid.clone().or_else(|| op.payload.uuid.clone());
             if op.kind == OpKind::Create {
                 let (content_hash, content_json) = content_record(&content);
-                tx.execute(
+                execute_cached(
+                    tx,
                     &format!(
                         "INSERT INTO users (key, uuid, email, profile_hash, profile, active, content_hash, content, {column},
                                             row_digest, row_state, row_email)
@@ -689,7 +776,8 @@ fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) 
                     ],
                 )?;
             } else {
-                tx.execute(
+                execute_cached(
+                    tx,
                     &format!(
                         "UPDATE users SET email = ?2, profile_hash = ?3, profile = ?4, active = ?5, {column} = ?6 WHERE key = ?1"
                     ),
@@ -698,16 +786,16 @@ fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) 
             }
         }
         OpKind::Deactivate => {
-            tx.execute(
+            execute_cached(
+                tx,
                 &format!("UPDATE users SET active = 0, {column} = ?2 WHERE key = ?1"),
                 params![op.key, now],
             )?;
         }
         OpKind::Enroll | OpKind::Remove | OpKind::ReEnroll => {
-            let current: String =
-                tx.query_row("SELECT content FROM users WHERE key = ?1", [&op.key], |r| {
-                    r.get(0)
-                })?;
+            let current: String = tx
+                .prepare_cached("SELECT content FROM users WHERE key = ?1")?
+                .query_row([&op.key], |r| r.get(0))?;
             let mut content: Vec<ContentRef> = serde_json::from_str(&current).unwrap_or_default();
             match op.kind {
                 OpKind::Remove => {
@@ -716,7 +804,8 @@ fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) 
                 _ => content.extend(op.payload.items.iter().cloned()),
             }
             let (hash, json) = content_record(&content);
-            tx.execute(
+            execute_cached(
+                tx,
                 &format!(
                     "UPDATE users SET content_hash = ?2, content = ?3, {column} = ?4 WHERE key = ?1"
                 ),
