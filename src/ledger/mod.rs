@@ -473,29 +473,6 @@ impl Ledger {
         Ok(())
     }
 
-    /// Puts an op taken for sending back where it was (pending, or in doubt if it came from
-    /// there): the run is stopping and the request certainly changed nothing.
-    pub fn unsend(&mut self, op_id: i64, was_in_doubt: bool) -> Result<()> {
-        self.journal(
-            0,
-            &[Entry::Unsend {
-                op_id,
-                was_in_doubt,
-            }],
-        )
-    }
-
-    /// Marks an op done without changing the user: the ledger already holds its effect.
-    pub fn mark_done_unchanged(&mut self, run_id: i64, op_id: i64, message: &str) -> Result<()> {
-        self.journal(
-            run_id,
-            &[Entry::DoneUnchanged {
-                op_id,
-                message: message.to_owned(),
-            }],
-        )
-    }
-
     /// Commits `sending` before the request leaves, so a crash leaves a trace of it.
     pub fn mark_sending(&mut self, op_id: i64) -> Result<()> {
         self.journal(0, &[Entry::Sending { op_id }])
@@ -524,35 +501,6 @@ impl Ledger {
             })
             .collect();
         self.journal(run_id, &entries)
-    }
-
-    /// Marks an op failed with the server's (or the transport's) message.
-    pub fn fail(
-        &mut self,
-        run_id: i64,
-        op_id: i64,
-        http_status: Option<u16>,
-        message: &str,
-    ) -> Result<()> {
-        self.journal(
-            run_id,
-            &[Entry::Failed {
-                op_id,
-                http_status,
-                message: message.to_owned(),
-            }],
-        )
-    }
-
-    /// Marks an op whose outcome is unknown (timeout, dropped connection).
-    pub fn mark_in_doubt(&mut self, run_id: i64, op_id: i64, message: &str) -> Result<()> {
-        self.journal(
-            run_id,
-            &[Entry::InDoubt {
-                op_id,
-                message: message.to_owned(),
-            }],
-        )
     }
 
     /// Ops finished (done, failed, in doubt) by a run, for its reports.
