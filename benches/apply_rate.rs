@@ -25,13 +25,6 @@ use serde_json::Value;
 const ID: &str = "bench";
 const SECRET: &str = "bench-secret";
 
-fn env_or(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// What one phase measured.
 struct Phase {
     wall_secs: f64,
@@ -41,10 +34,10 @@ struct Phase {
 }
 
 fn main() {
-    let creates = env_or("BENCH_CREATES", 5000.0) as usize;
-    let rate = env_or("BENCH_RATE", 50.0);
-    let ceiling_creates = env_or("BENCH_CEILING_CREATES", 100_000.0) as usize;
-    let in_flight = env_or("BENCH_IN_FLIGHT", 16.0) as usize;
+    let creates = common::env_or("BENCH_CREATES", 5000);
+    let rate: f64 = common::env_or("BENCH_RATE", 50.0);
+    let ceiling_creates = common::env_or("BENCH_CEILING_CREATES", 100_000);
+    let in_flight = common::env_or("BENCH_IN_FLIGHT", 16);
     // One core's worth of threads for the simulator; rostersync is another process.
     let server = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -21,10 +21,7 @@ use std::time::Instant;
 use rostersync::ledger::{Effect, Ledger};
 
 fn main() {
-    let users: usize = std::env::var("BENCH_USERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let users: usize = common::env_or("BENCH_USERS", 1_000_000);
     let dir = tempfile::tempdir().unwrap();
     // BENCH_DIR keeps the files (roster, seeded ledger) for profiling afterwards.
     let kept = std::env::var_os("BENCH_DIR").map(std::path::PathBuf::from);

@@ -7,6 +7,8 @@
 //!
 //! Run: `cargo bench --bench sim_throughput` (optional env: BENCH_SECS, BENCH_CONCURRENCY).
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,16 +19,9 @@ use serde_json::{Value, json};
 const ID: &str = "bench";
 const SECRET: &str = "bench-secret";
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let secs = env_or("BENCH_SECS", 4);
-    let concurrency = env_or("BENCH_CONCURRENCY", 32) as usize;
+    let secs = common::env_or("BENCH_SECS", 4);
+    let concurrency = common::env_or("BENCH_CONCURRENCY", 32);
     let server = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

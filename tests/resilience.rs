@@ -268,10 +268,8 @@ async fn a_run_killed_five_times_converges_with_no_duplicate_account() {
     work.write_roster("roster.csv", &rows);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     for kill in 0..5 {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rostersync"))
-            .args(["run", "--config"])
-            .arg(work.path("config.toml"))
-            .env(SECRET_ENV, CLIENT_SECRET)
+        let mut child = work
+            .command(&["run"])
             .env("ROSTERSYNC_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -327,11 +325,8 @@ async fn ctrl_c_stops_taking_ops_journals_those_in_flight_and_the_next_run_finis
         })
         .collect();
     work.write_roster("roster.csv", &rows);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rostersync"))
-        .args(["run", "--config"])
-        .arg(work.path("config.toml"))
-        .env(SECRET_ENV, CLIENT_SECRET)
-        .env("ROSTERSYNC_LOG", "info")
+    let child = work
+        .command(&["run"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

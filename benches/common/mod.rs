@@ -1,6 +1,18 @@
-//! Shared by the benchmarks: a realistic generated roster.
+//! Shared by the benchmarks: their settings from the environment and a realistic generated
+//! roster.
+
+// Each benchmark is its own crate and uses only part of this.
+#![allow(dead_code)]
 
 use std::path::Path;
+
+/// A benchmark setting from the environment variable `name`, `default` when unset or unreadable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 /// A realistic roster: names, emails, two clients, 1-2 locations, 1-3 content items.
 /// `changed` rows (every users/changed-th) get another last name.

@@ -473,25 +473,8 @@ impl Ledger {
         Ok(())
     }
 
-    /// Commits `sending` before the request leaves, so a crash leaves a trace of it.
-    pub fn mark_sending(&mut self, op_id: i64) -> Result<()> {
-        self.journal(0, &[Entry::Sending { op_id }])
-    }
-
-    /// Marks an op done and records its effect on the user, in one transaction.
-    pub fn complete(&mut self, run_id: i64, op: &Op, effect: &Effect) -> Result<()> {
-        self.journal(
-            run_id,
-            &[Entry::Done {
-                op: Box::new(op.clone()),
-                effect: effect.clone(),
-            }],
-        )
-    }
-
-    /// Marks many ops done with their effects in one transaction: the same guarantees as
-    /// [`Ledger::complete`] (each op's state and its user's row change together), at a fraction
-    /// of the commit cost.
+    /// Marks many ops done with their effects in one transaction (each op's state and its
+    /// user's row change together).
     pub fn complete_many(&mut self, run_id: i64, done: &[(Op, Effect)]) -> Result<()> {
         let entries: Vec<Entry> = done
             .iter()
@@ -826,17 +809,23 @@ mod tests {
             })
             .unwrap();
         let pending = ledger.pending_ops().unwrap();
-        ledger.mark_sending(pending[0].id).unwrap();
         ledger
-            .complete(
+            .journal(
                 run,
-                &pending[0],
-                &Effect {
-                    uuid: Some("u-1".into()),
-                    http_status: Some(201),
-                    message: None,
-                    adopted: false,
-                },
+                &[
+                    Entry::Sending {
+                        op_id: pending[0].id,
+                    },
+                    Entry::Done {
+                        op: Box::new(pending[0].clone()),
+                        effect: Effect {
+                            uuid: Some("u-1".into()),
+                            http_status: Some(201),
+                            message: None,
+                            adopted: false,
+                        },
+                    },
+                ],
             )
             .unwrap();
         let index = ledger.index().unwrap();

@@ -256,9 +256,9 @@ impl Workdir {
         writer.flush().unwrap();
     }
 
-    /// Runs the real binary with `args` (the config is added) in a blocking thread, so the
-    /// in-process simulator keeps serving.
-    pub async fn run(&self, args: &[&str]) -> RunOutput {
+    /// The real binary with `args`, this folder's config and the client secret, logging at
+    /// info: to run, or to spawn and signal.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rostersync"));
         command
             .args(args)
@@ -266,6 +266,13 @@ impl Workdir {
             .arg(self.path("config.toml"))
             .env(SECRET_ENV, CLIENT_SECRET)
             .env("ROSTERSYNC_LOG", "info");
+        command
+    }
+
+    /// Runs the real binary with `args` (the config is added) in a blocking thread, so the
+    /// in-process simulator keeps serving.
+    pub async fn run(&self, args: &[&str]) -> RunOutput {
+        let mut command = self.command(args);
         let output = tokio::task::spawn_blocking(move || command.output().unwrap())
             .await
             .unwrap();
