@@ -2,6 +2,8 @@
 //! HTTP client, sample user bodies, and a command builder over the real binary.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use rostersync::ingest::catalog::Catalog;
