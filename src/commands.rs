@@ -236,6 +236,10 @@ fn print_apply(stats: &ApplyStats) {
             "ops already applied (no request needed)",
         ),
         (stats.left_pending, "ops left pending: run apply again"),
+        (
+            stats.abandoned_in_flight,
+            "ops abandoned in flight by the stop: in doubt, resolved by the next run",
+        ),
     ];
     for (n, what) in notes.into_iter().filter(|(n, _)| *n > 0) {
         println!("       {n} {what}");
@@ -338,8 +342,14 @@ async fn execute(
     let incomplete = rejected > 0
         || stats.count("failed") > 0
         || stats.count("in_doubt") > 0
-        || stats.left_pending > 0;
-    let outcome = if incomplete {
+        || stats.left_pending > 0
+        || stats.abandoned_in_flight > 0
+        || stats.interrupted_by_signal;
+    let outcome = if stats.fatal.is_some() {
+        "failed"
+    } else if stats.interrupted_by_signal {
+        "stopped"
+    } else if incomplete {
         "incomplete"
     } else {
         "converged"
@@ -359,6 +369,13 @@ async fn execute(
         &finished,
     )?;
     println!("reports: {}", dir.display());
+    if let Some(fatal) = &stats.fatal {
+        // The run is recorded and reported; the command still fails (exit 1).
+        anyhow::bail!(
+            "{fatal} (API {}); the ops not sent stay pending for the next run",
+            config.api.base_url
+        );
+    }
     Ok(if incomplete {
         Finish::Incomplete
     } else {

@@ -244,21 +244,7 @@ impl Config {
             )
         })?;
         api.client_secret = Secret::new(secret);
-        if !(api.requests_per_second > 0.0 && api.requests_per_second.is_finite()) {
-            bail!(
-                "{label}: api.requests_per_second: expected a positive number, found {}",
-                api.requests_per_second
-            );
-        }
-        if api.max_in_flight == 0 {
-            bail!("{label}: api.max_in_flight: expected at least 1, found 0");
-        }
-        if api.max_attempts == 0 {
-            bail!("{label}: api.max_attempts: expected at least 1, found 0");
-        }
-        if api.timeout_secs == 0 {
-            bail!("{label}: api.timeout_secs: expected at least 1, found 0");
-        }
+        check_api_bounds(&api).with_context(|| format!("{label}: [api]"))?;
 
         let max_deactivations = match raw.safety.map(|s| s.max_deactivations) {
             None => Threshold::Percent(10.0),
@@ -295,6 +281,51 @@ impl Config {
             .parent()
             .map_or_else(|| PathBuf::from("runs"), |p| p.join("runs"))
     }
+}
+
+/// The ranges `[api]` numbers must fall in. Beyond them a value is a typo or an attack, not a
+/// setting: a rate of 1e-300 would wait longer than the universe, a window near u64::MAX
+/// overflows every clock sum, and a million workers each hold a connection and a task.
+pub mod bounds {
+    /// Requests per second: one every 100 s at the least, 10,000 at the most.
+    pub const REQUESTS_PER_SECOND: (f64, f64) = (0.01, 10_000.0);
+    /// Concurrent requests.
+    pub const MAX_IN_FLIGHT: (usize, usize) = (1, 256);
+    /// Seconds; the API's own window is 30.
+    pub const DUPLICATE_WINDOW_SECS: (u64, u64) = (0, 3_600);
+    /// Seconds per request.
+    pub const TIMEOUT_SECS: (u64, u64) = (1, 600);
+    /// Tries of one request.
+    pub const MAX_ATTEMPTS: (u32, u32) = (1, 100);
+}
+
+fn check_api_bounds(api: &ApiConfig) -> Result<()> {
+    fn within<T: PartialOrd + std::fmt::Display>(
+        key: &str,
+        value: T,
+        (low, high): (T, T),
+    ) -> Result<()> {
+        // Written so that NaN, which compares false with everything, is refused too.
+        if value >= low && value <= high {
+            Ok(())
+        } else {
+            bail!("{key}: expected a value from {low} to {high}, found {value}")
+        }
+    }
+    within(
+        "requests_per_second",
+        api.requests_per_second,
+        bounds::REQUESTS_PER_SECOND,
+    )?;
+    within("max_in_flight", api.max_in_flight, bounds::MAX_IN_FLIGHT)?;
+    within(
+        "duplicate_window_secs",
+        api.duplicate_window_secs,
+        bounds::DUPLICATE_WINDOW_SECS,
+    )?;
+    within("timeout_secs", api.timeout_secs, bounds::TIMEOUT_SECS)?;
+    within("max_attempts", api.max_attempts, bounds::MAX_ATTEMPTS)?;
+    Ok(())
 }
 
 /// https:// anywhere; http:// only to loopback, where nothing leaves the machine.
@@ -384,6 +415,33 @@ mod tests {
             format!("{err:#}").contains("safety.max_deactivations"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn hostile_numbers_are_refused_with_their_bounds() {
+        for (key, value) in [
+            ("requests_per_second", "1e-300"),
+            ("requests_per_second", "nan"),
+            ("requests_per_second", "inf"),
+            ("requests_per_second", "0.0"),
+            ("max_in_flight", "1000000"),
+            ("max_in_flight", "0"),
+            ("duplicate_window_secs", "9223372036854775807"),
+            ("timeout_secs", "0"),
+            ("max_attempts", "0"),
+            ("max_attempts", "4000000000"),
+        ] {
+            let text = GOOD.replace("[files]", &format!("{key} = {value}\n[files]"));
+            let err = Config::parse(&text, Path::new("c.toml"), env).unwrap_err();
+            let message = format!("{err:#}");
+            assert!(message.contains(key), "{message}");
+            assert!(message.contains("expected a value from"), "{message}");
+        }
+        let fine = GOOD.replace(
+            "[files]",
+            "requests_per_second = 0.5\nduplicate_window_secs = 0\nmax_in_flight = 256\n[files]",
+        );
+        assert!(Config::parse(&fine, Path::new("c.toml"), env).is_ok());
     }
 
     #[test]

@@ -13,10 +13,10 @@
 pub mod journal;
 pub mod progress;
 pub mod schedule;
+pub mod stop;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use crate::ledger::{Effect, Entry, Ledger, Op, OpKind, now_ms};
 use crate::targets::praesidium::client::{CallError, Client, ContentCall};
 use crate::targets::praesidium::model::User;
 use schedule::{Next, Queue, Task, Work};
+use stop::{Level, Stop};
 
 /// Backoff of retries: the first waits up to this, doubling per attempt...
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
@@ -38,6 +39,10 @@ const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// 429s one op may meet before it is recorded failed: the API is refusing us, not busy.
 const MAX_RATE_LIMITED: u32 = 50;
+/// After a stop is requested, how long the requests in flight may take to finish (at most the
+/// request timeout). Past it they are abandoned and their ops set in doubt: a stop must end the
+/// run within seconds, whatever a slow server does.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// What one apply did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -62,10 +67,20 @@ pub struct ApplyStats {
     pub already_applied: u64,
     /// Times a change waited for the duplicate window while other users went on.
     pub window_deferrals: u64,
-    /// Ops not attempted because the run was stopped (Ctrl-C): still pending.
+    /// Ops not attempted because the run was stopped (a signal, a fatal error): still pending.
     pub left_pending: u64,
-    /// Ctrl-C stopped the run before every op was attempted.
+    /// Ops whose requests were still in flight when a stop's grace ran out (or a second
+    /// signal came): set in doubt, resolved by the next run.
+    pub abandoned_in_flight: u64,
+    /// A signal stopped the run before every op was attempted...
     pub interrupted_by_signal: bool,
+    /// ...this one (SIGINT, SIGTERM or SIGHUP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_by_signal: Option<&'static str>,
+    /// Why the run ended early, when it did for a reason that makes the command fail (the
+    /// credentials refused, the ledger unwritable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fatal: Option<String>,
 }
 
 impl ApplyStats {
@@ -93,7 +108,7 @@ struct Shared {
     wake: tokio::sync::Notify,
     /// No request leaves before this instant (a 429's Retry-After).
     paused_until: Mutex<Option<Instant>>,
-    stopping: AtomicBool,
+    stop: Stop,
     stats: Mutex<ApplyStats>,
     progress: progress::Progress,
 }
@@ -102,9 +117,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Executes every op in doubt and every pending op. Fatal only when the credentials are
-/// refused or the ledger cannot be written; a failing op is recorded and the run goes on.
-/// Ctrl-C stops handing out ops; those in flight finish and are journaled.
+/// Executes every op in doubt and every pending op. A failing op is recorded and the run goes
+/// on. Stopped by SIGINT, SIGTERM or SIGHUP (no new op starts; requests in flight finish and
+/// are journaled; a second signal abandons them in doubt) or by a fatal error (the credentials
+/// refused, the ledger unwritable): either way the ledger is left consistent and the stats say
+/// why (`stopped_by_signal`, `fatal`). Errs only when the ledger cannot be read at the start.
 pub async fn apply(
     ledger: Arc<Mutex<Ledger>>,
     client: Arc<Client>,
@@ -121,15 +138,10 @@ pub async fn apply(
         )
     };
     let total = queue.waiting_ops();
-    if total > 0 {
-        client
-            .authenticate()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot log in to {}: {e}", api.base_url))?;
-    }
+    // The config's bounds keep the period within 100 µs and 100 s.
     let period = Duration::from_secs_f64(1.0 / api.requests_per_second);
     let quota = Quota::with_period(period)
-        .context("requests_per_second is too high")?
+        .context("requests_per_second is out of range")?
         .allow_burst(NonZeroU32::MIN);
     let shared = Arc::new(Shared {
         journal: journal::Journal::start(ledger.clone(), run_id),
@@ -141,69 +153,138 @@ pub async fn apply(
         queue: Mutex::new(queue),
         wake: tokio::sync::Notify::new(),
         paused_until: Mutex::new(None),
-        stopping: AtomicBool::new(false),
+        stop: Stop::default(),
         stats: Mutex::new(ApplyStats {
             interrupted_found: interrupted,
             ..ApplyStats::default()
         }),
         progress: progress::Progress::new(total as u64),
     });
-    let signal = {
+    let signals = {
         let shared = shared.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+        stop::listen(move |signal, received| {
+            if received == 1 {
                 tracing::warn!(
-                    "interrupted: finishing the requests in flight; the rest stays pending for the next run"
+                    "{}: stopping; the requests in flight finish and are journaled, the rest stays pending for the next run (send it again to stop at once)",
+                    signal.name()
                 );
-                shared.stop();
-                lock(&shared.stats).interrupted_by_signal = true;
+                {
+                    let mut stats = lock(&shared.stats);
+                    stats.interrupted_by_signal = true;
+                    stats.stopped_by_signal = Some(signal.name());
+                }
+                shared.stop(Level::Stopping);
+            } else {
+                tracing::warn!(
+                    "{} again: stopping at once; requests in flight are left in doubt for the next run",
+                    signal.name()
+                );
+                shared.stop(Level::Abandon);
             }
         })
+        .context("cannot listen for signals")?
     };
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..api.max_in_flight {
-        let shared = shared.clone();
-        workers.spawn(async move { worker(&shared).await });
-    }
-    let mut outcome: Result<()> = Ok(());
-    while let Some(joined) = workers.join_next().await {
-        let result = joined.context("an apply worker panicked").and_then(|r| r);
-        if let (Err(error), true) = (result, outcome.is_ok()) {
-            // Stop handing out work; the ops not taken stay pending for the next apply.
-            shared.stop();
-            outcome = Err(error);
-        }
-    }
-    signal.abort();
-    // Every write was acknowledged; this ends the journal's thread.
+    let grace = STOP_GRACE.min(Duration::from_secs(api.timeout_secs));
+    let fatal = if total > 0 {
+        run_workers(&shared, api.max_in_flight, grace).await
+    } else {
+        None
+    };
+    signals.abort();
+    // Every write was acknowledged or abandoned with its worker; this ends the journal's thread
+    // once what is queued is committed.
     shared.journal.close();
     shared.progress.finish();
-    outcome?;
+    // A request abandoned in flight left its op `sending`: its outcome is unknown.
+    let abandoned = lock(&shared.ledger).set_interrupted_in_doubt(run_id)?;
     let mut stats = lock(&shared.stats).clone();
+    if fatal.is_some() {
+        stats.fatal = fatal;
+    }
+    stats.abandoned_in_flight = abandoned;
     stats.elapsed_secs = started.elapsed().as_secs_f64();
     stats.achieved_rate = if stats.elapsed_secs > 0.0 {
         stats.requests as f64 / stats.elapsed_secs
     } else {
         0.0
     };
-    stats.left_pending = total as u64
-        - ["done", "failed", "in_doubt"]
-            .iter()
-            .map(|s| stats.count(s))
-            .sum::<u64>()
-            .min(total as u64);
+    let settled = ["done", "failed", "in_doubt"]
+        .iter()
+        .map(|s| stats.count(s))
+        .sum::<u64>()
+        + abandoned;
+    stats.left_pending = (total as u64).saturating_sub(settled);
     Ok(stats)
 }
 
+/// Logs in (retried like any request), then runs `workers` workers until the queue is empty or
+/// the run stops. Returns the fatal error that stopped it, if one did.
+async fn run_workers(shared: &Arc<Shared>, workers: usize, grace: Duration) -> Option<String> {
+    match send_retrying(shared, || shared.client.authenticate()).await {
+        Ok(()) => {}
+        Err(CallError::Stopped) => return None,
+        Err(error) => {
+            shared.stop(Level::Stopping);
+            return Some(format!("cannot log in: {error}"));
+        }
+    }
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        let shared = shared.clone();
+        running.spawn(async move { worker(&shared).await });
+    }
+    let mut fatal: Option<String> = None;
+    let mut give_up_at: Option<Instant> = None;
+    let mut aborted = false;
+    loop {
+        let give_up = async {
+            match give_up_at {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            joined = running.join_next() => {
+                let Some(joined) = joined else { break };
+                let error = match joined {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(error)) => format!("{error:#}"),
+                    Err(error) if error.is_cancelled() => continue,
+                    Err(_) => "an apply worker panicked".to_owned(),
+                };
+                // Stop handing out work; the ops not taken stay pending for the next apply.
+                shared.stop(Level::Stopping);
+                fatal.get_or_insert(error);
+            }
+            _ = shared.stop.stopping(), if give_up_at.is_none() => {
+                give_up_at = Some(Instant::now() + grace);
+            }
+            () = give_up, if !aborted => {
+                tracing::warn!(
+                    "requests still in flight {} s after the stop: left in doubt for the next run",
+                    grace.as_secs()
+                );
+                running.abort_all();
+                aborted = true;
+            }
+            _ = shared.stop.reached(Level::Abandon), if !aborted => {
+                running.abort_all();
+                aborted = true;
+            }
+        }
+    }
+    fatal
+}
+
 impl Shared {
-    fn stop(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
+    fn stop(&self, level: Level) {
+        self.stop.request(level);
         lock(&self.queue).stop();
         self.wake.notify_waiters();
     }
 
     fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
+        self.stop.is_stopping()
     }
 
     fn stat(&self, update: impl FnOnce(&mut ApplyStats)) {
@@ -237,6 +318,10 @@ async fn worker(shared: &Shared) -> Result<()> {
             }
             Next::Run(work) => {
                 let result = run_work(shared, work).await;
+                if result.is_err() {
+                    // Stopped before anyone waits on this user again.
+                    shared.stop(Level::Stopping);
+                }
                 shared.wake.notify_waiters();
                 result?;
             }
@@ -258,12 +343,17 @@ async fn run_work(shared: &Shared, mut work: Work) -> Result<()> {
         if shared.stopping() {
             break;
         }
-        match run_task(shared, &work, &mut task).await? {
-            Step::Settled => {}
-            Step::Later(at) => {
+        match run_task(shared, &work, &mut task).await {
+            Ok(Step::Settled) => {}
+            Ok(Step::Later(at)) => {
                 work.tasks.push_front(task);
                 lock(&shared.queue).defer(work, at);
                 return Ok(());
+            }
+            Err(error) => {
+                // The user is given back on every path, or the others would wait for it.
+                lock(&shared.queue).release();
+                return Err(error);
             }
         }
     }
@@ -304,8 +394,14 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
             // Not applied: the earlier request changed nothing, so sending it now is not a
             // repeat the API would ignore.
             Ok(false) => confirmed_missing = true,
+            Err(CallError::Stopped) => return leave_in_doubt(shared, op, None),
+            Err(error @ CallError::AuthRefused { .. }) => {
+                anyhow::bail!("the API refused the credentials: {error}")
+            }
+            // Retried as far as any request is: the outcome stays unknown until a later run
+            // can look again.
             Err(error) if error.is_retriable() || error.is_ambiguous() => {
-                return Ok(Step::Later(Instant::now() + BACKOFF_BASE));
+                return leave_in_doubt(shared, op, Some(&error));
             }
             Err(error) => return fail(shared, op, &error).await.map(|()| Step::Settled),
         }
@@ -336,22 +432,30 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
             }
             Err(error) => error,
         };
+        let unsend = Entry::Unsend {
+            op_id: op.id,
+            was_in_doubt: task.in_doubt,
+        };
         match (retries.after(shared, &error), &error) {
+            // Nothing left: the op goes back to where it was, for the next run.
+            (_, CallError::Stopped) => {
+                shared.journal.write(unsend).await?;
+                return Ok(Step::Settled);
+            }
+            // Refused before or instead of being processed (a 401 the renewed login could not
+            // cure): nothing changed, so the op stays pending for a run with good credentials.
+            (_, CallError::AuthRefused { .. }) => {
+                shared.journal.write(unsend).await?;
+                anyhow::bail!("the API refused the credentials: {error}");
+            }
             (Some(Retry::Resend), _) => {}
             (Some(Retry::Backoff(wait)), _) => {
-                if shared.stopping() {
-                    shared
-                        .journal
-                        .write(Entry::Unsend {
-                            op_id: op.id,
-                            was_in_doubt: task.in_doubt,
-                        })
-                        .await?;
-                    return Ok(Step::Settled);
-                }
                 shared.stat(|s| s.retries += 1);
                 tracing::debug!(key = %op.key, kind = op.kind.as_str(), ?wait, "retrying: {error}");
-                tokio::time::sleep(wait).await;
+                if !shared.stop.sleep_until(Instant::now() + wait).await {
+                    shared.journal.write(unsend).await?;
+                    return Ok(Step::Settled);
+                }
             }
             (None, CallError::Ambiguous(_)) => {
                 shared
@@ -361,13 +465,24 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
                         message: error.to_string(),
                     })
                     .await?;
+                task.in_doubt = true;
+                task.unanswered += 1;
                 if shared.stopping() {
+                    settle(shared, op, "in_doubt", false);
+                    return Ok(Step::Settled);
+                }
+                if task.unanswered >= shared.max_attempts {
+                    tracing::warn!(
+                        key = %op.key,
+                        kind = op.kind.as_str(),
+                        "no answer to {} sends of this op: left in doubt for the next run",
+                        task.unanswered
+                    );
                     settle(shared, op, "in_doubt", false);
                     return Ok(Step::Settled);
                 }
                 // Resolved like a killed run's op: updates and deactivations by GET at once,
                 // creates and content calls by sending again once the window has passed.
-                task.in_doubt = true;
                 let at = match op.kind {
                     OpKind::Update | OpKind::Deactivate => Instant::now(),
                     _ => Instant::now() + shared.window,
@@ -376,13 +491,24 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
             }
             (None, _) => {
                 fail(shared, op, &error).await?;
-                if let CallError::AuthRefused { .. } = error {
-                    anyhow::bail!("the API refused the credentials: {error}");
-                }
                 return Ok(Step::Settled);
             }
         }
     }
+}
+
+/// An op whose outcome could not be settled in this run: it stays in doubt in the ledger
+/// (journaled so when its answer was lost, or by a killed run) for the next run to resolve.
+fn leave_in_doubt(shared: &Shared, op: &Op, error: Option<&CallError>) -> Result<Step> {
+    if let Some(error) = error {
+        tracing::warn!(
+            key = %op.key,
+            kind = op.kind.as_str(),
+            "cannot check whether the op was applied ({error}): left in doubt for the next run"
+        );
+    }
+    settle(shared, op, "in_doubt", false);
+    Ok(Step::Settled)
 }
 
 /// Journals an acknowledged op with its effect and counts it.
@@ -439,11 +565,21 @@ async fn send<T>(
     loop {
         let until = *lock(&shared.paused_until);
         match until {
-            Some(until) if until > Instant::now() => tokio::time::sleep_until(until.into()).await,
+            Some(until) if until > Instant::now() => {
+                if !shared.stop.sleep_until(until).await {
+                    return Err(CallError::Stopped);
+                }
+            }
             _ => break,
         }
     }
-    shared.limiter.until_ready().await;
+    tokio::select! {
+        () = shared.limiter.until_ready() => {}
+        () = shared.stop.stopping() => return Err(CallError::Stopped),
+    }
+    if shared.stopping() {
+        return Err(CallError::Stopped);
+    }
     let result = call.await;
     let mut paused = 0.0;
     if let Err(CallError::RateLimited { retry_after }) = &result {
@@ -520,19 +656,22 @@ where
         };
         match retries.after(shared, &error) {
             Some(Retry::Resend) => {}
-            Some(Retry::Backoff(wait)) if !shared.stopping() => {
+            Some(Retry::Backoff(wait)) => {
                 shared.stat(|s| s.retries += 1);
-                tokio::time::sleep(wait).await;
+                if !shared.stop.sleep_until(Instant::now() + wait).await {
+                    return Err(CallError::Stopped);
+                }
             }
-            _ => return Err(error),
+            None => return Err(error),
         }
     }
 }
 
-/// Whether the platform shows what an update or deactivation asked for.
+/// Whether the platform shows what an update or deactivation asked for (the GET is retried
+/// like any request).
 async fn check_by_get(shared: &Shared, op: &Op) -> Result<bool, CallError> {
     let uuid = op.payload.uuid.as_deref().unwrap_or_default();
-    let found = send(shared, shared.client.get_user(uuid)).await?;
+    let found = send_retrying(shared, || shared.client.get_user(uuid)).await?;
     Ok(match op.kind {
         OpKind::Deactivate => {
             found.system.status.as_deref()

@@ -19,11 +19,16 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(300);
 /// How long to wait before sending a change through an endpoint that last changed this user
 /// at `last_change_ms` (any run), so that the API does not take it for a repeat and ignore it.
 /// `None`: send now. A small margin covers the clocks of two machines.
+/// Never longer than the window and its margin: a change recorded in the future (another
+/// machine's clock, a ledger edited by hand) must not hold a user back for years.
 pub fn window_wait(last_change_ms: Option<i64>, now_ms: i64, window: Duration) -> Option<Duration> {
     const MARGIN_MS: i64 = 250;
     let last = last_change_ms?;
-    let clear_at = last + window.as_millis() as i64 + MARGIN_MS;
-    (clear_at > now_ms).then(|| Duration::from_millis((clear_at - now_ms) as u64))
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let longest = window_ms.saturating_add(MARGIN_MS);
+    let clear_at = last.saturating_add(longest);
+    let wait = clear_at.saturating_sub(now_ms).min(longest);
+    (wait > 0).then(|| Duration::from_millis(wait.unsigned_abs()))
 }
 
 /// Exponential backoff with full jitter: a random wait in `[0, min(cap, base·2^(attempt-1))]`.
@@ -45,6 +50,9 @@ pub fn pause_for(retry_after: Option<Duration>) -> Duration {
 pub struct Task {
     pub op: Op,
     pub in_doubt: bool,
+    /// Sends of this op in this run whose answer was lost: bounded, so that an answer that is
+    /// always lost ends in doubt instead of being sent again forever.
+    pub unanswered: u32,
 }
 
 /// One user's remaining ops, in order. `recheck`: an op of this user was in doubt, so later
@@ -75,6 +83,9 @@ pub struct Queue {
     ready: VecDeque<Work>,
     deferred: Vec<(Instant, Work)>,
     taken: usize,
+    /// Stopped: nothing more is handed out, and nobody waits for users still held (a worker
+    /// that failed may never give its user back).
+    stopped: bool,
 }
 
 impl Queue {
@@ -98,12 +109,17 @@ impl Queue {
             });
             let work = &mut order[index];
             work.recheck |= in_doubt;
-            work.tasks.push_back(Task { op, in_doubt });
+            work.tasks.push_back(Task {
+                op,
+                in_doubt,
+                unanswered: 0,
+            });
         }
         Queue {
             ready: order.into(),
             deferred: Vec::new(),
             taken: 0,
+            stopped: false,
         }
     }
 
@@ -119,6 +135,9 @@ impl Queue {
     /// The next user for a worker. Deferred users whose time has come go first: they have
     /// waited longest.
     pub fn take(&mut self, now: Instant) -> Next {
+        if self.stopped {
+            return Next::Finished;
+        }
         if let Some(index) = self
             .deferred
             .iter()
@@ -157,6 +176,7 @@ impl Queue {
     /// Stops handing out work (Ctrl-C or a fatal error): whatever waits stays pending in the
     /// ledger for the next run.
     pub fn stop(&mut self) {
+        self.stopped = true;
         self.ready.clear();
         self.deferred.clear();
     }
@@ -193,8 +213,36 @@ mod tests {
         );
         let wait = window_wait(Some(1_000_000 - 5_000), 1_000_000, window).unwrap();
         assert_eq!(wait, Duration::from_millis(25_250));
-        // A change recorded "in the future" (another machine's clock) waits too.
-        assert!(window_wait(Some(1_002_000), 1_000_000, window).unwrap() > window);
+        // A change recorded "in the future" (another machine's clock) waits too, but never
+        // longer than the window and its margin, whatever the ledger says.
+        assert_eq!(
+            window_wait(Some(1_002_000), 1_000_000, window),
+            Some(Duration::from_millis(30_250))
+        );
+        assert_eq!(
+            window_wait(Some(i64::MAX), 1_000_000, window),
+            Some(Duration::from_millis(30_250))
+        );
+        assert_eq!(window_wait(Some(i64::MIN), 1_000_000, window), None);
+        assert_eq!(
+            window_wait(Some(0), i64::MAX, Duration::from_secs(u64::MAX)),
+            None
+        );
+        assert!(window_wait(Some(1_000_000), 1_000_000, Duration::from_secs(u64::MAX)).is_some());
+    }
+
+    #[test]
+    fn a_stopped_queue_is_finished_even_while_a_worker_holds_a_user() {
+        let mut queue = Queue::new(
+            vec![],
+            vec![op(1, "A", OpKind::Enroll), op(2, "B", OpKind::Enroll)],
+        );
+        let now = Instant::now();
+        assert!(matches!(queue.take(now), Next::Run(_)));
+        // The worker holding A failed and never releases it.
+        queue.stop();
+        assert!(matches!(queue.take(now), Next::Finished));
+        assert_eq!(queue.waiting_ops(), 0);
     }
 
     #[test]

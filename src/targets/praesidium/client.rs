@@ -43,6 +43,9 @@ pub enum CallError {
     /// Timeout or connection lost after sending: the server may or may not have processed it.
     #[error("no answer (the request may have been processed): {0}")]
     Ambiguous(String),
+    /// The run is stopping: the request was not sent.
+    #[error("not sent: the run is stopping")]
+    Stopped,
 }
 
 impl CallError {
@@ -188,16 +191,22 @@ impl Client {
             "client_secret": self.secret.expose(),
             "scope": self.scope,
         });
+        // A login changes nothing on the server, so a lost answer is not in doubt: it is
+        // tried again like a connection that failed.
+        let unanswered = |error| match transport_error(error) {
+            CallError::Ambiguous(message) => CallError::Connect(format!("login: {message}")),
+            other => other,
+        };
         let response = self
             .http
             .post(format!("{}{LOGIN_PATH}", self.base))
             .json(&body)
             .send()
             .await
-            .map_err(transport_error)?;
+            .map_err(unanswered)?;
         let status = response.status().as_u16();
         let retry_after = retry_after_of(&response);
-        let text = response.text().await.map_err(transport_error)?;
+        let text = response.text().await.map_err(unanswered)?;
         match status {
             200 => {
                 let answer: TokenResponse =
