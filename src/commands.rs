@@ -244,6 +244,12 @@ fn print_apply(stats: &ApplyStats) {
     for (n, what) in notes.into_iter().filter(|(n, _)| *n > 0) {
         println!("       {n} {what}");
     }
+    if let Some(signal) = stats.stopped_by_signal {
+        println!("       stopped by {signal}");
+    }
+    if let Some(reason) = &stats.gave_up {
+        println!("       gave up: {reason}");
+    }
     if stats.rate_limit_pause_secs > 0.0 {
         println!(
             "       paused {:.1} s in total for Retry-After",
@@ -344,10 +350,11 @@ async fn execute(
         || stats.count("in_doubt") > 0
         || stats.left_pending > 0
         || stats.abandoned_in_flight > 0
-        || stats.interrupted_by_signal;
+        || stats.interrupted_by_signal
+        || stats.gave_up.is_some();
     let outcome = if stats.fatal.is_some() {
         "failed"
-    } else if stats.interrupted_by_signal {
+    } else if stats.interrupted_by_signal || stats.gave_up.is_some() {
         "stopped"
     } else if incomplete {
         "incomplete"

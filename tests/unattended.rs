@@ -469,3 +469,32 @@ async fn hostile_numbers_in_the_config_are_refused_with_their_bounds() {
     }
     assert!(sim_users(&sim.base_url()).await.is_empty());
 }
+
+/// A night with the API down: every request a 503. Each op used to spend all its retries, one
+/// after the other, for hours on a big roster; the run gives up after a few ops in a row have
+/// failed for it, with the rest pending, and exits 2 in seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_night_with_the_api_down_gives_up_after_a_few_failed_ops_and_keeps_the_rest_pending() {
+    let app = axum::Router::new()
+        .route(LOGIN_PATH, post(|| async { token(900) }))
+        .route(
+            USER_PATH,
+            post(|| async { (StatusCode::SERVICE_UNAVAILABLE, "down for maintenance") }),
+        );
+    let server = Hostile::serve(app).await;
+    let work = Workdir::new(&server.base_url());
+    work.set_api(&[("max_attempts", "2"), ("max_in_flight", "2")]);
+    roster_of(&work, 60);
+    let ended = run_within(&work, &["run"], Duration::from_secs(60)).await;
+    assert_eq!(ended.code, Some(2), "{}", ended.output);
+    assert!(ended.output.contains("gave up"), "{}", ended.output);
+    let states = op_states(&work);
+    let failed = states.get("failed").copied().unwrap_or(0);
+    assert!((10..=12).contains(&failed), "{states:?}");
+    assert_eq!(
+        states.get("pending").copied().unwrap_or(0) + failed,
+        60,
+        "{states:?}"
+    );
+    assert!(server.requests_to(USER_PATH).len() <= 2 * 12);
+}

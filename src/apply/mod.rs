@@ -30,7 +30,7 @@ use crate::ingest::normalize::fold;
 use crate::ledger::{Effect, Entry, Ledger, Op, OpKind, now_ms};
 use crate::targets::praesidium::client::{CallError, Client, ContentCall};
 use crate::targets::praesidium::model::User;
-use schedule::{Next, Queue, Task, Work};
+use schedule::{Breaker, Next, Queue, Task, Work};
 use stop::{Level, Stop};
 
 /// Backoff of retries: the first waits up to this, doubling per attempt...
@@ -77,6 +77,10 @@ pub struct ApplyStats {
     /// ...this one (SIGINT, SIGTERM or SIGHUP).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_by_signal: Option<&'static str>,
+    /// Why the run gave up early with ops left pending, when the API refused or failed
+    /// everything for too long (see [`schedule::Breaker`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gave_up: Option<String>,
     /// Why the run ended early, when it did for a reason that makes the command fail (the
     /// credentials refused, the ledger unwritable).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,6 +113,7 @@ struct Shared {
     /// No request leaves before this instant (a 429's Retry-After).
     paused_until: Mutex<Option<Instant>>,
     stop: Stop,
+    breaker: Mutex<Breaker>,
     stats: Mutex<ApplyStats>,
     progress: progress::Progress,
 }
@@ -154,6 +159,7 @@ pub async fn apply(
         wake: tokio::sync::Notify::new(),
         paused_until: Mutex::new(None),
         stop: Stop::default(),
+        breaker: Mutex::new(Breaker::default()),
         stats: Mutex::new(ApplyStats {
             interrupted_found: interrupted,
             ..ApplyStats::default()
@@ -285,6 +291,13 @@ impl Shared {
 
     fn stopping(&self) -> bool {
         self.stop.is_stopping()
+    }
+
+    /// Stops the run because the API refuses or fails everything; the rest stays pending.
+    fn give_up(&self, reason: String) {
+        tracing::warn!("{reason}: stopping; the ops not sent stay pending for the next run");
+        lock(&self.stats).gave_up.get_or_insert(reason);
+        self.stop(Level::Stopping);
     }
 
     fn stat(&self, update: impl FnOnce(&mut ApplyStats)) {
@@ -538,6 +551,12 @@ async fn fail(shared: &Shared, op: &Op, error: &CallError) -> Result<()> {
         })
         .await?;
     settle(shared, op, "failed", false);
+    if matches!(error, CallError::Server { .. } | CallError::Connect(_)) {
+        let tripped = lock(&shared.breaker).unavailable();
+        if let Some(reason) = tripped {
+            shared.give_up(reason);
+        }
+    }
     Ok(())
 }
 
@@ -600,6 +619,17 @@ async fn send<T>(
             stats.rate_limit_pause_secs += paused;
         }
     });
+    let tripped = match &result {
+        Err(CallError::RateLimited { .. }) => lock(&shared.breaker).rate_limited(),
+        Err(CallError::Server { .. } | CallError::Connect(_)) => None,
+        _ => {
+            lock(&shared.breaker).answered();
+            None
+        }
+    };
+    if let Some(reason) = tripped {
+        shared.give_up(reason);
+    }
     result
 }
 

@@ -44,6 +44,48 @@ pub fn pause_for(retry_after: Option<Duration>) -> Duration {
     retry_after.unwrap_or(DEFAULT_PAUSE).min(MAX_PAUSE)
 }
 
+/// 429s in a row, across all workers, after which the run stops: each pauses everyone for up
+/// to [`MAX_PAUSE`], so this bounds a night the API spends refusing us to hours, not days.
+pub const MAX_429_IN_A_ROW: u32 = 100;
+/// Ops in a row that failed because the API was unavailable (5xx, no connection, every retry
+/// used) after which the run stops: the rest would fail the same way, each after its retries.
+pub const MAX_UNAVAILABLE_IN_A_ROW: u32 = 10;
+
+/// Gives up on a run whose API keeps refusing or failing everything, so that a night with
+/// the API down ends in minutes with the ops left pending, not after every op has used up its
+/// retries. Any answer that is neither a 429 nor a failure starts the counts again.
+#[derive(Debug, Default)]
+pub struct Breaker {
+    rate_limited: u32,
+    unavailable: u32,
+}
+
+impl Breaker {
+    /// A request was answered with something other than a 429, a 5xx or no connection.
+    pub fn answered(&mut self) {
+        self.rate_limited = 0;
+        self.unavailable = 0;
+    }
+
+    /// A request was answered 429. Returns why the run must stop, when it must.
+    pub fn rate_limited(&mut self) -> Option<String> {
+        self.rate_limited = self.rate_limited.saturating_add(1);
+        (self.rate_limited == MAX_429_IN_A_ROW)
+            .then(|| format!("the API answered 429 to {MAX_429_IN_A_ROW} requests in a row"))
+    }
+
+    /// An op failed because the API was unavailable. Returns why the run must stop, when it
+    /// must.
+    pub fn unavailable(&mut self) -> Option<String> {
+        self.unavailable = self.unavailable.saturating_add(1);
+        (self.unavailable == MAX_UNAVAILABLE_IN_A_ROW).then(|| {
+            format!(
+                "{MAX_UNAVAILABLE_IN_A_ROW} ops in a row failed because the API was unavailable (5xx or no connection after every retry)"
+            )
+        })
+    }
+}
+
 /// One op to run, and whether its earlier outcome is unknown (it must be resolved, not
 /// blindly sent again).
 #[derive(Debug, Clone)]
@@ -229,6 +271,24 @@ mod tests {
             None
         );
         assert!(window_wait(Some(1_000_000), 1_000_000, Duration::from_secs(u64::MAX)).is_some());
+    }
+
+    #[test]
+    fn the_breaker_trips_once_on_a_run_of_refusals_and_an_answer_resets_it() {
+        let mut breaker = Breaker::default();
+        for _ in 1..MAX_429_IN_A_ROW {
+            assert_eq!(breaker.rate_limited(), None);
+        }
+        breaker.answered();
+        for _ in 1..MAX_429_IN_A_ROW {
+            assert_eq!(breaker.rate_limited(), None);
+        }
+        assert!(breaker.rate_limited().unwrap().contains("429"));
+        assert_eq!(breaker.rate_limited(), None, "trips once");
+        for _ in 1..MAX_UNAVAILABLE_IN_A_ROW {
+            assert_eq!(breaker.unavailable(), None);
+        }
+        assert!(breaker.unavailable().unwrap().contains("unavailable"));
     }
 
     #[test]
