@@ -183,7 +183,9 @@ impl Sim {
         };
         let tmp = path.with_extension("tmp");
         let json = serde_json::to_vec(&state).context("cannot serialize the simulator state")?;
-        std::fs::write(&tmp, json).with_context(|| format!("cannot write {}", tmp.display()))?;
+        // It holds every simulated person's name and email: 0600, like rostersync's reports.
+        std::io::Write::write_all(&mut crate::fsmode::create_private_new(&tmp)?, &json)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, path)
             .with_context(|| format!("cannot replace {}", path.display()))?;
         Ok(())
