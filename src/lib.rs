@@ -13,6 +13,7 @@
 pub mod apply;
 pub mod commands;
 pub mod config;
+pub mod fsmode;
 pub mod ingest;
 pub mod ledger;
 pub mod plan;

@@ -3,12 +3,16 @@
 //!
 //! Owns their formats. Every CSV cell is guarded against spreadsheet formula injection (a
 //! roster is operator data that someone will open in Excel). Never writes a secret: nothing
-//! that reaches this module holds one.
+//! that reaches this module holds one. Never lets another account read them: the reports
+//! hold names, emails and raw roster rows, so `runs/` and each run folder are 0700 and every
+//! file is created 0600 (see [`crate::fsmode`]), never through a symlink found in its place.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::fsmode;
 use crate::ingest::roster::Reject;
 use crate::ledger::FinishedOp;
 
@@ -30,11 +34,13 @@ fn write_csv(
     header: &[&str],
     rows: impl IntoIterator<Item = Vec<String>>,
 ) -> Result<()> {
-    let mut writer =
-        csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
-    writer.write_record(header)?;
+    let mut writer = csv::Writer::from_writer(fsmode::create_private_new(path)?);
+    let context = || format!("cannot write {}", path.display());
+    writer.write_record(header).with_context(context)?;
     for row in rows {
-        writer.write_record(row.iter().map(|c| guard(c)))?;
+        writer
+            .write_record(row.iter().map(|c| guard(c)))
+            .with_context(context)?;
     }
     writer
         .flush()
@@ -49,10 +55,17 @@ pub fn write_run(
     rejects: &[Reject],
     finished: &[FinishedOp],
 ) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // runs/ first: an older rostersync (or a umask of 022) may have left it open, and it
+    // holds every earlier run's reports.
+    if let Some(runs) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fsmode::ensure_private_dir(runs)?;
+    }
+    fsmode::ensure_private_dir(dir)?;
     let json = serde_json::to_string_pretty(summary)?;
-    std::fs::write(dir.join("summary.json"), json + "\n")
-        .with_context(|| format!("cannot write {}/summary.json", dir.display()))?;
+    let summary_path = dir.join("summary.json");
+    fsmode::create_private_new(&summary_path)?
+        .write_all((json + "\n").as_bytes())
+        .with_context(|| format!("cannot write {}", summary_path.display()))?;
     write_csv(
         &dir.join("rejects.csv"),
         &["line", "column", "reason", "original_row"],

@@ -11,7 +11,7 @@ mod plan_writer;
 
 pub use plan_writer::PlanTx;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -202,11 +202,12 @@ pub fn now_ms() -> i64 {
 impl Ledger {
     /// Opens (creating if needed) and locks the ledger, and migrates its schema.
     pub fn open(path: &Path) -> Result<Ledger> {
+        // File modes (0700 folder, 0600 files, tightening a ledger found open): see
+        // `crate::fsmode`. The ledger holds names and emails of everyone on the roster.
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create folder {}", parent.display()))?;
+            crate::fsmode::create_private_dir_all(parent)?;
         }
-        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+        let lock_path = sibling(path, ".lock");
         let lock = private_file(&lock_path)?;
         match lock.try_lock() {
             Ok(()) => {}
@@ -218,8 +219,12 @@ impl Ledger {
             }
         }
         // Created 0600 before SQLite sees it; SQLite gives its -wal and -shm files the
-        // database file's permissions.
+        // database file's permissions. Ones left over from a crash keep the mode they were
+        // made with, so they are checked too (under the lock: no other run has them open).
         drop(private_file(path)?);
+        for suffix in ["-wal", "-shm"] {
+            crate::fsmode::tighten_existing(&sibling(path, suffix))?;
+        }
         let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open ledger {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -580,17 +585,17 @@ pub struct LedgerStatus {
     pub runs: Vec<RunRow>,
 }
 
+/// Opens a ledger file, creating it 0600, or tightening it to 0600 if it is open to others.
 fn private_file(path: &Path) -> Result<File> {
-    let mut options = OpenOptions::new();
-    options.create(true).truncate(false).read(true).write(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-        .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))
+    crate::fsmode::open_private(path)
+}
+
+/// `path` with `suffix` appended to its file name (`x.db` → `x.db-wal`), for the files SQLite
+/// and the lock put beside the ledger; appended as an OsString so a non-UTF-8 path survives.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// The content-list fingerprint and its stored JSON.

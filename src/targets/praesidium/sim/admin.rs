@@ -2,7 +2,9 @@
 //! time, seed users anywhere, reset.
 //!
 //! Owns only inspection and control. Answers loopback peers only: the admin surface has no
-//! authentication and must never be reachable from another host.
+//! authentication and must never be reachable from another host, nor from a web page in a
+//! browser on this one (`guard`: other origins and cross-site requests are refused, changes
+//! take JSON only).
 
 use std::sync::Arc;
 
@@ -26,6 +28,7 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/admin/requests", get(list_requests))
         .route("/admin/faults", get(get_faults).put(put_faults))
         .route("/admin/reset", post(reset))
+        .route_layer(middleware::from_fn(super::guard::admin_same_origin))
         .route_layer(middleware::from_fn(loopback_only))
 }
 

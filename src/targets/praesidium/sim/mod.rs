@@ -3,13 +3,16 @@
 //!
 //! Owns the simulated academy (`store`), authentication (`auth`), fault injection and the
 //! rate limit (`faults`), the request log (`request_log`), the HTTP routes (`routes`,
-//! `admin`) and the server loop that can drop a connection after processing (`server`).
+//! `admin`), the Host/Origin checks that keep browsers out (`guard`) and the server loop
+//! that can drop a connection after processing (`server`). Listens on loopback unless told
+//! `--allow-remote`.
 //! It must behave like the real service where the spec says how, and refuse what the real
 //! service would refuse: a lenient fake would hide client bugs.
 
 pub mod admin;
 pub mod auth;
 pub mod faults;
+pub mod guard;
 pub mod request_log;
 pub mod routes;
 pub mod server;
@@ -180,7 +183,9 @@ impl Sim {
         };
         let tmp = path.with_extension("tmp");
         let json = serde_json::to_vec(&state).context("cannot serialize the simulator state")?;
-        std::fs::write(&tmp, json).with_context(|| format!("cannot write {}", tmp.display()))?;
+        // It holds every simulated person's name and email: 0600, like rostersync's reports.
+        std::io::Write::write_all(&mut crate::fsmode::create_private_new(&tmp)?, &json)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, path)
             .with_context(|| format!("cannot replace {}", path.display()))?;
         Ok(())
@@ -194,13 +199,21 @@ fn load_state(path: &Path) -> Result<Vec<SimUser>> {
     Ok(state.users)
 }
 
+/// The secret `rostersync sim` accepts unless told another: public, in this source.
+pub const DEMO_SECRET: &str = "demo-secret";
+
 /// `rostersync sim`: the simulator as a server.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
     /// Address to listen on; port 0 picks a free port. The bound address is printed on the
-    /// first line of standard output.
+    /// first line of standard output. A non-loopback address needs --allow-remote.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Allow --listen on a non-loopback address (e.g. 0.0.0.0): the API, with its known
+    /// credential, becomes reachable from other hosts. The admin endpoints still answer
+    /// loopback clients only.
+    #[arg(long)]
+    pub allow_remote: bool,
     /// Folder holding clients.csv, locations.csv and content.csv (default: the built-in
     /// sample catalogs, the same as samples/).
     #[arg(long, value_name = "DIR")]
@@ -212,7 +225,7 @@ pub struct SimArgs {
     #[arg(
         long,
         env = "ROSTERSYNC_SIM_CLIENT_SECRET",
-        default_value = "demo-secret",
+        default_value = DEMO_SECRET,
         hide_env_values = true
     )]
     pub client_secret: String,
@@ -234,6 +247,33 @@ pub struct SimArgs {
 }
 
 impl SimArgs {
+    /// Refuses a non-loopback `--listen` without `--allow-remote`: the simulator has a known
+    /// credential and no TLS, and is meant for this machine.
+    pub fn check_listen(&self) -> Result<()> {
+        if !self.listen.ip().is_loopback() && !self.allow_remote {
+            bail!(
+                "--listen {} is not a loopback address: the simulator would be reachable from                  other hosts; use 127.0.0.1:PORT, or add --allow-remote if that is intended",
+                self.listen
+            );
+        }
+        Ok(())
+    }
+
+    /// The warning printed when listening beyond loopback.
+    fn remote_warning(&self, bound: SocketAddr) -> String {
+        let secret = if self.client_secret == DEMO_SECRET {
+            format!(
+                "with the PUBLIC demo secret {DEMO_SECRET:?} (set ROSTERSYNC_SIM_CLIENT_SECRET to change it)"
+            )
+        } else {
+            "with the secret you gave".to_owned()
+        };
+        format!(
+            "WARNING: --allow-remote: the simulator listens on {bound}, beyond this machine.              Anyone who can reach it can log in as client_id {:?} {secret}, over plain HTTP.              The admin endpoints still answer loopback clients only.",
+            self.client_id
+        )
+    }
+
     /// Loads the catalog and turns the flags into simulator options.
     pub fn build(&self) -> Result<(Catalog, SimOptions)> {
         let catalog = match &self.catalog_dir {
@@ -266,9 +306,14 @@ impl SimArgs {
 
 /// Runs the simulator until Ctrl-C or SIGTERM, then saves its state.
 pub async fn run(args: SimArgs) -> Result<()> {
+    args.check_listen()?;
     let (catalog, options) = args.build()?;
     let sim = Sim::new(catalog, options)?;
     let running = start(sim.clone(), args.listen).await?;
+    if !args.listen.ip().is_loopback() {
+        // Printed, not logged: no log filter may hide it.
+        eprintln!("{}", args.remote_warning(running.addr));
+    }
     println!("{}", running.addr);
     tracing::info!(
         "simulator serving http://{} (admin: /admin/users, /admin/requests, /admin/faults, /admin/reset)",

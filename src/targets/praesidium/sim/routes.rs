@@ -38,6 +38,8 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route(&user("/reEnrollContent"), put(re_enroll))
         .merge(super::admin::routes())
         .fallback(unknown_route)
+        // Every request, API and admin, unknown routes too: DNS rebinding reaches them all.
+        .layer(axum::middleware::from_fn(super::guard::host_only))
         .with_state(sim)
 }
 

@@ -24,6 +24,8 @@ use super::Sim;
 #[derive(Clone)]
 pub struct ConnCtx {
     pub peer: SocketAddr,
+    /// The address this connection arrived on: a `Host` naming it is this machine.
+    pub local: SocketAddr,
     /// Notified by a handler that wants this connection closed without an answer.
     pub kill: Arc<Notify>,
 }
@@ -74,6 +76,9 @@ pub async fn start(sim: Arc<Sim>, listen: SocketAddr) -> Result<RunningSim> {
 /// Serves until `shutdown` completes.
 pub async fn serve(sim: Arc<Sim>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let app = super::routes::router(sim.clone());
+    let bound = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
     let saver = sim.state_file.is_some().then(|| {
         let sim = sim.clone();
         tokio::spawn(async move {
@@ -101,9 +106,13 @@ pub async fn serve(sim: Arc<Sim>, listener: TcpListener, shutdown: impl Future<O
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // Bound to a wildcard address, the listener's own address names no interface; the
+        // stream's does (the one the client dialled).
+        let local = stream.local_addr().unwrap_or(bound);
         let kill = Arc::new(Notify::new());
         let service = Extension(ConnCtx {
             peer,
+            local,
             kill: kill.clone(),
         })
         .layer(app.clone());
