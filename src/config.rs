@@ -341,18 +341,25 @@ pub fn check_base_url(raw: &str) -> Result<String> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
-/// `raw` with anything before an `@` in its authority replaced, for error messages.
+/// `raw` for error messages: anything before an `@` in its authority, and any query or
+/// fragment, replaced (either may carry a password or a key).
 fn without_userinfo(raw: &str) -> String {
-    let Some((scheme, rest)) = raw.split_once("://") else {
-        // No authority to hide a password in; still, never echo an `@`-part.
-        return raw.rsplit('@').next().unwrap_or_default().to_owned();
+    let (head, rest) = match raw.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), raw),
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let cut = rest.find(['?', '#']);
+    let (rest, tail) = match cut {
+        Some(at) => (&rest[..at], "?***"),
+        None => (rest, ""),
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
-    match authority.rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://***@{host}{path}"),
-        None => raw.to_owned(),
-    }
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    format!("{head}{authority}{path}{tail}")
 }
 
 #[cfg(test)]
@@ -445,6 +452,9 @@ mod tests {
             "academy.example.com",
             "https://",
             "https://user:hunter2pw@exa mple.com",
+            "https://academy.example.com/?key=hunter2pw",
+            "https://academy.example.com/#hunter2pw",
+            "user:hunter2pw@academy.example.com",
         ] {
             let err = check_base_url(raw).unwrap_err();
             assert!(!format!("{err:#}").contains("hunter2pw"), "{raw}: {err:#}");
