@@ -231,8 +231,8 @@ impl Config {
         };
 
         let mut api = raw.api;
-        check_base_url(&api.base_url).with_context(|| format!("{label}: api.base_url"))?;
-        api.base_url = api.base_url.trim_end_matches('/').to_owned();
+        api.base_url =
+            check_base_url(&api.base_url).with_context(|| format!("{label}: api.base_url"))?;
         if api.client_id.trim().is_empty() {
             bail!("{label}: api.client_id: expected a client id, found an empty value");
         }
@@ -328,37 +328,69 @@ fn check_api_bounds(api: &ApiConfig) -> Result<()> {
     Ok(())
 }
 
-/// https:// anywhere; http:// only to loopback, where nothing leaves the machine.
-fn check_base_url(raw: &str) -> Result<()> {
-    let (scheme, rest) = raw.split_once("://").with_context(|| {
-        format!("expected a URL like https://academy.example.com, found {raw:?}")
+/// https:// anywhere; http:// only to loopback, where nothing leaves the machine. Parsed with
+/// a real URL parser, the one the HTTP client uses, so the host checked is the host called:
+/// reading the host by hand took `127.0.0.1:80` out of `http://127.0.0.1:80@evil.example`.
+/// Returns the URL as the parser normalised it, without a trailing slash.
+///
+/// No userinfo at all (a password in a URL ends up in error messages and goes out as Basic
+/// auth; the secret belongs in the environment), and no query or fragment (the API paths are
+/// appended to the base). Messages never repeat the raw value, which may hold a password.
+pub fn check_base_url(raw: &str) -> Result<String> {
+    let shown = without_userinfo(raw);
+    let url = url::Url::parse(raw.trim()).map_err(|e| {
+        anyhow::anyhow!("expected a URL like https://academy.example.com, found {shown:?} ({e})")
     })?;
-    let host_port = rest.split('/').next().unwrap_or("");
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host_port.split(':').next().unwrap_or("")
-    };
-    if host.is_empty() {
-        bail!("expected a host in {raw:?}");
+    if !url.username().is_empty() || url.password().is_some() {
+        bail!(
+            "a user name or password in the URL is refused (found in {shown:?}): it would be \
+             printed and sent as Basic auth; the client secret goes in the variable named by \
+             api.client_secret_env"
+        );
     }
-    match scheme {
-        "https" => Ok(()),
-        "http" => {
-            let loopback = host == "localhost"
-                || host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if loopback {
-                Ok(())
-            } else {
-                bail!(
-                    "http:// is only allowed for loopback hosts (the secret would cross the network in clear); use https:// for {host}"
-                )
-            }
-        }
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!(
+            "a query (?...) or fragment (#...) is refused in {shown:?}: API paths are appended to the base URL"
+        );
+    }
+    let loopback = match url.host() {
+        None => bail!("expected a host in {shown:?}"),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => bail!(
+            "http:// is only allowed for loopback hosts (the secret would cross the network in \
+             clear); use https:// for {}",
+            url.host_str().unwrap_or_default()
+        ),
         other => bail!("expected an https:// URL, found scheme {other:?}"),
     }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// `raw` for error messages: anything before an `@` in its authority, and any query or
+/// fragment, replaced (either may carry a password or a key).
+fn without_userinfo(raw: &str) -> String {
+    let (head, rest) = match raw.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), raw),
+    };
+    let cut = rest.find(['?', '#']);
+    let (rest, tail) = match cut {
+        Some(at) => (&rest[..at], "?***"),
+        None => (rest, ""),
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    format!("{head}{authority}{path}{tail}")
 }
 
 #[cfg(test)]
@@ -442,6 +474,54 @@ mod tests {
             "requests_per_second = 0.5\nduplicate_window_secs = 0\nmax_in_flight = 256\n[files]",
         );
         assert!(Config::parse(&fine, Path::new("c.toml"), env).is_ok());
+    }
+
+    #[test]
+    fn base_urls_with_userinfo_query_or_a_non_loopback_http_host_are_refused() {
+        for (raw, expected) in [
+            (
+                "https://academy.example.com/",
+                "https://academy.example.com",
+            ),
+            (
+                "https://academy.example.com/lms/",
+                "https://academy.example.com/lms",
+            ),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("http://localhost:8080/", "http://localhost:8080"),
+            ("http://[::1]:9/", "http://[::1]:9"),
+            ("http://127.1:80", "http://127.0.0.1"),
+        ] {
+            assert_eq!(check_base_url(raw).unwrap(), expected, "{raw}");
+        }
+        for raw in [
+            // Issue 9: the host is evil.example, not 127.0.0.1.
+            "http://127.0.0.1:80@evil.example",
+            "http://127.0.0.1:80@evil.example/",
+            "http://localhost@10.0.0.1",
+            "https://user:hunter2pw@academy.example.com",
+            "https://user@academy.example.com",
+            "https://:hunter2pw@academy.example.com",
+            "https://academy.example.com/?a=1",
+            "https://academy.example.com/#x",
+            "http://academy.example.com",
+            "http://10.0.0.1",
+            "ftp://127.0.0.1",
+            "academy.example.com",
+            "https://",
+            "https://user:hunter2pw@exa mple.com",
+            "https://academy.example.com/?key=hunter2pw",
+            "https://academy.example.com/#hunter2pw",
+            "user:hunter2pw@academy.example.com",
+        ] {
+            let err = check_base_url(raw).unwrap_err();
+            assert!(!format!("{err:#}").contains("hunter2pw"), "{raw}: {err:#}");
+        }
+        let err = check_base_url("http://127.0.0.1:80@evil.example").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("user name or password"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - [`report`]: the files of a run.
 //!
 //! [`commands`] strings the steps together; [`config`] is read and checked before any of
-//! them. [`targets`] holds what is specific to one API: its wire types, client and simulator.
+//! them. [`redact`] scrubs secrets and tokens from anything that leaves the process.
+//! [`targets`] holds what is specific to one API: its wire types, client and simulator.
 
 pub mod apply;
 pub mod commands;
@@ -17,6 +18,7 @@ pub mod fsmode;
 pub mod ingest;
 pub mod ledger;
 pub mod plan;
+pub mod redact;
 pub mod report;
 pub mod samples;
 pub mod targets;

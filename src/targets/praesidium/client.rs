@@ -3,7 +3,13 @@
 //! Owns the access token (in memory only, renewed before 80% of its lifetime and once on a
 //! 401, one login at a time) and the classification of every outcome into [`CallError`] in
 //! one place, so callers branch on kinds, never on message text. Must never put the secret or
-//! a token into an error, a log line or anything it returns.
+//! a token into an error, a log line or anything it returns: every text in a [`CallError`] is
+//! scrubbed by [`Redactor`] and capped when it is built, so nothing downstream can leak it.
+//!
+//! Must never send a request anywhere but the configured host: no redirect is followed, and a
+//! loopback base URL never goes through a proxy. Must never rely on an answer it has not
+//! checked: bodies are read up to [`MAX_BODY`], a created user's id must be a UUID, and only
+//! UUIDs go into URL paths.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,6 +18,14 @@ use tokio::sync::Mutex;
 
 use super::model::{ApiError, AuthError, ContentRef, LOGIN_PATH, TokenResponse, USER_PATH, User};
 use crate::config::{ApiConfig, Secret};
+use crate::redact::Redactor;
+
+/// The most bytes of an answer read. The API's answers are a few KiB; a 200 MB answer once
+/// took the process to 1.5 GB. A longer 2xx answer is an error, never silently truncated.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// The most characters of server-supplied text kept in an error.
+const MAX_MESSAGE: usize = 300;
 
 /// How a call ended, when it did not succeed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -46,6 +60,13 @@ pub enum CallError {
     /// The run is stopping: the request was not sent.
     #[error("not sent: the run is stopping")]
     Stopped,
+    /// A 2xx whose answer cannot be relied on (a create without a valid user id, an answer
+    /// over [`MAX_BODY`]). The server said it acted, so this is final: not sent again.
+    #[error("HTTP {status}, but {message}")]
+    Unreliable { status: u16, message: String },
+    /// Refused before sending (e.g. a user id that is not a UUID would go into the URL path).
+    #[error("not sent: {0}")]
+    NotSent(String),
 }
 
 impl CallError {
@@ -66,14 +87,16 @@ impl CallError {
         match self {
             CallError::Rejected { status, .. }
             | CallError::AuthRefused { status, .. }
-            | CallError::Server { status, .. } => Some(*status),
+            | CallError::Server { status, .. }
+            | CallError::Unreliable { status, .. } => Some(*status),
             CallError::RateLimited { .. } => Some(429),
             _ => None,
         }
     }
 
     /// The id of the user that already has this email, when a create was refused for it and
-    /// the server named that user (it does so only inside our hierarchy).
+    /// the server named that user (it does so only inside our hierarchy). Only a real UUID,
+    /// in canonical form: it goes into URL paths and the ledger.
     pub fn existing_user_id(&self) -> Option<String> {
         match self {
             CallError::Rejected {
@@ -82,8 +105,7 @@ impl CallError {
                 ..
             } => technical
                 .split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
-                .find(|token| crate::ingest::normalize::looks_like_uuid(token))
-                .map(str::to_lowercase),
+                .find_map(canonical_uuid),
             _ => None,
         }
     }
@@ -115,6 +137,8 @@ struct Token {
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// Knows the secret and every token received; scrubs every text put into an error.
+    redactor: Redactor,
     client_id: String,
     secret: Secret,
     scope: Vec<String>,
@@ -136,17 +160,65 @@ pub fn parse_retry_after(raw: &str, now: SystemTime) -> Option<Duration> {
     Some(wait.min(MAX))
 }
 
+/// The canonical form (lowercase, hyphenated) of `raw` if it is a UUID.
+pub fn canonical_uuid(raw: &str) -> Option<String> {
+    // parse_str also takes the simple, braced and urn forms; all name one id.
+    uuid::Uuid::parse_str(raw.trim())
+        .ok()
+        .map(|id| id.hyphenated().to_string())
+}
+
+/// How long a token is reused before a new login, from the answer's `expires_in` (seconds):
+/// 80% of the lifetime, so it is renewed before it expires, at most a day. A token said to
+/// last 0 s is not a lifetime any server means; it is used for [`ZERO_LIFETIME_REUSE`] or
+/// until refused (a 401 renews it), so that it never costs a login per request. No value
+/// overflows: `expires_in` of u64::MAX once panicked adding to an `Instant`.
+pub fn token_reuse(expires_in: Option<u64>) -> Duration {
+    const MAX_LIFETIME: u64 = 24 * 3600;
+    const MIN_REUSE: Duration = Duration::from_millis(500);
+    match expires_in.unwrap_or(900) {
+        0 => ZERO_LIFETIME_REUSE,
+        secs => (Duration::from_secs(secs.min(MAX_LIFETIME)) / 5 * 4).max(MIN_REUSE),
+    }
+}
+
+/// Reuse of a token whose answer said `expires_in: 0`.
+pub const ZERO_LIFETIME_REUSE: Duration = Duration::from_secs(30);
+
 impl Client {
     pub fn new(api: &ApiConfig) -> anyhow::Result<Client> {
-        let http = reqwest::Client::builder()
+        // The config checked this already; checked again because the builder choices below
+        // (proxy or not) depend on it and a Client may be built from any ApiConfig.
+        let base = crate::config::check_base_url(&api.base_url)?;
+        let url = reqwest::Url::parse(&base)?;
+        let loopback = match url.host() {
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(api.timeout_secs))
             .connect_timeout(Duration::from_secs(api.timeout_secs.min(10)))
             .pool_max_idle_per_host(api.max_in_flight.max(1))
             .user_agent(concat!("rostersync/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            // The API never redirects; following one re-sent the secret or personal data to
+            // wherever the Location pointed. A 3xx is an error, classified below.
+            .redirect(reqwest::redirect::Policy::none());
+        if loopback {
+            // Plain http to loopback is allowed only because nothing leaves the machine; a
+            // proxy from HTTP_PROXY/ALL_PROXY would carry the secret and token in clear.
+            // https keeps the system proxies (HTTPS_PROXY, NO_PROXY): corporate proxies exist.
+            builder = builder.no_proxy();
+        }
+        let secret = api.client_secret.expose();
+        // Basic auth of a client-credentials login would carry `id:secret` in base64.
+        let basic = format!("{}:{secret}", api.client_id);
+        let redactor = Redactor::new([secret, basic.as_str()]);
         Ok(Client {
-            http,
-            base: api.base_url.clone(),
+            http: builder.build()?,
+            base,
+            redactor,
             client_id: api.client_id.clone(),
             secret: api.client_secret.clone(),
             scope: api.scope.clone(),
@@ -193,7 +265,7 @@ impl Client {
         });
         // A login changes nothing on the server, so a lost answer is not in doubt: it is
         // tried again like a connection that failed.
-        let unanswered = |error| match transport_error(error) {
+        let unanswered = |error| match error {
             CallError::Ambiguous(message) => CallError::Connect(format!("login: {message}")),
             other => other,
         };
@@ -203,21 +275,41 @@ impl Client {
             .json(&body)
             .send()
             .await
-            .map_err(unanswered)?;
+            .map_err(|e| unanswered(self.transport_error(e)))?;
         let status = response.status().as_u16();
         let retry_after = retry_after_of(&response);
-        let text = response.text().await.map_err(unanswered)?;
+        if response.status().is_redirection() {
+            return Err(CallError::Server {
+                status,
+                message: self.redirect_message(&response),
+            });
+        }
+        let (text, complete) = self.read_body(response).await.map_err(unanswered)?;
         match status {
             200 => {
-                let answer: TokenResponse =
-                    serde_json::from_str(&text).map_err(|_| CallError::Server {
-                        status,
-                        message: "the login answer is not the documented token JSON".to_owned(),
-                    })?;
-                let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(900));
+                if !complete {
+                    return Err(self.server(status, "the login answer is too long"));
+                }
+                let answer: TokenResponse = serde_json::from_str(&text).map_err(|_| {
+                    self.server(status, "the login answer is not the documented token JSON")
+                })?;
+                // Registered before anything can fail, so even a refused token is scrubbed.
+                self.redactor.add(&answer.access_token);
+                if let Some(refresh) = &answer.refresh_token {
+                    self.redactor.add(refresh);
+                }
+                let usable = !answer.access_token.is_empty()
+                    && answer.access_token.len() <= 16 * 1024
+                    && answer.access_token.bytes().all(|b| b.is_ascii_graphic());
+                if !usable {
+                    return Err(self.server(status, "the login answer carries no usable token"));
+                }
+                let renew_at = started
+                    .checked_add(token_reuse(answer.expires_in))
+                    .unwrap_or(started);
                 Ok(Token {
                     value: answer.access_token,
-                    renew_at: started + lifetime.mul_f64(0.8),
+                    renew_at,
                 })
             }
             429 => Err(CallError::RateLimited { retry_after }),
@@ -227,102 +319,218 @@ impl Client {
                     status,
                     error: refusal
                         .as_ref()
-                        .map_or_else(|| "unknown".to_owned(), |r| r.error.clone()),
-                    description: refusal.map_or_else(|| snippet(&text), |r| r.error_description),
+                        .map_or_else(|| "unknown".to_owned(), |r| self.clean(&r.error)),
+                    description: self.clean(
+                        refusal
+                            .as_ref()
+                            .map_or(text.as_str(), |r| r.error_description.as_str()),
+                    ),
                 })
             }
-            _ => Err(CallError::Server {
-                status,
-                message: snippet(&text),
-            }),
+            _ => Err(self.server(status, &text)),
         }
     }
 
+    /// Text from a server or a library, made safe to keep: scrubbed, then capped.
+    fn clean(&self, text: &str) -> String {
+        self.redactor.scrub_capped(text, MAX_MESSAGE)
+    }
+
+    fn server(&self, status: u16, text: &str) -> CallError {
+        CallError::Server {
+            status,
+            message: self.clean(text),
+        }
+    }
+
+    /// The body, read up to [`MAX_BODY`] bytes; `false` when there was more. The rest is
+    /// not read: the connection is dropped with the response.
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+    ) -> Result<(String, bool), CallError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(e))?
+        {
+            let room = MAX_BODY - body.len();
+            if chunk.len() > room {
+                body.extend_from_slice(&chunk[..room]);
+                return Ok((String::from_utf8_lossy(&body).into_owned(), false));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((String::from_utf8_lossy(&body).into_owned(), true))
+    }
+
+    /// "the API answered a redirect to <where> (not followed)", naming the target without
+    /// its userinfo, query or fragment (they may carry credentials).
+    fn redirect_message(&self, response: &reqwest::Response) -> String {
+        let target = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| response.url().join(v).ok())
+            .map_or_else(
+                || "an unreadable location".to_owned(),
+                |mut url| {
+                    let _ = url.set_username("");
+                    let _ = url.set_password(None);
+                    url.set_query(None);
+                    url.set_fragment(None);
+                    url.to_string()
+                },
+            );
+        self.clean(&format!(
+            "the API answered a redirect to {target} (not followed)"
+        ))
+    }
+
+    /// Connect failures never reached the server; anything else after sending is ambiguous.
+    fn transport_error(&self, error: reqwest::Error) -> CallError {
+        let connect = error.is_connect();
+        let cause = std::error::Error::source(&error)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        // The URL is dropped (it never carries a secret, but it adds nothing) and the rest
+        // scrubbed: a library's text may quote what went over the wire.
+        let message = self.clean(&format!("{}{cause}", error.without_url()));
+        if connect {
+            CallError::Connect(message)
+        } else {
+            CallError::Ambiguous(message)
+        }
+    }
+
+    /// One request, renewing the token once on a 401. A 2xx returns its status and body.
     async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, CallError> {
+    ) -> Result<(u16, String), CallError> {
         let url = format!("{}{path}", self.base);
         let mut token = self.token(None).await?;
-        for renewed in [false, true] {
+        let mut renewed = false;
+        loop {
             let mut request = self.http.request(method.clone(), &url).bearer_auth(&token);
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let response = request.send().await.map_err(transport_error)?;
+            let response = request.send().await.map_err(|e| self.transport_error(e))?;
             let status = response.status().as_u16();
             let retry_after = retry_after_of(&response);
-            let text = response.text().await.map_err(transport_error)?;
+            if response.status().is_redirection() {
+                // Final: following it would send the request (personal data, the token)
+                // elsewhere, and nothing was done here.
+                return Err(CallError::Rejected {
+                    status,
+                    code: "REDIRECT".to_owned(),
+                    message: self.redirect_message(&response),
+                    technical: String::new(),
+                });
+            }
+            let (text, complete) = self.read_body(response).await?;
             match status {
-                200..=299 => return Ok(serde_json::from_str(&text).unwrap_or(Value::Null)),
-                401 if !renewed => token = self.token(Some(&token)).await?,
+                200..=299 if complete => return Ok((status, text)),
+                200..=299 => {
+                    return Err(CallError::Unreliable {
+                        status,
+                        message: format!(
+                            "the answer is longer than {MAX_BODY} bytes and cannot be relied on"
+                        ),
+                    });
+                }
+                401 if !renewed => {
+                    renewed = true;
+                    token = self.token(Some(&token)).await?;
+                }
                 429 => return Err(CallError::RateLimited { retry_after }),
                 500..=599 | 401 | 408 => {
-                    return Err(CallError::Server {
-                        status,
-                        message: api_message(&text),
-                    });
+                    let message = serde_json::from_str::<ApiError>(&text).map_or_else(
+                        |_| text.clone(),
+                        |e| format!("{}: {}", e.message, e.technical_message),
+                    );
+                    return Err(self.server(status, &message));
                 }
                 _ => {
                     let error: Option<ApiError> = serde_json::from_str(&text).ok();
                     return Err(match error {
                         Some(e) => CallError::Rejected {
                             status,
-                            code: e.code,
-                            message: e.message,
-                            technical: e.technical_message,
+                            code: self.clean(&e.code),
+                            message: self.clean(&e.message),
+                            technical: self.clean(&e.technical_message),
                         },
                         None => CallError::Rejected {
                             status,
                             code: status.to_string(),
-                            message: snippet(&text),
+                            message: self.clean(&text),
                             technical: String::new(),
                         },
                     });
                 }
             }
         }
-        unreachable!("the second pass always returns")
+    }
+
+    /// `USER_PATH/<uuid><suffix>`, only for a real UUID: an id from an answer or the ledger
+    /// such as `../../admin` must never become a path.
+    fn user_path(uuid: &str, suffix: &str) -> Result<String, CallError> {
+        let id = canonical_uuid(uuid).ok_or_else(|| {
+            CallError::NotSent(format!(
+                "the user id {:?} is not a UUID",
+                crate::redact::cap(uuid, 60)
+            ))
+        })?;
+        Ok(format!("{USER_PATH}/{id}{suffix}"))
     }
 
     pub async fn get_user(&self, uuid: &str) -> Result<User, CallError> {
-        let value = self
-            .call(reqwest::Method::GET, &format!("{USER_PATH}/{uuid}"), None)
-            .await?;
-        user_from(value)
+        let path = Self::user_path(uuid, "")?;
+        let (_, text) = self.call(reqwest::Method::GET, &path, None).await?;
+        user_from(&text)
     }
 
+    /// Creates a user. The answer must name the new user by a UUID (returned canonical): the
+    /// ledger keys everything on it. A 2xx without one is final and not retried, because the
+    /// account may exist; the next run's create then meets "email exists" and adopts it.
     pub async fn create(&self, user: &User) -> Result<User, CallError> {
         let body = serde_json::to_value(user).expect("user objects serialize");
-        let value = self
+        let (status, text) = self
             .call(reqwest::Method::POST, USER_PATH, Some(&body))
             .await?;
-        user_from(value)
+        let unreliable = |what: &str| CallError::Unreliable {
+            status,
+            message: format!(
+                "the create answer {what}, so it cannot be relied on; the account may exist \
+                 (the next run adopts it by its email)"
+            ),
+        };
+        let mut created: User =
+            serde_json::from_str(&text).map_err(|_| unreliable("is not a user object"))?;
+        let id = created
+            .uuid
+            .as_deref()
+            .and_then(canonical_uuid)
+            .ok_or_else(|| unreliable("carries no valid user id (uuid)"))?;
+        created.uuid = Some(id);
+        Ok(created)
     }
 
     pub async fn update(&self, uuid: &str, user: &User) -> Result<User, CallError> {
         let body = serde_json::to_value(user).expect("user objects serialize");
-        let value = self
-            .call(
-                reqwest::Method::PUT,
-                &format!("{USER_PATH}/{uuid}"),
-                Some(&body),
-            )
-            .await?;
-        user_from(value)
+        let path = Self::user_path(uuid, "")?;
+        let (_, text) = self.call(reqwest::Method::PUT, &path, Some(&body)).await?;
+        user_from(&text)
     }
 
     pub async fn deactivate(&self, uuid: &str) -> Result<User, CallError> {
-        let value = self
-            .call(
-                reqwest::Method::PUT,
-                &format!("{USER_PATH}/{uuid}/deactivate"),
-                None,
-            )
-            .await?;
-        user_from(value)
+        let path = Self::user_path(uuid, "/deactivate")?;
+        let (_, text) = self.call(reqwest::Method::PUT, &path, None).await?;
+        user_from(&text)
     }
 
     pub async fn content(
@@ -332,15 +540,17 @@ impl Client {
         items: &[ContentRef],
     ) -> Result<User, CallError> {
         let body = json!({ "content": items });
-        let path = format!("{USER_PATH}/{uuid}/{}", call.suffix());
-        let value = self.call(reqwest::Method::PUT, &path, Some(&body)).await?;
-        user_from(value)
+        let path = Self::user_path(uuid, &format!("/{}", call.suffix()))?;
+        let (_, text) = self.call(reqwest::Method::PUT, &path, Some(&body)).await?;
+        user_from(&text)
     }
 }
 
-fn user_from(value: Value) -> Result<User, CallError> {
-    serde_json::from_value(value)
-        .map_err(|e| CallError::Ambiguous(format!("the answer is not a user object: {e}")))
+/// A user answer of an update, a deactivation or a content call. Its text is not kept: a
+/// serde message may quote the answer.
+fn user_from(text: &str) -> Result<User, CallError> {
+    serde_json::from_str(text)
+        .map_err(|_| CallError::Ambiguous("the answer is not a user object".to_owned()))
 }
 
 fn retry_after_of(response: &reqwest::Response) -> Option<Duration> {
@@ -349,32 +559,6 @@ fn retry_after_of(response: &reqwest::Response) -> Option<Duration> {
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()))
-}
-
-/// Connect failures never reached the server; anything else after sending is ambiguous.
-fn transport_error(error: reqwest::Error) -> CallError {
-    // reqwest's message names the URL (no secret is ever in one) and the cause.
-    let connect = error.is_connect();
-    let cause = std::error::Error::source(&error)
-        .map(|s| format!(": {s}"))
-        .unwrap_or_default();
-    let message = error.without_url().to_string();
-    if connect {
-        CallError::Connect(format!("{message}{cause}"))
-    } else {
-        CallError::Ambiguous(format!("{message}{cause}"))
-    }
-}
-
-fn api_message(text: &str) -> String {
-    serde_json::from_str::<ApiError>(text).map_or_else(
-        |_| snippet(text),
-        |e| format!("{}: {}", e.message, e.technical_message),
-    )
-}
-
-fn snippet(text: &str) -> String {
-    text.chars().take(300).collect()
 }
 
 #[cfg(test)]
@@ -397,6 +581,58 @@ mod tests {
             Some(Duration::from_secs(3600))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn token_reuse_is_bounded_for_any_lifetime() {
+        assert_eq!(token_reuse(None), Duration::from_secs(720));
+        assert_eq!(token_reuse(Some(900)), Duration::from_secs(720));
+        assert_eq!(token_reuse(Some(2)), Duration::from_millis(1600));
+        assert_eq!(token_reuse(Some(1)), Duration::from_millis(800));
+        assert_eq!(token_reuse(Some(0)), ZERO_LIFETIME_REUSE);
+        assert_eq!(
+            token_reuse(Some(u64::MAX)),
+            Duration::from_secs(24 * 3600 * 4 / 5)
+        );
+        // Issue 9: this once panicked ("overflow when adding duration to instant").
+        let now = Instant::now();
+        assert!(now.checked_add(token_reuse(Some(u64::MAX))).is_some());
+    }
+
+    #[test]
+    fn only_uuids_become_ids_and_paths() {
+        assert_eq!(
+            canonical_uuid("3F2B8C1E-9A4D-4E2F-8B1A-0C9D8E7F6A5B").as_deref(),
+            Some("3f2b8c1e-9a4d-4e2f-8b1a-0c9d8e7f6a5b")
+        );
+        assert_eq!(
+            canonical_uuid("3f2b8c1e9a4d4e2f8b1a0c9d8e7f6a5b").as_deref(),
+            Some("3f2b8c1e-9a4d-4e2f-8b1a-0c9d8e7f6a5b")
+        );
+        for bad in [
+            "",
+            "not-a-uuid",
+            "../../admin",
+            "aaaaaaaa-bbbb-cccc-dddd-5ce2287baaa",
+        ] {
+            assert_eq!(canonical_uuid(bad), None, "{bad}");
+            assert!(matches!(
+                Client::user_path(bad, ""),
+                Err(CallError::NotSent(_))
+            ));
+        }
+        assert_eq!(
+            Client::user_path("3F2B8C1E-9A4D-4E2F-8B1A-0C9D8E7F6A5B", "/deactivate").unwrap(),
+            format!("{USER_PATH}/3f2b8c1e-9a4d-4e2f-8b1a-0c9d8e7f6a5b/deactivate")
+        );
+        let odd = CallError::Rejected {
+            status: 400,
+            code: "EMAIL_EXISTS".into(),
+            message: "exists".into(),
+            technical: "Email already exists for user id aaaaaaaa-bbbb-cccc-dddd-5ce2287baaa"
+                .into(),
+        };
+        assert_eq!(odd.existing_user_id(), None);
     }
 
     #[test]

@@ -123,11 +123,56 @@ pub struct TokenResponse {
     pub access_token: String,
     #[serde(default)]
     pub token_type: Option<String>,
-    /// Seconds; the spec says 900 when it says nothing else.
-    #[serde(default)]
+    /// Seconds; the spec says 900 when it says nothing else. Read leniently (a string, a
+    /// float, a negative or a huge number all give a value, see [`lenient_seconds`]) because
+    /// a login whose token is fine must not fail over how its lifetime is spelled; the client
+    /// bounds the value before using it.
+    #[serde(default, deserialize_with = "lenient_seconds")]
     pub expires_in: Option<u64>,
     #[serde(default)]
     pub refresh_token: Option<String>,
     #[serde(default)]
     pub scope: Option<String>,
+}
+
+/// Seconds from any JSON number or numeric string: negative → 0, beyond u64 → u64::MAX,
+/// fractions rounded down; anything else → `None` (the default lifetime).
+fn lenient_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    let float = match &value {
+        serde_json::Value::Number(n) => match n.as_u64() {
+            Some(secs) => return Ok(Some(secs)),
+            None => n.as_f64(),
+        },
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    // `as` saturates (NaN → 0), which is the bound wanted here.
+    Ok(float.map(|f| f.max(0.0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_in_is_read_leniently() {
+        let read = |raw: &str| {
+            serde_json::from_str::<TokenResponse>(&format!(
+                r#"{{"access_token":"t","expires_in":{raw}}}"#
+            ))
+            .unwrap()
+            .expires_in
+        };
+        assert_eq!(read("900"), Some(900));
+        assert_eq!(read("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(read("1e30"), Some(u64::MAX));
+        assert_eq!(read("-5"), Some(0));
+        assert_eq!(read("12.7"), Some(12));
+        assert_eq!(read("\"60\""), Some(60));
+        assert_eq!(read("null"), None);
+        assert_eq!(read("{}"), None);
+        let none: TokenResponse = serde_json::from_str(r#"{"access_token":"t"}"#).unwrap();
+        assert_eq!(none.expires_in, None);
+    }
 }

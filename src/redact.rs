@@ -1,0 +1,354 @@
+//! Scrubbing of secrets and tokens from text that is about to leave the process.
+//!
+//! Owns the list of values that must never be printed or stored (the client secret, every
+//! token a server has issued, and their usual encodings) and the scrubbing of any text: those
+//! values, plus whatever *looks* like a credential even when we never saw it before (a
+//! `"refresh_token": "..."` field in an answer, `Bearer ...`, an `Authorization: ...` header
+//! echoed back by a server). Platform-neutral: it knows nothing of any API.
+//!
+//! Must never panic on any input, never return more than the cap asked for, and never hand a
+//! registered value back in any form it knows.
+
+use std::sync::RwLock;
+
+use base64::Engine as _;
+
+/// What a scrubbed value is replaced with.
+pub const REDACTED: &str = "[redacted]";
+
+/// Field names whose values are credentials wherever they appear (JSON, form or header
+/// style). Compared case-insensitively and as whole words, so `tokens_left` is not one.
+const CREDENTIAL_KEYS: &[&str] = &[
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "token",
+    "client_secret",
+    "secret",
+    "password",
+    "api_key",
+    "apikey",
+];
+
+/// Schemes of the `Authorization` header whose credential follows after a space.
+const AUTH_SCHEMES: &[&str] = &["bearer", "basic", "token", "digest"];
+
+/// The scrubber. Cheap to share behind an `Arc`; values are added as they become known.
+#[derive(Default)]
+pub struct Redactor {
+    known: RwLock<Vec<String>>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Redactor(***)")
+    }
+}
+
+impl Redactor {
+    /// A scrubber that already knows `values` (e.g. the client secret).
+    pub fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Redactor {
+        let redactor = Redactor::default();
+        for value in values {
+            redactor.add(value);
+        }
+        redactor
+    }
+
+    /// Registers a value (a secret, a token) and the encodings in which a server or a library
+    /// might echo it: base64 (both alphabets, as in Basic auth), percent-encoded (a form
+    /// body), JSON-escaped (a JSON echo).
+    pub fn add(&self, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        let mut forms = vec![value.to_owned()];
+        forms.push(base64::engine::general_purpose::STANDARD.encode(value));
+        forms.push(base64::engine::general_purpose::STANDARD_NO_PAD.encode(value));
+        forms.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value));
+        forms.push(form_urlencoded::byte_serialize(value.as_bytes()).collect());
+        if let Ok(json) = serde_json::to_string(value) {
+            let inner = json.strip_prefix('"').and_then(|j| j.strip_suffix('"'));
+            forms.extend(inner.map(str::to_owned));
+        }
+        // A poisoned lock only means another thread panicked while pushing; the list is
+        // still a valid Vec, so keep using it rather than lose the scrubbing.
+        let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
+        for form in forms {
+            if !form.is_empty() && !known.contains(&form) {
+                known.push(form);
+            }
+        }
+        // Longest first, so a value that contains another is replaced whole.
+        known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    }
+
+    /// `text` with every registered value and everything that looks like a credential
+    /// replaced by [`REDACTED`].
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        {
+            let known = self.known.read().unwrap_or_else(|p| p.into_inner());
+            for value in known.iter() {
+                if out.contains(value.as_str()) {
+                    out = out.replace(value.as_str(), REDACTED);
+                }
+            }
+        }
+        let out = scrub_keyed_values(&out);
+        scrub_auth_schemes(&out)
+    }
+
+    /// [`Redactor::scrub`], then cut to at most `max_chars` characters (marked with `…`).
+    /// Scrubbing comes first so that a cut can never leave the head of a secret behind.
+    pub fn scrub_capped(&self, text: &str, max_chars: usize) -> String {
+        cap(&self.scrub(text), max_chars)
+    }
+}
+
+/// At most `max_chars` characters of `text`, with `…` in place of the rest.
+pub fn cap(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        None => text.to_owned(),
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
+}
+
+/// Whether `byte` may be part of a word (field names, tokens).
+fn is_word(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-'
+}
+
+/// Replaces the value following any credential-named field: `"token": "v"`, `token=v`,
+/// `Authorization: Bearer v` (the whole header value, up to the end of the line or quote).
+fn scrub_keyed_values(text: &str) -> String {
+    // ASCII lowercase keeps every byte offset, so positions found in `lower` are valid in
+    // `text`, and all the bytes matched below are ASCII, so slices fall on char boundaries.
+    let lower = text.to_ascii_lowercase();
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some((key_end, whole_line)) = key_at(&lower, at) else {
+            at += 1;
+            continue;
+        };
+        // After the key: an optional closing quote, spaces, then `:` or `=`.
+        let mut i = key_end;
+        if i < bytes.len() && (bytes[i] == b'"' || bytes[i] == b'\'') {
+            i += 1;
+        }
+        while i < bytes.len() && bytes[i] == b' ' {
+            i += 1;
+        }
+        if i >= bytes.len() || !(bytes[i] == b':' || bytes[i] == b'=') {
+            at = key_end;
+            continue;
+        }
+        i += 1;
+        while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
+            i += 1;
+        }
+        let (start, end) = value_span(bytes, i, whole_line);
+        if end > start {
+            out.push_str(&text[copied..start]);
+            out.push_str(REDACTED);
+            copied = end;
+        }
+        at = end.max(key_end);
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// The end of a credential key starting exactly at `at` (on a word boundary), and whether its
+/// value runs to the end of the line (a header).
+fn key_at(lower: &str, at: usize) -> Option<(usize, bool)> {
+    let bytes = lower.as_bytes();
+    if at > 0 && is_word(bytes[at - 1]) {
+        return None;
+    }
+    let rest = &bytes[at..];
+    let keys = CREDENTIAL_KEYS
+        .iter()
+        .map(|k| (*k, false))
+        .chain([("authorization", true), ("proxy-authorization", true)]);
+    for (key, whole_line) in keys {
+        if rest.starts_with(key.as_bytes()) {
+            let end = at + key.len();
+            if end < bytes.len() && is_word(bytes[end]) {
+                continue;
+            }
+            return Some((end, whole_line));
+        }
+    }
+    None
+}
+
+/// The span of a value starting at `i`: a quoted string (to its unescaped closing quote), or
+/// a bare word; for a header, the rest of the line.
+fn value_span(bytes: &[u8], i: usize, whole_line: bool) -> (usize, usize) {
+    if i >= bytes.len() {
+        return (i, i);
+    }
+    let quote = bytes[i];
+    if quote == b'"' || quote == b'\'' {
+        let start = i + 1;
+        let mut j = start;
+        while j < bytes.len() && bytes[j] != quote && bytes[j] != b'\n' {
+            if bytes[j] == b'\\' && j + 1 < bytes.len() && bytes[j + 1] == quote {
+                j += 1;
+            }
+            j += 1;
+        }
+        return (start, j.min(bytes.len()));
+    }
+    let stop: &[u8] = if whole_line {
+        b"\r\n\"'"
+    } else {
+        b" \t\r\n&,;}]\"')<>"
+    };
+    let mut j = i;
+    while j < bytes.len() && !stop.contains(&bytes[j]) {
+        j += 1;
+    }
+    // Keep the cut on a character boundary: a stop byte is ASCII, and the end of the
+    // text is always a boundary.
+    (i, j)
+}
+
+/// Replaces the credential after an authorization scheme: `Bearer abc.def` → `Bearer
+/// [redacted]`, wherever it appears (a log line, a message that quotes a header).
+fn scrub_auth_schemes(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        let boundary = at == 0 || !is_word(bytes[at - 1]);
+        let scheme = boundary
+            .then(|| {
+                AUTH_SCHEMES
+                    .iter()
+                    .find(|s| lower.as_bytes()[at..].starts_with(s.as_bytes()))
+            })
+            .flatten();
+        let Some(scheme) = scheme else {
+            at += 1;
+            continue;
+        };
+        let mut i = at + scheme.len();
+        if i >= bytes.len() || bytes[i] != b' ' {
+            at = i;
+            continue;
+        }
+        while i < bytes.len() && bytes[i] == b' ' {
+            i += 1;
+        }
+        // Token characters of RFC 6750 (b64token) and of Basic/Digest values.
+        let start = i;
+        while i < bytes.len()
+            && (bytes[i].is_ascii_alphanumeric() || b"-._~+/=:".contains(&bytes[i]))
+        {
+            i += 1;
+        }
+        let value = &text[start..i];
+        // A prose word after "token " ("token expired") is not a credential: redact only
+        // what has the look of one (long enough, or not all letters).
+        let credential = value.len() >= 8 || value.bytes().any(|b| !b.is_ascii_alphabetic());
+        if !value.is_empty() && credential {
+            out.push_str(&text[copied..start]);
+            out.push_str(REDACTED);
+            copied = i;
+        }
+        at = i.max(at + 1);
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "s3cr3t+/=&\"x";
+
+    #[test]
+    fn known_values_and_their_encodings_are_replaced() {
+        let r = Redactor::new([SECRET]);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
+        let pct: String = form_urlencoded::byte_serialize(SECRET.as_bytes()).collect();
+        let json = serde_json::to_string(&serde_json::json!({ "echo": SECRET })).unwrap();
+        for text in [
+            format!("got {SECRET} here"),
+            format!("b64 {b64}"),
+            format!("form a={pct}"),
+            json,
+        ] {
+            let scrubbed = r.scrub(&text);
+            assert!(!scrubbed.contains(SECRET), "{scrubbed}");
+            assert!(!scrubbed.contains(&b64), "{scrubbed}");
+            assert!(!scrubbed.contains(&pct), "{scrubbed}");
+            assert!(scrubbed.contains(REDACTED), "{scrubbed}");
+        }
+        r.add("tok-later");
+        assert_eq!(r.scrub("x tok-later y"), "x [redacted] y");
+        r.add("");
+        assert_eq!(r.scrub("nothing"), "nothing");
+    }
+
+    #[test]
+    fn credential_fields_are_replaced_even_when_unknown() {
+        let r = Redactor::default();
+        let cases = [
+            (
+                r#"{"access_token":"abc","expires_in":900}"#,
+                r#"{"access_token":"[redacted]","expires_in":900}"#,
+            ),
+            (
+                r#"{"refresh_token" : "r\"1", "token":"t"}"#,
+                r#"{"refresh_token" : "[redacted]", "token":"[redacted]"}"#,
+            ),
+            (
+                "a=1&client_secret=xyz&b=2",
+                "a=1&client_secret=[redacted]&b=2",
+            ),
+            (
+                "Authorization: Bearer abc.def\nHost: x",
+                "Authorization: [redacted]\nHost: x",
+            ),
+            (
+                r#"{"authorization": "Basic dXNlcjpwYXNz"}"#,
+                r#"{"authorization": "[redacted]"}"#,
+            ),
+            ("sent Bearer eyJhbGciOi.x.y", "sent Bearer [redacted]"),
+            ("the token expired", "the token expired"),
+            ("tokens_left: 3", "tokens_left: 3"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(r.scrub(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn never_panics_and_caps_by_characters() {
+        let r = Redactor::new(["é"]);
+        for text in [
+            "",
+            "token",
+            "token=",
+            "token:\"",
+            "Bearer ",
+            "bearer",
+            "\"token\"",
+            "ééé token=é",
+        ] {
+            let _ = r.scrub(text);
+        }
+        assert_eq!(cap("ééé", 2), "éé…");
+        assert_eq!(cap("abc", 3), "abc");
+        assert_eq!(r.scrub_capped(&"é".repeat(1000), 5).chars().count(), 6);
+    }
+}
