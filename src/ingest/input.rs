@@ -34,7 +34,8 @@ pub fn open_regular(path: &Path, what: &str) -> Result<File> {
     let metadata = std::fs::metadata(path)
         .with_context(|| format!("cannot open {what} {}", path.display()))?;
     check_regular(path, what, &metadata)?;
-    let file = open_nonblocking(path).with_context(|| format!("cannot open {what} {}", path.display()))?;
+    let file =
+        open_nonblocking(path).with_context(|| format!("cannot open {what} {}", path.display()))?;
     // The path may have been swapped between the check and the open: check what was opened.
     let opened = file
         .metadata()
@@ -159,7 +160,11 @@ impl Record {
 
     /// Every field's bytes, one after the other (as `csv::ByteRecord::as_slice`).
     pub fn as_slice(&self) -> &[u8] {
-        &self.fields[..self.ends.get(self.len.wrapping_sub(1)).copied().unwrap_or(0)]
+        &self.fields[..self
+            .ends
+            .get(self.len.wrapping_sub(1))
+            .copied()
+            .unwrap_or(0)]
     }
 
     /// The physical line the record starts on (the header is line 1), whatever the line
@@ -197,7 +202,9 @@ impl Record {
                     "a quote opened on line {} (field {}) is still open {MAX_RECORD_LINES} lines later; a quoted field may span at most {MAX_RECORD_LINES} lines",
                     q.line, q.field
                 ),
-                None => format!("the record starting on line {line} spans more than {MAX_RECORD_LINES} lines"),
+                None => format!(
+                    "the record starting on line {line} spans more than {MAX_RECORD_LINES} lines"
+                ),
             }),
             None => match quote {
                 Some(q) if q.open && self.at_eof => Some(format!(
@@ -206,15 +213,10 @@ impl Record {
                 )),
                 // A quote that swallowed a line break and left the row with the wrong number
                 // of fields took the next row(s) with it: those people were not read.
-                Some(q) if self.inner_lines > 0 && width > 0 && self.len != width => {
-                    Some(format!(
-                        "a quote opened on line {} (field {}) runs over {} line break(s) and leaves the record with {} fields instead of {width}: it swallowed the rows after it",
-                        q.line,
-                        q.field,
-                        self.inner_lines,
-                        self.len
-                    ))
-                }
+                Some(q) if self.inner_lines > 0 && width > 0 && self.len != width => Some(format!(
+                    "a quote opened on line {} (field {}) runs over {} line break(s) and leaves the record with {} fields instead of {width}: it swallowed the rows after it",
+                    q.line, q.field, self.inner_lines, self.len
+                )),
                 _ => None,
             },
         }
@@ -438,8 +440,7 @@ impl<R: Read + Seek> RecordReader<R> {
             // past a limit is given back as it stands and nothing more is read. While the
             // record is open, one extra line may be the break that will end it.
             let slack = u64::from(!ended);
-            record.overflow = if record.raw.len() > MAX_RECORD_BYTES || nfields > MAX_RECORD_BYTES
-            {
+            record.overflow = if record.raw.len() > MAX_RECORD_BYTES || nfields > MAX_RECORD_BYTES {
                 Some(Overflow::Bytes)
             } else if record.inner_lines > MAX_RECORD_LINES + slack {
                 Some(Overflow::Lines)
@@ -524,7 +525,13 @@ mod tests {
         text.extend(std::iter::repeat_n(b"x\n"[..].iter().copied(), 100).flatten());
         text.extend(b"\",2\n");
         let got = records(&text);
-        assert!(got[1].2.as_deref().unwrap().contains("still open 20 lines later"));
+        assert!(
+            got[1]
+                .2
+                .as_deref()
+                .unwrap()
+                .contains("still open 20 lines later")
+        );
     }
 
     #[test]

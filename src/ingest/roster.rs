@@ -287,10 +287,7 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
             );
         }
         if let Some(why) = header.broken(0) {
-            bail!(
-                "{label}:{}: the header is unreadable: {why}",
-                header.line()
-            );
+            bail!("{label}:{}: the header is unreadable: {why}", header.line());
         }
         let positions = map_headers(label, &header, columns)?;
         // Vecs and arrays only: their Debug text is a stable function of their content.
