@@ -176,6 +176,11 @@ impl Record {
     /// The record as it is in the file (invalid UTF-8 shown with replacement characters),
     /// cut to an [`excerpt`].
     pub fn original(&self) -> String {
+        if self.raw.len() > MAX_RECORD_BYTES {
+            // Only the start of it was kept: its full length is unknown.
+            let text = excerpt(&String::from_utf8_lossy(&self.raw[..MAX_EXCERPT_BYTES]));
+            return format!("{text}… [cut: over {} KiB]", MAX_RECORD_BYTES / 1024);
+        }
         excerpt(&String::from_utf8_lossy(&self.raw))
     }
 
