@@ -187,6 +187,11 @@ impl Record {
     /// Why this record makes the file unreadable from here on, if it does. `width` is the
     /// header's field count (0 for the header itself).
     pub fn broken(&self, width: usize) -> Option<String> {
+        // Nearly every record: one line, ended by a line break. Scanning for quotes is only
+        // for the others.
+        if self.overflow.is_none() && self.inner_lines == 0 && !self.at_eof {
+            return None;
+        }
         let line = self.line;
         let quote = open_quote(&self.raw, line);
         match self.overflow {
@@ -395,13 +400,14 @@ impl<R: Read + Seek> RecordReader<R> {
                 &mut record.ends[nends..],
             );
             let mut consumed = &input[..nin];
+            let mut lead_lines = 0;
             if !started {
                 let lead = consumed
                     .iter()
                     .position(|b| !matches!(b, b'\n' | b'\r'))
                     .unwrap_or(consumed.len());
-                let newlines = count_newlines(&consumed[..lead]);
-                record.line += newlines;
+                lead_lines = count_newlines(&consumed[..lead]);
+                record.line += lead_lines;
                 started = lead < consumed.len();
                 consumed = &consumed[lead..];
             }
@@ -414,7 +420,7 @@ impl<R: Read + Seek> RecordReader<R> {
             let ended_at_eof = input.is_empty();
             self.pos += nin;
             self.at.byte += nin as u64;
-            self.at.line += count_newlines(&input[..nin]);
+            self.at.line += lead_lines + newlines;
             nfields += nout;
             nends += nend;
             let ended = match result {
