@@ -151,6 +151,7 @@ fn plan_json(plan: &Plan) -> serde_json::Value {
         "protected_from_deactivation": plan.protected,
         "skipped_inactive_new": plan.skipped_inactive,
         "active_before": plan.active_before,
+        "withheld_deactivations": plan.withheld,
     })
 }
 
@@ -170,6 +171,7 @@ fn summary_json(
             "rows": roster.rows,
             "valid": roster.valid,
             "rejected": roster.rejects.len(),
+            "broken": roster.broken,
         },
         "plan": plan_json(&roster.plan),
         "apply": apply,
@@ -178,6 +180,15 @@ fn summary_json(
 
 fn print_plan(planned: &Planned) {
     let (plan, outcome) = (&planned.outcome.plan, &planned.outcome);
+    if let Some(why) = &outcome.broken {
+        // On stderr, so that cron mails it even when stdout is discarded.
+        eprintln!(
+            "WARNING: the roster is broken: {why}.\n\
+             WARNING: rows after that point were not read; no one is deactivated tonight \
+             ({} deactivation(s) withheld). Fix the file and run again.",
+            plan.withheld
+        );
+    }
     println!(
         "roster {}: {} rows, {} valid, {} rejected",
         planned.roster_path.display(),

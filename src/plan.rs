@@ -4,7 +4,8 @@
 //! that make a no-change night cheap, and the deactivation safety threshold. It reads rows
 //! from the [`RosterReader`] it is handed and writes nothing itself: the caller's [`PlanIo`]
 //! stores the ops. It must never plan a change for a key whose row was rejected, nor
-//! deactivate one.
+//! deactivate one, nor deactivate anyone on the strength of a roster the reader found broken
+//! (it was not read to its end, so it cannot say who left).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Seek};
@@ -45,6 +46,8 @@ pub struct Plan {
     pub skipped_inactive: usize,
     /// Ledger users absent from the roster but kept because a rejected row names them.
     pub protected: usize,
+    /// Ledger users absent from the roster but not deactivated because the roster is broken.
+    pub withheld: usize,
 }
 
 impl Plan {
@@ -327,6 +330,8 @@ pub struct Planner<'io, Io: PlanIo> {
     valid: u64,
     /// Lines of valid rows that produced ops (ascending: rows are read in order).
     lines_with_ops: Vec<u64>,
+    /// Why the roster is broken ([`RosterReader::broken`]): then nobody is deactivated.
+    broken: Option<String>,
 }
 
 /// The fingerprints of what a valid row asks for, computed once per row.
@@ -343,6 +348,8 @@ pub struct Outcome {
     pub rejects: Vec<Reject>,
     pub rows: u64,
     pub valid: u64,
+    /// The roster is broken (the message names the file and line): no deactivation planned.
+    pub broken: Option<String>,
 }
 
 impl<'io, Io: PlanIo> Planner<'io, Io> {
@@ -361,7 +368,14 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             rejects: Vec::new(),
             valid: 0,
             lines_with_ops: Vec::new(),
+            broken: None,
         }
+    }
+
+    /// Plans no deactivation at all: the roster could not be read to its end (`why` names
+    /// the file and line), so a key missing from it may only be missing from what was read.
+    pub fn roster_broken(&mut self, why: &str) {
+        self.broken = Some(why.to_owned());
     }
 
     /// Diffs every row of a roster: first the rows read ahead, then the rest of `reader`. A
@@ -400,6 +414,9 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             if !self.settled(&raw) {
                 self.row(reader.resolve(), Some(raw.digest))?;
             }
+        }
+        if let Some(why) = reader.broken() {
+            self.roster_broken(why);
         }
         Ok(())
     }
@@ -675,6 +692,11 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             }
             deactivations.push((key, remote.uuid));
         }
+        if self.broken.is_some() {
+            // Counted, for the warning, and dropped: not one of them is certain.
+            self.plan.withheld = deactivations.len();
+            deactivations.clear();
+        }
         for (key, uuid) in deactivations {
             self.push(
                 &key,
@@ -695,6 +717,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             rejects: self.rejects,
             rows,
             valid: self.valid,
+            broken: self.broken,
         })
     }
 }

@@ -95,16 +95,32 @@ pub struct Source<R> {
     pub reader: R,
 }
 
-impl Source<File> {
-    pub fn open(path: &Path) -> Result<Source<File>> {
-        let file = File::open(path)
-            .with_context(|| format!("cannot open catalog file {}", path.display()))?;
+impl Source<std::io::Take<File>> {
+    /// Opens a catalog file: a regular file only (see [`super::input::open_regular`]), read
+    /// up to [`MAX_CATALOG_BYTES`] so that a wrong file cannot fill the memory.
+    pub fn open(path: &Path) -> Result<Source<std::io::Take<File>>> {
+        let file = super::input::open_regular(path, "catalog file")?;
+        let size = file
+            .metadata()
+            .with_context(|| format!("cannot read catalog file {}", path.display()))?
+            .len();
+        if size > MAX_CATALOG_BYTES {
+            bail!(
+                "catalog file {} is {size} bytes long; a catalog is expected to hold at most {} MiB (is this the right file?)",
+                path.display(),
+                MAX_CATALOG_BYTES >> 20
+            );
+        }
         Ok(Source {
             label: path.display().to_string(),
-            reader: file,
+            // A file that grows after the check is read only up to the limit.
+            reader: file.take(MAX_CATALOG_BYTES),
         })
     }
 }
+
+/// The largest catalog accepted: hundreds of thousands of entries; a catalog is read whole.
+pub const MAX_CATALOG_BYTES: u64 = 64 << 20;
 
 impl Catalog {
     /// Reads the three catalog files.
@@ -323,6 +339,7 @@ pub fn csv_error(label: &str, error: csv::Error) -> anyhow::Error {
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
         } => format!("expected {expected_len} fields, found {len}"),
+        csv::ErrorKind::Io(err) => format!("cannot read the file: {err}"),
         other => format!("{other:?}"),
     };
     match line {

@@ -2,5 +2,6 @@
 //! rules live in `normalize`, shared with everything that compares values.
 
 pub mod catalog;
+pub mod input;
 pub mod normalize;
 pub mod roster;

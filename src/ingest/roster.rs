@@ -3,12 +3,16 @@
 //! Owns header mapping, per-row normalization and resolution against the catalogs, and the
 //! cross-row rules (a key or an email used twice). A bad row is a reject with its line,
 //! column and reason, never an abort; only a structurally broken file (empty, a required
-//! header missing, the header itself unreadable) is fatal. It must never drop a row silently:
-//! every data row ends up either a desired user or a reject.
+//! header missing, the header itself unreadable) is fatal. A record that breaks the file (a
+//! quote that never closes or swallows rows, a record past the size limit: see
+//! [`super::input`]) ends the reading there: it becomes a reject, and the reader reports the
+//! roster [`RosterReader::broken`] so that nobody is deactivated on its strength. It must
+//! never drop a row silently: every data row read ends up either a desired user or a reject,
+//! and never lets a control or bidi character through to the platform.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, Read, Seek};
+use std::io::{Read, Seek};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,6 +20,7 @@ use anyhow::{Context, Result, bail};
 use rustc_hash::FxHashMap;
 
 use super::catalog::Catalog;
+use super::input::{self, Record, RecordReader};
 use super::normalize::{clean, fold, header_key, is_valid_email, split_multi};
 use crate::config::Defaults;
 use crate::targets::praesidium::model::{ContentRef, KNOWN_ROLES};
@@ -90,6 +95,13 @@ pub enum RejectReason {
     FieldCount(usize, usize),
     #[error("not valid UTF-8; re-export the file as UTF-8 CSV")]
     NotUtf8,
+    /// The text names the character and the column, e.g. "control character U+001B in
+    /// first_name".
+    #[error("{0}; a cell must be plain text: remove the character and export again")]
+    HiddenChar(String),
+    /// The record that breaks the file (see [`super::input::Record::broken`]).
+    #[error("{0}")]
+    Broken(String),
 }
 
 /// A refused row: where, why, and the row as it was.
@@ -132,11 +144,10 @@ pub fn read_roster(
     defaults: &Defaults,
     columns: &HashMap<String, String>,
 ) -> Result<Roster> {
-    let file =
-        File::open(path).with_context(|| format!("cannot open roster {}", path.display()))?;
+    let file = input::open_regular(path, "roster")?;
     read_roster_from(
         &path.display().to_string(),
-        BufReader::new(file),
+        file,
         catalog,
         defaults,
         columns,
@@ -197,7 +208,8 @@ pub fn read_roster_from<R: Read + Seek>(
 
 /// Bump when normalization or resolution changes what a row means: every row memo written
 /// before then is ignored and each row is normalized again once.
-const ROW_MEMO_VERSION: u32 = 1;
+// 2: control and bidi characters are rejected (rows that held one were accepted before).
+const ROW_MEMO_VERSION: u32 = 2;
 
 /// A data row as read, before it is normalized: enough for the planner to recognize a row
 /// the ledger remembers ([`crate::ledger::RowMemo`]) and skip normalizing it.
@@ -214,7 +226,7 @@ pub struct RawRow {
 /// A place in the roster to read again from.
 #[derive(Debug, Clone)]
 pub struct Mark {
-    position: csv::Position,
+    position: input::Position,
     rows: u64,
 }
 
@@ -223,28 +235,30 @@ pub struct Mark {
 /// [`CrossRowCheck`], because they can only be settled once the whole file is read.
 pub struct RosterReader<'a, R: Read + Seek> {
     label: String,
-    csv: csv::Reader<R>,
+    csv: RecordReader<R>,
     positions: Positions,
     width: usize,
     resolver: Resolver<'a>,
-    record: csv::ByteRecord,
+    record: Record,
     rows: u64,
+    /// Why the file is broken, once the record that breaks it was read: nothing after it is.
+    broken: Option<String>,
     /// Everything besides a row's own cells that decides what it means.
     context: u64,
 }
 
-impl<'a> RosterReader<'a, BufReader<File>> {
+impl<'a> RosterReader<'a, File> {
     pub fn open(
         path: &Path,
         catalog: &'a Catalog,
         defaults: &Defaults,
         columns: &HashMap<String, String>,
     ) -> Result<Self> {
-        let file =
-            File::open(path).with_context(|| format!("cannot open roster {}", path.display()))?;
+        // The record reader reads in large pieces itself: no BufReader in between.
+        let file = input::open_regular(path, "roster")?;
         RosterReader::new(
             &path.display().to_string(),
-            BufReader::with_capacity(1 << 20, file),
+            file,
             catalog,
             defaults,
             columns,
@@ -261,19 +275,19 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
         defaults: &Defaults,
         columns: &HashMap<String, String>,
     ) -> Result<Self> {
-        let mut csv = csv::ReaderBuilder::new()
-            .flexible(true)
-            .has_headers(false)
-            .from_reader(source);
-        let mut header = csv::ByteRecord::new();
+        let mut csv = RecordReader::new(source);
+        let mut header = Record::default();
         if !csv
-            .read_byte_record(&mut header)
-            .map_err(|e| super::catalog::csv_error(label, e))?
+            .read(&mut header)
+            .with_context(|| format!("cannot read roster {label}"))?
         {
             bail!(
                 "{label}: the roster is empty; expected a header line naming at least {}",
                 REQUIRED.join(", ")
             );
+        }
+        if let Some(why) = header.broken(0) {
+            bail!("{label}:{}: the header is unreadable: {why}", header.line());
         }
         let positions = map_headers(label, &header, columns)?;
         // Vecs and arrays only: their Debug text is a stable function of their content.
@@ -299,8 +313,9 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
             width: header.len(),
             positions,
             resolver: Resolver::new(catalog, defaults),
-            record: csv::ByteRecord::new(),
+            record: Record::default(),
             rows: 0,
+            broken: None,
             context,
         })
     }
@@ -315,10 +330,17 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
         self.rows
     }
 
+    /// Why the roster is broken, when the reader met a record that breaks it (the message
+    /// names the file and the line). Every row before it was read; none after it was, so
+    /// the roster cannot say who is absent from it.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
     /// Where the next row starts, to come back to with [`RosterReader::rewind`].
     pub fn mark(&self) -> Mark {
         Mark {
-            position: self.csv.position().clone(),
+            position: self.csv.position(),
             rows: self.rows,
         }
     }
@@ -326,9 +348,11 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
     /// Reads again from a [`Mark`]: the rows after it come back with the same lines.
     pub fn rewind(&mut self, mark: &Mark) -> Result<()> {
         self.csv
-            .seek(mark.position.clone())
+            .seek(mark.position)
             .with_context(|| format!("{}: cannot read the roster again", self.label))?;
         self.rows = mark.rows;
+        // Met again if it comes after the mark.
+        self.broken = None;
         Ok(())
     }
 
@@ -344,17 +368,34 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
     /// for the row just read, if the caller needs more than its fingerprints.
     pub fn next_raw(&mut self) -> Result<Option<RawRow>> {
         loop {
-            // Structural CSV errors (not field count, which is flexible) mean the rest of the
-            // file cannot be trusted to be split into the right rows.
+            // Nothing after the record that broke the file can be trusted to be split into
+            // the right rows.
+            if self.broken.is_some() {
+                return Ok(None);
+            }
             if !self
                 .csv
-                .read_byte_record(&mut self.record)
-                .map_err(|e| super::catalog::csv_error(&self.label, e))?
+                .read(&mut self.record)
+                .with_context(|| format!("cannot read roster {}", self.label))?
             {
                 return Ok(None);
             }
             let record = &self.record;
-            if record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace) {
+            if let Some(why) = record.broken(self.width) {
+                self.broken = Some(format!("{}:{}: {why}", self.label, record.line()));
+                self.rows += 1;
+                return Ok(Some(RawRow {
+                    line: record.line(),
+                    digest: raw_digest(record, self.context),
+                    // Not a key anyone can rely on: the record is not a row.
+                    key_hash: None,
+                }));
+            }
+            if record.len() == 1
+                && record
+                    .get(0)
+                    .is_some_and(|f| f.iter().all(u8::is_ascii_whitespace))
+            {
                 continue;
             }
             self.rows += 1;
@@ -374,7 +415,7 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
                     }
                 });
             return Ok(Some(RawRow {
-                line: record.position().map_or(0, |p| p.line()),
+                line: record.line(),
                 digest: raw_digest(record, self.context),
                 key_hash,
             }));
@@ -386,7 +427,20 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
     #[allow(clippy::result_large_err)]
     pub fn resolve(&mut self) -> Result<DesiredUser, Reject> {
         let record = &self.record;
-        let line = record.position().map_or(0, |p| p.line());
+        let line = record.line();
+        if let Some(why) = record.broken(self.width) {
+            return Err(Reject {
+                line,
+                column: "(file)".to_owned(),
+                reason: RejectReason::Broken(format!(
+                    "{why}; the file is broken here: no row from line {line} on was read, and nobody is deactivated on the strength of this file; fix the export and run again"
+                ))
+                .to_string(),
+                original: record.original(),
+                key: None,
+                email: None,
+            });
+        }
         self.resolver
             .row(record, self.width, &self.positions, line)
             .map_err(|(column, reason)| {
@@ -401,18 +455,19 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
         lines: &HashSet<u64>,
     ) -> Result<HashMap<u64, (String, String, String)>> {
         let mut found = HashMap::new();
-        let mut position = csv::Position::new();
-        position.set_line(1);
         self.csv
-            .seek(position)
+            .seek(input::Position { byte: 0, line: 1 })
             .with_context(|| format!("{}: cannot read the roster again", self.label))?;
-        let mut record = csv::ByteRecord::new();
+        let mut record = Record::default();
         while self
             .csv
-            .read_byte_record(&mut record)
-            .map_err(|e| super::catalog::csv_error(&self.label, e))?
+            .read(&mut record)
+            .with_context(|| format!("cannot read roster {}", self.label))?
         {
-            let line = record.position().map_or(0, |p| p.line());
+            if record.broken(self.width).is_some() {
+                break;
+            }
+            let line = record.line();
             if lines.contains(&line) {
                 let field = |column: &str| {
                     self.positions
@@ -422,7 +477,7 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
                         .unwrap_or_default()
                 };
                 let (key, email) = (field("external_id"), fold(&field("email")));
-                found.insert(line, (original_text(&record), key, email));
+                found.insert(line, (record.original(), key, email));
             }
         }
         Ok(found)
@@ -606,6 +661,9 @@ struct Positions {
     index: [Option<usize>; COLUMNS.len()],
     /// Original rows are kept for rejects only, so the header's own text is kept as well.
     header: Vec<String>,
+    /// Per field of a row: the canonical column it maps to, if any (unmapped columns are
+    /// never sent, so their text is not checked).
+    kinds: Vec<Option<&'static str>>,
 }
 
 impl Positions {
@@ -619,7 +677,7 @@ impl Positions {
 
 fn map_headers(
     label: &str,
-    header: &csv::ByteRecord,
+    header: &Record,
     columns: &HashMap<String, String>,
 ) -> Result<Positions> {
     let aliases: HashMap<String, &str> = columns
@@ -682,9 +740,16 @@ fn map_headers(
             texts
         );
     }
+    let mut kinds = vec![None; texts.len()];
+    for (slot, i) in index.iter().enumerate() {
+        if let Some(i) = *i {
+            kinds[i] = Some(COLUMNS[slot]);
+        }
+    }
     Ok(Positions {
         index,
         header: texts,
+        kinds,
     })
 }
 
@@ -813,7 +878,7 @@ impl<'a> Resolver<'a> {
 
     fn row(
         &mut self,
-        record: &csv::ByteRecord,
+        record: &Record,
         width: usize,
         positions: &Positions,
         line: u64,
@@ -837,7 +902,13 @@ impl<'a> Resolver<'a> {
             if raw.len() > MAX_FIELD_BYTES {
                 return Err((column(), RejectReason::TooLong(raw.len())));
             }
-            cells.push(std::str::from_utf8(raw).map_err(|_| (column(), RejectReason::NotUtf8))?);
+            let text = std::str::from_utf8(raw).map_err(|_| (column(), RejectReason::NotUtf8))?;
+            if let Some(canonical) = positions.kinds.get(i).copied().flatten()
+                && let Some(c) = hidden_char(text, canonical)
+            {
+                return Err((column(), RejectReason::HiddenChar(describe(c, canonical))));
+            }
+            cells.push(text);
         }
         let cell = |column: &'static str| {
             positions
@@ -903,10 +974,50 @@ impl<'a> Resolver<'a> {
     }
 }
 
+/// The first character of a cell that would make what the platform shows lie or misbehave:
+/// a control character (NUL, ESC for terminal escapes, BEL, DEL, the C1 range), a line break
+/// inside a single value, or an invisible character that reorders or hides text (the bidi
+/// embeddings, overrides and isolates U+202A–U+202E and U+2066–U+2069, the direction marks,
+/// zero-width space, word joiner, BOM). TAB is let through (trimmed or harmless); line breaks
+/// are let through in the `;` lists, which split on white space anyway. ZWJ and ZWNJ are
+/// let through too: some scripts and emoji need them.
+fn hidden_char(text: &str, column: &str) -> Option<char> {
+    let list = matches!(column, "locations" | "content");
+    let text = text.trim();
+    if text.is_ascii() {
+        // The common case, byte by byte.
+        return text
+            .bytes()
+            .find(|&b| match b {
+                b'\t' => false,
+                b'\r' | b'\n' => !list,
+                b => b < 0x20 || b == 0x7f,
+            })
+            .map(char::from);
+    }
+    text.chars().find(|&c| match c {
+        '\t' => false,
+        '\r' | '\n' => !list,
+        '\u{061C}' | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{2028}'..='\u{202E}' => true,
+        '\u{2060}'..='\u{2069}' | '\u{FEFF}' => true,
+        c => c.is_control(),
+    })
+}
+
+/// "control character U+001B in first_name".
+fn describe(c: char, column: &str) -> String {
+    let kind = if c.is_control() {
+        "control character"
+    } else {
+        "invisible formatting character"
+    };
+    format!("{kind} U+{:04X} in {column}", u32::from(c))
+}
+
 /// Fingerprint of a record's cells under `context`. The cells are hashed as one run of bytes
 /// with their lengths folded into the seed, so that moving a byte from one cell to the next
 /// changes the digest.
-fn raw_digest(record: &csv::ByteRecord, context: u64) -> i64 {
+fn raw_digest(record: &Record, context: u64) -> i64 {
     let lengths = record.iter().fold(record.len() as u64, |acc, cell| {
         acc.wrapping_mul(0x0000_0100_0000_01b3)
             .wrapping_add(cell.len() as u64 + 1)
@@ -918,24 +1029,8 @@ fn raw_digest(record: &csv::ByteRecord, context: u64) -> i64 {
     }
 }
 
-/// A row as CSV text again (invalid UTF-8 shown with replacement characters).
-fn original_text(record: &csv::ByteRecord) -> String {
-    let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
-    let fields: Vec<String> = record
-        .iter()
-        .map(|f| String::from_utf8_lossy(f).into_owned())
-        .collect();
-    let _ = writer.write_record(&fields);
-    String::from_utf8(writer.into_inner().unwrap_or_default())
-        .unwrap_or_default()
-        .trim_end_matches('\n')
-        .to_owned()
-}
-
 fn reject(
-    record: &csv::ByteRecord,
+    record: &Record,
     positions: &Positions,
     line: u64,
     column: String,
@@ -952,7 +1047,7 @@ fn reject(
         line,
         column,
         reason,
-        original: original_text(record),
+        original: record.original(),
         key: lossy("external_id"),
         email: lossy("email").map(|e| fold(&e)),
     }

@@ -218,6 +218,11 @@ impl Ledger {
                 return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
             }
         }
+        // Checked under the lock: another run may be creating it.
+        check_ledger_file(path)?;
+        if !path.exists() {
+            create_new(path)?;
+        }
         // Created 0600 before SQLite sees it; SQLite gives its -wal and -shm files the
         // database file's permissions. Ones left over from a crash keep the mode they were
         // made with, so they are checked too (under the lock: no other run has them open).
@@ -227,12 +232,18 @@ impl Ledger {
         }
         let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open ledger {}", path.display()))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        check_schema(&conn, path)?;
+        let named = || format!("ledger {}", path.display());
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .with_context(named)?;
         // NORMAL in WAL mode survives a killed process (the case we design for); only a power
         // loss can take the last commits back.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .with_context(named)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .with_context(named)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .with_context(named)?;
         // Apply cycles through a few dozen statements per op; none should be parsed twice.
         conn.set_prepared_statement_cache_capacity(64);
         migrate::migrate(&mut conn)
@@ -253,11 +264,14 @@ impl Ledger {
                 path.display()
             );
         }
+        check_ledger_file(path)?;
         let conn = Connection::open_with_flags(path, read_only_flags())
             .with_context(|| format!("cannot open ledger {}", path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version as usize != migrate::latest() {
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .with_context(|| format!("ledger {}", path.display()))?;
+        let version = check_schema(&conn, path)?;
+        if version != migrate::latest() {
+            // Older (newer ones were refused above): plan or apply migrate it.
             anyhow::bail!(
                 "ledger {} has schema version {version}, this rostersync expects {}; run plan or apply once to migrate it",
                 path.display(),
@@ -275,12 +289,20 @@ impl Ledger {
         &self.path
     }
 
+    /// "ledger <path>": the context every ledger error carries, so that a message such as
+    /// "database disk image is malformed" says which file.
+    fn named(&self) -> String {
+        format!("ledger {}", self.path.display())
+    }
+
     /// Records the start of a run; returns its id.
     pub fn begin_run(&self, command: &str) -> Result<i64> {
-        self.conn.execute(
-            "INSERT INTO runs (command, started_at) VALUES (?1, ?2)",
-            params![command, chrono::Utc::now().to_rfc3339()],
-        )?;
+        self.conn
+            .execute(
+                "INSERT INTO runs (command, started_at) VALUES (?1, ?2)",
+                params![command, chrono::Utc::now().to_rfc3339()],
+            )
+            .with_context(|| self.named())?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -290,20 +312,26 @@ impl Ledger {
         outcome: &str,
         summary: &serde_json::Value,
     ) -> Result<()> {
-        self.conn.execute(
-            "UPDATE runs SET finished_at = ?2, outcome = ?3, summary = ?4 WHERE id = ?1",
-            params![
-                run_id,
-                chrono::Utc::now().to_rfc3339(),
-                outcome,
-                summary.to_string()
-            ],
-        )?;
+        self.conn
+            .execute(
+                "UPDATE runs SET finished_at = ?2, outcome = ?3, summary = ?4 WHERE id = ?1",
+                params![
+                    run_id,
+                    chrono::Utc::now().to_rfc3339(),
+                    outcome,
+                    summary.to_string()
+                ],
+            )
+            .with_context(|| self.named())?;
         Ok(())
     }
 
     /// The index the planner diffs against: every key with its fingerprints and status.
     pub fn index(&self) -> Result<LedgerIndex> {
+        self.read_index().with_context(|| self.named())
+    }
+
+    fn read_index(&self) -> Result<LedgerIndex> {
         let count: i64 = self
             .conn
             .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
@@ -512,6 +540,10 @@ impl Ledger {
 
     /// Counts for `status`: ops by state and the ledger's users.
     pub fn status(&self) -> Result<LedgerStatus> {
+        self.read_status().with_context(|| self.named())
+    }
+
+    fn read_status(&self) -> Result<LedgerStatus> {
         let mut by_state = Vec::new();
         let mut statement = self.conn.prepare_cached(
             "SELECT state, kind, count(*) FROM ops GROUP BY state, kind ORDER BY state, kind",
@@ -585,7 +617,106 @@ pub struct LedgerStatus {
     pub runs: Vec<RunRow>,
 }
 
+/// The first bytes of every SQLite database file.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Refuses a ledger file that exists but cannot be a ledger: not a regular file, empty, or
+/// not a SQLite database. SQLite would take an empty file for a new database, and the plan
+/// would then create every user again; a truncated ledger (disk full, a failed copy) must
+/// be restored, or removed on purpose, never silently started over. A missing file is fine:
+/// [`Ledger::open`] creates it.
+fn check_ledger_file(path: &Path) -> Result<()> {
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read ledger {}", path.display())),
+    };
+    let shown = path.display();
+    let start_over = "restore it from a backup; or, to start a new ledger deliberately \
+                      (rostersync then knows no one and plans to create everyone again), \
+                      delete it with its -wal and -shm files";
+    if !metadata.is_file() {
+        anyhow::bail!(
+            "ledger {shown} is not a regular file; expected a SQLite file (is [ledger] path right?)"
+        );
+    }
+    if metadata.len() == 0 {
+        anyhow::bail!(
+            "ledger {shown} exists but is empty (0 bytes): it was probably truncated (a full disk, a failed copy); {start_over}"
+        );
+    }
+    let mut magic = [0u8; 16];
+    let read = File::open(path)
+        .and_then(|mut f| {
+            use std::io::Read;
+            f.read(&mut magic)
+        })
+        .with_context(|| format!("cannot read ledger {shown}"))?;
+    if read < magic.len() || &magic != SQLITE_MAGIC {
+        anyhow::bail!(
+            "ledger {shown} is not a SQLite database (expected it to start with \"SQLite format 3\"); is [ledger] path right? If it is, {start_over}"
+        );
+    }
+    Ok(())
+}
+
+/// The ledger's schema version, refusing one this binary must not touch: written by a newer
+/// rostersync (migrating or reading it could misread or damage it), or a SQLite database
+/// that holds tables but none of ours. Reads only, so that nothing is changed before it.
+fn check_schema(conn: &Connection, path: &Path) -> Result<usize> {
+    let shown = path.display();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .with_context(|| format!("cannot read ledger {shown}"))?;
+    if version < 0 || version as usize > migrate::latest() {
+        anyhow::bail!(
+            "ledger {shown} was written by a newer rostersync (schema version {version}; this rostersync {} knows versions up to {}); \
+             run that newer rostersync: this one leaves the ledger untouched",
+            env!("CARGO_PKG_VERSION"),
+            migrate::latest()
+        );
+    }
+    if version == 0 {
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT 5")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .with_context(|| format!("cannot read ledger {shown}"))?;
+        if !tables.is_empty() {
+            anyhow::bail!(
+                "ledger {shown} is a SQLite database but not a rostersync ledger (no schema version; tables {}); is [ledger] path right?",
+                tables.join(", ")
+            );
+        }
+    }
+    Ok(version as usize)
+}
+
 /// Opens a ledger file, creating it 0600, or tightening it to 0600 if it is open to others.
+/// Creates a new, migrated ledger at `path` (called under the lock, when nothing is there).
+/// It is built beside it and renamed into place complete: a run killed while creating it
+/// must not leave an empty file, which the next run would refuse as a truncated ledger.
+fn create_new(path: &Path) -> Result<()> {
+    let building = sibling(path, ".new");
+    let named = || format!("cannot create ledger {}", path.display());
+    // Left by a run killed while creating: never renamed, so never used.
+    for suffix in ["", "-journal"] {
+        match std::fs::remove_file(sibling(&building, suffix)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(named),
+        }
+    }
+    drop(private_file(&building)?);
+    {
+        // Rollback-journal mode while building: everything is in the one file once closed.
+        let mut conn = Connection::open(&building).with_context(named)?;
+        migrate::migrate(&mut conn).with_context(named)?;
+        conn.close().map_err(|(_, e)| e).with_context(named)?;
+    }
+    std::fs::rename(&building, path).with_context(named)?;
+    Ok(())
+}
+
 fn private_file(path: &Path) -> Result<File> {
     crate::fsmode::open_private(path)
 }
