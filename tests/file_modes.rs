@@ -27,14 +27,7 @@ async fn run_with_umask_022(work: &Workdir, args: &[&str]) -> RunOutput {
             None => command.env_remove(key),
         };
     }
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    RunOutput {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    util::run_command(command).await
 }
 
 fn mode(path: &Path) -> u32 {

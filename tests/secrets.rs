@@ -89,14 +89,7 @@ async fn run_behind_proxy(work: &Workdir, proxy: &RecordingProxy) -> RunOutput {
         command.env(name, proxy.url());
     }
     command.env_remove("NO_PROXY").env_remove("no_proxy");
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    RunOutput {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    run_command(command).await
 }
 
 /// A workdir with `n` roster rows (no content, so a create is the only op of a row), few

@@ -197,6 +197,18 @@ pub struct RunOutput {
     pub stderr: String,
 }
 
+/// Runs a command to its end in a blocking thread, so that an in-process server keeps serving.
+pub async fn run_command(mut command: std::process::Command) -> RunOutput {
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    RunOutput {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 impl Workdir {
     pub fn new(base_url: &str) -> Workdir {
         Workdir::with_settings(base_url, "")
@@ -274,15 +286,7 @@ impl Workdir {
     /// Runs the real binary with `args` (the config is added) in a blocking thread, so the
     /// in-process simulator keeps serving.
     pub async fn run(&self, args: &[&str]) -> RunOutput {
-        let mut command = self.command(args);
-        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-            .await
-            .unwrap();
-        RunOutput {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        run_command(self.command(args)).await
     }
 
     /// The newest run folder (runs/run-NNNNNN sorts by run id).
