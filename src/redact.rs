@@ -56,8 +56,9 @@ impl Redactor {
     }
 
     /// Registers a value (a secret, a token) and the encodings in which a server or a library
-    /// might echo it: base64 (both alphabets, as in Basic auth), percent-encoded (a form
-    /// body), JSON-escaped (a JSON echo).
+    /// might echo it: base64 (both alphabets, as in Basic auth, and wherever the value sits in
+    /// the encoded text), hex, percent-encoded (a form body, or every byte), JSON-escaped (a
+    /// JSON echo). Matching ignores ASCII case, so upper- or lower-cased echoes are caught.
     pub fn add(&self, value: &str) {
         if value.is_empty() {
             return;
@@ -66,6 +67,10 @@ impl Redactor {
         forms.push(base64::engine::general_purpose::STANDARD.encode(value));
         forms.push(base64::engine::general_purpose::STANDARD_NO_PAD.encode(value));
         forms.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value));
+        forms.extend(base64_cores(value.as_bytes()));
+        let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
+        forms.push(value.bytes().map(|b| format!("%{b:02x}")).collect());
+        forms.push(hex);
         forms.push(form_urlencoded::byte_serialize(value.as_bytes()).collect());
         if let Ok(json) = serde_json::to_string(value) {
             let inner = json.strip_prefix('"').and_then(|j| j.strip_suffix('"'));
@@ -90,9 +95,7 @@ impl Redactor {
         {
             let known = self.known.read().unwrap_or_else(|p| p.into_inner());
             for value in known.iter() {
-                if out.contains(value.as_str()) {
-                    out = out.replace(value.as_str(), REDACTED);
-                }
+                out = replace_ignoring_ascii_case(&out, value);
             }
         }
         let out = scrub_keyed_values(&out);
@@ -104,6 +107,59 @@ impl Redactor {
     pub fn scrub_capped(&self, text: &str, max_chars: usize) -> String {
         cap(&self.scrub(text), max_chars)
     }
+}
+
+/// The part of a value's base64 that is the same wherever the value sits in the encoded text:
+/// a value after 0, 1 or 2 other bytes is encoded with other 6-bit boundaries, so an echo of
+/// `client_id:secret` or `{"client_secret": ...}` as base64 holds one of these three, whatever
+/// comes before. Too short a core is left out: it would match ordinary words.
+fn base64_cores(value: &[u8]) -> Vec<String> {
+    const SHORTEST: usize = 8;
+    let mut cores = Vec::new();
+    for offset in 1..3usize {
+        let mut padded = vec![0u8; offset];
+        padded.extend_from_slice(value);
+        // Characters carrying bits of the leading bytes, and the last one, which carries bits
+        // of whatever follows the value, depend on the neighbours: only those between are fixed.
+        let first = (8 * offset).div_ceil(6);
+        let last = 8 * padded.len() / 6;
+        for engine in [
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ] {
+            let encoded = engine.encode(&padded);
+            if let Some(core) = encoded.get(first..last).filter(|c| c.len() >= SHORTEST) {
+                cores.push(core.to_owned());
+            }
+        }
+    }
+    cores
+}
+
+/// `text` with every occurrence of `needle`, in any ASCII case, replaced by [`REDACTED`].
+fn replace_ignoring_ascii_case(text: &str, needle: &str) -> String {
+    if needle.is_empty() || needle.len() > text.len() {
+        return text.to_owned();
+    }
+    // ASCII lowercasing keeps every byte offset, so a match found in the lowered copies is
+    // at the same place in `text`; a match of a UTF-8 needle starts and ends on boundaries.
+    let lower_text = text.to_ascii_lowercase();
+    let lower_needle = needle.to_ascii_lowercase();
+    if !lower_text.contains(&lower_needle) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (at, _) in lower_text.match_indices(&lower_needle) {
+        if at < copied {
+            continue;
+        }
+        out.push_str(&text[copied..at]);
+        out.push_str(REDACTED);
+        copied = at + needle.len();
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// At most `max_chars` characters of `text`, with `…` in place of the rest.
@@ -295,6 +351,31 @@ mod tests {
         }
         r.add("tok-later");
         assert_eq!(r.scrub("x tok-later y"), "x [redacted] y");
+        assert_eq!(r.scrub("x TOK-LATER y"), "x [redacted] y");
+        // Issue 9: encodings a hostile server echoed the secret in.
+        let hex: String = SECRET.bytes().map(|b| format!("{b:02X}")).collect();
+        let every_byte: String = SECRET.bytes().map(|b| format!("%{b:02X}")).collect();
+        let engine = &base64::engine::general_purpose::STANDARD;
+        for text in [
+            SECRET.to_uppercase(),
+            hex,
+            every_byte,
+            engine.encode(format!(
+                "{{\"client_id\":\"xyz_client\",\"client_secret\":\"{SECRET}\"}}"
+            )),
+            engine.encode(format!("x{SECRET}")),
+            engine.encode(format!("xy{SECRET}")),
+            engine.encode(format!("xyz{SECRET}tail")),
+        ] {
+            let scrubbed = r.scrub(&text);
+            assert!(scrubbed.contains(REDACTED), "{text} -> {scrubbed}");
+            // What is left of a base64 echo cannot be decoded back to the secret.
+            assert!(
+                !scrubbed.contains(&SECRET.to_uppercase())
+                    && scrubbed.len() < text.len() + REDACTED.len(),
+                "{text} -> {scrubbed}"
+            );
+        }
         r.add("");
         assert_eq!(r.scrub("nothing"), "nothing");
     }

@@ -307,7 +307,10 @@ async fn issue9_a_login_echoing_the_request_leaks_nothing() {
         .await;
         let work = workdir(&hostile.base_url(), 2);
         let out = work.run(&["run"]).await;
-        assert_eq!(out.code, 1, "{status}\n{}{}", out.stdout, out.stderr);
+        // A refusal is fatal; a login endpoint failing (after its retries) gives the night up
+        // with everything pending.
+        let expected = if status >= 500 { 2 } else { 1 };
+        assert_eq!(out.code, expected, "{status}\n{}{}", out.stdout, out.stderr);
         assert!(out.stderr.contains("[redacted]"), "{}", out.stderr);
         scan(&work, &out, &[]);
     }

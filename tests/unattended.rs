@@ -498,3 +498,116 @@ async fn a_night_with_the_api_down_gives_up_after_a_few_failed_ops_and_keeps_the
     );
     assert!(server.requests_to(USER_PATH).len() <= 2 * 12);
 }
+
+/// A server that takes every request and never answers (a load balancer holding connections
+/// to a dead backend): each op used to spend all its sends and timeouts, hours on a big night.
+/// After a few requests in a row without an answer the run gives up, exit 2, the rest pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_is_given_up_on_after_a_few_requests() {
+    let app = axum::Router::new()
+        .route(LOGIN_PATH, post(|| async { token(900) }))
+        .route(
+            USER_PATH,
+            post(|| async {
+                tokio::time::sleep(Duration::from_secs(120)).await;
+                StatusCode::CREATED
+            }),
+        );
+    let server = Hostile::serve(app).await;
+    let work = Workdir::new(&server.base_url());
+    work.set_api(&[
+        ("timeout_secs", "1"),
+        ("max_attempts", "2"),
+        ("max_in_flight", "2"),
+        ("duplicate_window_secs", "0"),
+    ]);
+    roster_of(&work, 60);
+    let ended = run_within(&work, &["run"], Duration::from_secs(60)).await;
+    assert_eq!(ended.code, Some(2), "{}", ended.output);
+    assert!(ended.output.contains("got no answer"), "{}", ended.output);
+    assert!(
+        ended.took < Duration::from_secs(20),
+        "took {:?}",
+        ended.took
+    );
+    let states = op_states(&work);
+    assert_eq!(states.get("sending"), None, "{states:?}");
+    assert!(
+        states.get("pending").copied().unwrap_or(0) >= 40,
+        "{states:?}"
+    );
+    everything(&work, &ended);
+}
+
+/// A signal while the first login waits for an answer: the login changes nothing, so it is
+/// dropped and the run ends at once instead of after the login's timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_during_the_first_login_ends_the_run_at_once() {
+    let app = axum::Router::new().route(
+        LOGIN_PATH,
+        post(|| async {
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            token(900)
+        }),
+    );
+    let server = Hostile::serve(app).await;
+    let work = Workdir::new(&server.base_url());
+    work.set_api(&[("timeout_secs", "60")]);
+    roster_of(&work, 3);
+    let running = spawn(&work, &["run"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.requests_to(LOGIN_PATH).is_empty() {
+        assert!(Instant::now() < deadline, "no login was sent");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let signalled = Instant::now();
+    running.signal("TERM");
+    let ended = running.ended_within(Duration::from_secs(30)).await;
+    assert_eq!(ended.code, Some(2), "{}", ended.output);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(op_states(&work).get("pending"), Some(&3));
+}
+
+/// One platform account answered for two people: recording it for both would make a later
+/// deactivation of one deactivate the other. The second answer is refused, its op failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_account_answered_for_two_people_is_recorded_for_one_only() {
+    const SAME: &str = "11111111-2222-4333-8444-555555555555";
+    let app = axum::Router::new()
+        .route(LOGIN_PATH, post(|| async { token(900) }))
+        .route(
+            USER_PATH,
+            post(|Json(body): Json<Value>| async move {
+                let mut user = body.clone();
+                user["uuid"] = json!(SAME);
+                (StatusCode::CREATED, Json(user)).into_response()
+            }),
+        );
+    let server = Hostile::serve(app).await;
+    let work = Workdir::new(&server.base_url());
+    work.set_api(&[("max_in_flight", "3")]);
+    roster_of(&work, 3);
+    let ended = run_within(&work, &["run"], Duration::from_secs(30)).await;
+    assert_eq!(ended.code, Some(2), "{}", ended.output);
+    let states = op_states(&work);
+    assert_eq!(states.get("done"), Some(&1), "{states:?}");
+    assert_eq!(states.get("failed"), Some(&2), "{states:?}");
+    let errors = work.last_report("errors.csv");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e[4].contains("holds for external_id")),
+        "{errors:?}"
+    );
+    let ledger = rusqlite::Connection::open(work.path("state/rostersync.db")).unwrap();
+    let holders: i64 = ledger
+        .query_row("SELECT count(*) FROM users WHERE uuid = ?1", [SAME], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(holders, 1);
+}

@@ -114,6 +114,8 @@ struct Shared {
     paused_until: Mutex<Option<Instant>>,
     stop: Stop,
     breaker: Mutex<Breaker>,
+    /// Platform ids answered in this run, with their keys (see [`claim`]).
+    claimed: Mutex<std::collections::HashMap<String, String>>,
     stats: Mutex<ApplyStats>,
     progress: progress::Progress,
 }
@@ -160,6 +162,7 @@ pub async fn apply(
         paused_until: Mutex::new(None),
         stop: Stop::default(),
         breaker: Mutex::new(Breaker::default()),
+        claimed: Mutex::default(),
         stats: Mutex::new(ApplyStats {
             interrupted_found: interrupted,
             ..ApplyStats::default()
@@ -226,9 +229,22 @@ pub async fn apply(
 /// Logs in (retried like any request), then runs `workers` workers until the queue is empty or
 /// the run stops. Returns the fatal error that stopped it, if one did.
 async fn run_workers(shared: &Arc<Shared>, workers: usize, grace: Duration) -> Option<String> {
-    match send_retrying(shared, || shared.client.authenticate()).await {
+    // A login in flight is dropped at once on a stop: it changes nothing on the server.
+    let login = tokio::select! {
+        login = send_retrying(shared, || shared.client.authenticate()) => login,
+        () = shared.stop.stopping() => Err(CallError::Stopped),
+    };
+    match login {
         Ok(()) => {}
         Err(CallError::Stopped) => return None,
+        // An API that cannot be reached or is down (after the retries) is a night given up
+        // with everything pending, like the API going down mid-run (exit 2). A refusal of the
+        // credentials, or an answer no retry will change (a redirect, garbage), needs a person:
+        // fatal (exit 1).
+        Err(error) if unavailable(&error) => {
+            shared.give_up(format!("cannot log in: {error}"));
+            return None;
+        }
         Err(error) => {
             shared.stop(Level::Stopping);
             return Some(format!("cannot log in: {error}"));
@@ -310,6 +326,15 @@ impl Shared {
         if (retries, rate_limited, deferred) != before {
             self.progress.set_detail(retries, rate_limited, deferred);
         }
+    }
+}
+
+/// The API is down or unreachable, not refusing us: worth trying again another night.
+fn unavailable(error: &CallError) -> bool {
+    match error {
+        CallError::Connect(_) | CallError::Ambiguous(_) | CallError::RateLimited { .. } => true,
+        CallError::Server { status, .. } => *status >= 500,
+        _ => false,
     }
 }
 
@@ -621,6 +646,7 @@ async fn send<T>(
     });
     let tripped = match &result {
         Err(CallError::RateLimited { .. }) => lock(&shared.breaker).rate_limited(),
+        Err(CallError::Ambiguous(_)) => lock(&shared.breaker).unanswered(),
         Err(CallError::Server { .. } | CallError::Connect(_)) => None,
         _ => {
             lock(&shared.breaker).answered();
@@ -741,12 +767,17 @@ async fn run_op(shared: &Shared, op: &Op) -> Result<Effect, CallError> {
         OpKind::Create => {
             let user = op.payload.user.as_ref().expect("create ops carry a user");
             match send(shared, client.create(user)).await {
-                Ok(created) => Ok(Effect {
-                    uuid: created.uuid,
-                    http_status: Some(201),
-                    message: None,
-                    adopted: false,
-                }),
+                Ok(created) => {
+                    if let Some(uuid) = &created.uuid {
+                        claim(shared, op, uuid)?;
+                    }
+                    Ok(Effect {
+                        uuid: created.uuid,
+                        http_status: Some(201),
+                        message: None,
+                        adopted: false,
+                    })
+                }
                 Err(error) => match error.existing_user_id() {
                     Some(existing) => adopt(shared, op, &existing).await,
                     None => Err(error),
@@ -775,12 +806,39 @@ async fn run_op(shared: &Shared, op: &Op) -> Result<Effect, CallError> {
     }
 }
 
+/// Records that `uuid` is the account of `op`'s key, refusing it when the ledger (or another
+/// answer in this run) has it for another key: one account standing for two people would be
+/// changed, and deactivated, for both of them.
+fn claim(shared: &Shared, op: &Op, uuid: &str) -> Result<(), CallError> {
+    let mut claimed = lock(&shared.claimed);
+    let other = match claimed.get(uuid) {
+        Some(key) if key != &op.key => Some(key.clone()),
+        Some(_) => None,
+        None => lock(&shared.ledger)
+            .other_key_of_uuid(uuid, &op.key)
+            .map_err(|e| CallError::NotSent(format!("cannot read the ledger: {e:#}")))?,
+    };
+    match other {
+        Some(other) => Err(CallError::Unreliable {
+            status: 200,
+            message: format!(
+                "the API named user {uuid}, which the ledger holds for external_id {other};                  one account cannot be two people, so nothing is recorded (check both in the                  platform)"
+            ),
+        }),
+        None => {
+            claimed.insert(uuid.to_owned(), op.key.clone());
+            Ok(())
+        }
+    }
+}
+
 /// The email belongs to a user in our hierarchy that the ledger does not know (an earlier
 /// tool, a manual entry, or our own create whose answer was lost). Take it over: check it is
 /// the same person by email, record its UUID, bring its profile and content to the roster's.
 async fn adopt(shared: &Shared, op: &Op, existing: &str) -> Result<Effect, CallError> {
     let client = &shared.client;
     let wanted = op.payload.user.as_ref().expect("create ops carry a user");
+    claim(shared, op, existing)?;
     let found = send_retrying(shared, || client.get_user(existing)).await?;
     let same_email = fold(found.principal.email.as_deref().unwrap_or(""))
         == fold(wanted.principal.email.as_deref().unwrap_or(""));

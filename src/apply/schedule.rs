@@ -47,6 +47,10 @@ pub fn pause_for(retry_after: Option<Duration>) -> Duration {
 /// 429s in a row, across all workers, after which the run stops: each pauses everyone for up
 /// to [`MAX_PAUSE`], so this bounds a night the API spends refusing us to hours, not days.
 pub const MAX_429_IN_A_ROW: u32 = 100;
+/// Requests in a row whose answer was lost (a timeout, a connection dropped after sending)
+/// after which the run stops: a server that takes requests and never answers would otherwise
+/// hold every op for its retries and its timeouts, hours on a big night.
+pub const MAX_UNANSWERED_IN_A_ROW: u32 = 10;
 /// Ops in a row that failed because the API was unavailable (5xx, no connection, every retry
 /// used) after which the run stops: the rest would fail the same way, each after its retries.
 pub const MAX_UNAVAILABLE_IN_A_ROW: u32 = 10;
@@ -58,6 +62,7 @@ pub const MAX_UNAVAILABLE_IN_A_ROW: u32 = 10;
 pub struct Breaker {
     rate_limited: u32,
     unavailable: u32,
+    unanswered: u32,
 }
 
 impl Breaker {
@@ -65,6 +70,15 @@ impl Breaker {
     pub fn answered(&mut self) {
         self.rate_limited = 0;
         self.unavailable = 0;
+        self.unanswered = 0;
+    }
+
+    /// A request's answer was lost. Returns why the run must stop, when it must.
+    pub fn unanswered(&mut self) -> Option<String> {
+        self.unanswered = self.unanswered.saturating_add(1);
+        (self.unanswered == MAX_UNANSWERED_IN_A_ROW).then(|| {
+            format!("{MAX_UNANSWERED_IN_A_ROW} requests in a row got no answer (timeouts or connections dropped)")
+        })
     }
 
     /// A request was answered 429. Returns why the run must stop, when it must.
@@ -289,6 +303,10 @@ mod tests {
             assert_eq!(breaker.unavailable(), None);
         }
         assert!(breaker.unavailable().unwrap().contains("unavailable"));
+        for _ in 1..MAX_UNANSWERED_IN_A_ROW {
+            assert_eq!(breaker.unanswered(), None);
+        }
+        assert!(breaker.unanswered().unwrap().contains("no answer"));
     }
 
     #[test]

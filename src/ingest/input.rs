@@ -227,6 +227,12 @@ impl Record {
                     "a quote opened on line {} (field {}) runs over {} line break(s) and leaves the record with {} fields instead of {width}: it swallowed the rows after it",
                     q.line, q.field, self.inner_lines, self.len
                 )),
+                // The last row, cut short: no line break after it and too few or too many
+                // fields. A file truncated in a copy or a transfer, whose tail is lost.
+                _ if self.at_eof && width > 0 && self.len != width => Some(format!(
+                    "the last row (line {line}) ends without a line break and has {} fields instead of {width}: the file looks cut short",
+                    self.len
+                )),
                 _ => None,
             },
         }
@@ -314,10 +320,12 @@ fn open_quote(raw: &[u8], first_line: u64) -> Option<OpenQuote> {
 }
 
 /// Where a record starts: a byte offset to seek to and the physical line there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Position {
     pub byte: u64,
     pub line: u64,
+    /// The byte before `byte` is a CR: an LF there ends the same line (CRLF), not another.
+    pub after_cr: bool,
 }
 
 /// A CSV reader (RFC 4180 quoting, `,`, any line end) that keeps each record within
@@ -347,7 +355,11 @@ impl<R: Read + Seek> RecordReader<R> {
             pos: 0,
             filled: 0,
             eof: false,
-            at: Position { byte: 0, line: 1 },
+            at: Position {
+                byte: 0,
+                line: 1,
+                after_cr: false,
+            },
         }
     }
 
@@ -406,12 +418,12 @@ impl<R: Read + Seek> RecordReader<R> {
                     .iter()
                     .position(|b| !matches!(b, b'\n' | b'\r'))
                     .unwrap_or(consumed.len());
-                lead_lines = count_newlines(&consumed[..lead]);
+                lead_lines = count_line_breaks(&consumed[..lead], &mut self.at.after_cr);
                 record.line += lead_lines;
                 started = lead < consumed.len();
                 consumed = &consumed[lead..];
             }
-            let newlines = count_newlines(consumed);
+            let newlines = count_line_breaks(consumed, &mut self.at.after_cr);
             record.inner_lines += newlines;
             let room = (MAX_RECORD_BYTES + 1).saturating_sub(record.raw.len());
             record
@@ -429,7 +441,8 @@ impl<R: Read + Seek> RecordReader<R> {
                     // The line break that ends the record is not inside it.
                     while let Some(last @ (b'\n' | b'\r')) = record.raw.last().copied() {
                         record.raw.pop();
-                        if last == b'\n' {
+                        // Counted as [`count_line_breaks`] counts: a CR, or an LF alone.
+                        if last == b'\r' || record.raw.last() != Some(&b'\r') {
                             record.inner_lines = record.inner_lines.saturating_sub(1);
                         }
                     }
@@ -475,8 +488,20 @@ fn read_some(source: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-fn count_newlines(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+/// Line breaks in `bytes`: CRLF, LF or a CR alone (old Mac exports) each end one line.
+/// `after_cr` carries whether the byte before was a CR across calls, so a CRLF split between
+/// two reads counts once.
+fn count_line_breaks(bytes: &[u8], after_cr: &mut bool) -> u64 {
+    let mut breaks = 0;
+    for &byte in bytes {
+        match byte {
+            b'\r' => breaks += 1,
+            b'\n' if !*after_cr => breaks += 1,
+            _ => {}
+        }
+        *after_cr = byte == b'\r';
+    }
+    breaks
 }
 
 #[cfg(test)]
@@ -509,6 +534,28 @@ mod tests {
         assert_eq!(lines, vec![1, 2, 5, 6]);
         assert_eq!(got[1].1, vec!["1", "x\r\ny", "3"]);
         assert!(got.iter().all(|r| r.2.is_none()), "{got:?}");
+    }
+
+    #[test]
+    fn a_cr_alone_ends_a_line_and_a_crlf_split_between_reads_counts_once() {
+        let got = records(b"a,b,c\r1,2,3\r\r4,\"x\ry\",6\r7,8,9");
+        let lines: Vec<u64> = got.iter().map(|r| r.0).collect();
+        assert_eq!(lines, vec![1, 2, 4, 6]);
+        assert!(got.iter().all(|r| r.2.is_none()), "{got:?}");
+        let mut after_cr = false;
+        assert_eq!(count_line_breaks(b"x\r", &mut after_cr), 1);
+        assert_eq!(count_line_breaks(b"\ny\n", &mut after_cr), 1);
+    }
+
+    #[test]
+    fn a_last_row_cut_short_breaks_the_file_but_a_complete_one_does_not() {
+        let cut = records(b"a,b,c\n1,2,3\n4,Fir");
+        assert!(
+            cut[2].2.as_deref().unwrap().contains("cut short"),
+            "{cut:?}"
+        );
+        let whole = records(b"a,b,c\n1,2,3\n4,5,6");
+        assert!(whole.iter().all(|r| r.2.is_none()), "{whole:?}");
     }
 
     #[test]

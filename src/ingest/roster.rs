@@ -456,7 +456,10 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
     ) -> Result<HashMap<u64, (String, String, String)>> {
         let mut found = HashMap::new();
         self.csv
-            .seek(input::Position { byte: 0, line: 1 })
+            .seek(input::Position {
+                line: 1,
+                ..Default::default()
+            })
             .with_context(|| format!("{}: cannot read the roster again", self.label))?;
         let mut record = Record::default();
         while self

@@ -21,6 +21,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "003_row_memo.sql",
         include_str!("../../migrations/003_row_memo.sql"),
     ),
+    (
+        "004_users_by_uuid.sql",
+        include_str!("../../migrations/004_users_by_uuid.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

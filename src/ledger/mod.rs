@@ -248,11 +248,15 @@ impl Ledger {
         conn.set_prepared_statement_cache_capacity(64);
         migrate::migrate(&mut conn)
             .with_context(|| format!("cannot migrate ledger {}", path.display()))?;
-        Ok(Ledger {
+        let ledger = Ledger {
             conn,
             path: path.to_path_buf(),
             _lock: Some(lock),
-        })
+        };
+        ledger
+            .close_interrupted_runs()
+            .with_context(|| format!("ledger {}", path.display()))?;
+        Ok(ledger)
     }
 
     /// Opens the ledger to read only, without the lock, so that `status` works while a run
@@ -466,6 +470,25 @@ impl Ledger {
             }
         }
         Ok(changes)
+    }
+
+    /// The roster key the ledger records for a platform user id, other than `key`: one
+    /// account must never stand for two people.
+    pub fn other_key_of_uuid(&self, uuid: &str, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT key FROM users WHERE uuid = ?1 AND key <> ?2 LIMIT 1")?
+            .query_row([uuid, key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Runs left unfinished (no outcome) by a process that was killed: called under the lock,
+    /// so none of them is still running. Returns how many were marked `interrupted`.
+    fn close_interrupted_runs(&self) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE runs SET outcome = 'interrupted', finished_at = ?1 WHERE outcome IS NULL",
+            [chrono::Utc::now().to_rfc3339()],
+        )?)
     }
 
     /// Whether the ledger already holds what this op would do (an earlier op whose outcome
