@@ -403,9 +403,20 @@ async fn execute(
 
 /// `rostersync status`.
 pub fn status(config_path: &Path, json_output: bool) -> Result<Finish> {
-    let config = Config::load(config_path)?;
+    let config = Config::load_without_secret(config_path)?;
     let ledger = Ledger::open_read_only(&config.ledger.path)?;
-    let status = ledger.status()?;
+    let mut status = ledger.status()?;
+    // No run holds the lock: a run without an outcome was killed (the next run that opens
+    // the ledger records it so), and its ops left `sending` are in doubt.
+    let running = Ledger::held_by_a_run(&config.ledger.path);
+    if !running {
+        for run in status.runs.iter_mut().filter(|r| r.outcome.is_none()) {
+            run.outcome = Some("interrupted".to_owned());
+        }
+        for (state, _, _) in status.ops.iter_mut().filter(|(s, _, _)| s == "sending") {
+            *state = "in_doubt (interrupted while sending)".to_owned();
+        }
+    }
     if json_output {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(Finish::Converged);
@@ -428,7 +439,7 @@ pub fn status(config_path: &Path, json_output: bool) -> Result<Finish> {
             run.id,
             run.command,
             run.started_at,
-            run.outcome.as_deref().unwrap_or("(unfinished)")
+            run.outcome.as_deref().unwrap_or("(running)")
         );
     }
     Ok(Finish::Converged)

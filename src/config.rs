@@ -211,8 +211,25 @@ impl Config {
         Config::parse(&text, path, secret)
     }
 
+    /// Reads and checks the file for a command that sends nothing (`status`): the client
+    /// secret is not needed, so it is not asked for.
+    pub fn load_without_secret(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Config::parse_with(&text, path, |_| None, false)
+    }
+
     /// Parses config text; `env` looks up environment variables (tests pass their own).
     pub fn parse(text: &str, path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Config> {
+        Config::parse_with(text, path, env, true)
+    }
+
+    fn parse_with(
+        text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+        secret_needed: bool,
+    ) -> Result<Config> {
         let label = path.display();
         let raw: RawConfig =
             toml::from_str(text).with_context(|| format!("{label}: invalid config"))?;
@@ -236,7 +253,8 @@ impl Config {
         if api.client_id.trim().is_empty() {
             bail!("{label}: api.client_id: expected a client id, found an empty value");
         }
-        let secret = env(&api.client_secret_env).filter(|s| !s.is_empty()).with_context(|| {
+        let secret = env(&api.client_secret_env).filter(|s| !s.is_empty());
+        let secret = secret.or_else(|| (!secret_needed).then(String::new)).with_context(|| {
             format!(
                 "{label}: api.client_secret_env: the environment variable {} is not set or empty; \
                  export the client secret in it",

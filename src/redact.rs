@@ -37,6 +37,8 @@ const AUTH_SCHEMES: &[&str] = &["bearer", "basic", "token", "digest"];
 #[derive(Default)]
 pub struct Redactor {
     known: RwLock<Vec<String>>,
+    /// The values themselves (lower-cased), looked for in decoded views of a text.
+    raw: RwLock<Vec<String>>,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -62,6 +64,13 @@ impl Redactor {
     pub fn add(&self, value: &str) {
         if value.is_empty() {
             return;
+        }
+        {
+            let mut raw = self.raw.write().unwrap_or_else(|p| p.into_inner());
+            let lower = value.to_ascii_lowercase();
+            if !raw.contains(&lower) {
+                raw.push(lower);
+            }
         }
         let mut forms = vec![value.to_owned()];
         forms.push(base64::engine::general_purpose::STANDARD.encode(value));
@@ -98,8 +107,33 @@ impl Redactor {
                 out = replace_ignoring_ascii_case(&out, value);
             }
         }
+        // Encodings with no fixed form (escapes of every character, base64 broken into MIME
+        // lines, quoted-printable, ...) are found by decoding: if a decoded view of what is
+        // left still holds a value, nothing of the text can be kept.
+        if self.quotes_a_value(&out) {
+            return QUOTED.to_owned();
+        }
         let out = scrub_keyed_values(&out);
         scrub_auth_schemes(&out)
+    }
+
+    /// Whether a decoded view of (the head of) `text` holds a registered value.
+    fn quotes_a_value(&self, text: &str) -> bool {
+        let raw = self.raw.read().unwrap_or_else(|p| p.into_inner());
+        if raw.is_empty() {
+            return false;
+        }
+        let known = self.known.read().unwrap_or_else(|p| p.into_inner());
+        let head = &text[..floor_char_boundary(text, VIEWED)];
+        decoded_views(head).iter().any(|view| {
+            let view = view.to_ascii_lowercase();
+            raw.iter().any(|value| view.contains(value.as_str()))
+                // Base64 and hex of a value, once MIME line breaks or separators are gone.
+                || known
+                    .iter()
+                    .filter(|form| form.len() >= 8)
+                    .any(|form| view.contains(&form.to_ascii_lowercase()))
+        })
     }
 
     /// [`Redactor::scrub`], then cut to at most `max_chars` characters (marked with `…`).
@@ -134,6 +168,144 @@ fn base64_cores(value: &[u8]) -> Vec<String> {
         }
     }
     cores
+}
+
+/// What a text is replaced with when a decoded view of it quotes a secret or a token.
+pub const QUOTED: &str = "[redacted: the text quoted a credential in an encoded form]";
+
+/// How much of a text is decoded to look for values: more than is ever kept of a message
+/// (a few hundred characters), so a value straddling the cut is seen whole.
+const VIEWED: usize = 16 * 1024;
+
+fn floor_char_boundary(text: &str, at: usize) -> usize {
+    if at >= text.len() {
+        return text.len();
+    }
+    (0..=at)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
+/// Decodings of `text` in which an echoed value would reappear: JSON and C escapes (`\uXXXX`,
+/// `\/`, `\xHH`), HTML character references, percent-encoding, quoted-printable, and the text
+/// without whitespace or separators (base64 broken into lines, hex in spaced or colon pairs).
+fn decoded_views(text: &str) -> Vec<String> {
+    let unescaped = unescape(text);
+    let percent: String = percent_decode(&text.replace('+', " "));
+    let quoted_printable = qp_decode(text);
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let hex_only: String = text.chars().filter(char::is_ascii_hexdigit).collect();
+    let unescaped_compact: String = unescaped.chars().filter(|c| !c.is_whitespace()).collect();
+    vec![
+        unescaped,
+        percent,
+        quoted_printable,
+        compact,
+        hex_only,
+        unescaped_compact,
+    ]
+}
+
+/// Decodes `\uXXXX`, `\xHH`, `\/`, `\\`, `&#NN;`, `&#xHH;` and a few named references; anything
+/// else is kept as it is.
+fn unescape(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let hex_at = |from: usize, len: usize| -> Option<u32> {
+        let digits: String = chars.get(from..from + len)?.iter().collect();
+        u32::from_str_radix(&digits, 16).ok()
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' && i + 1 < chars.len() {
+            match chars[i + 1] {
+                'u' | 'U' => {
+                    if let Some(ch) = hex_at(i + 2, 4).and_then(char::from_u32) {
+                        out.push(ch);
+                        i += 6;
+                        continue;
+                    }
+                }
+                'x' | 'X' => {
+                    if let Some(ch) = hex_at(i + 2, 2).and_then(char::from_u32) {
+                        out.push(ch);
+                        i += 4;
+                        continue;
+                    }
+                }
+                other @ ('/' | '\\' | '"' | '\'') => {
+                    out.push(other);
+                    i += 2;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        if c == '&'
+            && let Some(end) = chars[i..].iter().take(12).position(|&c| c == ';')
+        {
+            let entity: String = chars[i + 1..i + end].iter().collect();
+            let decoded = match entity.as_str() {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                e if e.starts_with("#x") || e.starts_with("#X") => u32::from_str_radix(&e[2..], 16)
+                    .ok()
+                    .and_then(char::from_u32),
+                e if e.starts_with('#') => e[1..].parse().ok().and_then(char::from_u32),
+                _ => None,
+            };
+            if let Some(ch) = decoded {
+                out.push(ch);
+                i += end + 1;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// Decodes every `%HH` (bytes that do not form UTF-8 are replaced).
+fn percent_decode(text: &str) -> String {
+    decode_marked_hex(text.as_bytes(), b'%', false)
+}
+
+/// Quoted-printable: soft line breaks (`=` at a line end) removed, `=HH` decoded.
+fn qp_decode(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    decode_marked_hex(joined.as_bytes(), b'=', true)
+}
+
+fn decode_marked_hex(bytes: &[u8], mark: u8, upper_only: bool) -> String {
+    let hex = |b: u8| -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            b'a'..=b'f' if !upper_only => Some(b - b'a' + 10),
+            _ => None,
+        }
+    };
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == mark
+            && i + 2 < bytes.len()
+            && let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(high << 4 | low);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `text` with every occurrence of `needle`, in any ASCII case, replaced by [`REDACTED`].
@@ -207,7 +379,13 @@ fn scrub_keyed_values(text: &str) -> String {
             i += 1;
         }
         let (start, end) = value_span(bytes, i, whole_line);
-        if end > start {
+        // Already replaced as a known value: `[redacted]` must not be cut at its `]`.
+        let end = if text[start..].starts_with(REDACTED) {
+            start + REDACTED.len()
+        } else {
+            end
+        };
+        if end > start && &text[start..end] != REDACTED {
             out.push_str(&text[copied..start]);
             out.push_str(REDACTED);
             copied = end;
@@ -378,6 +556,48 @@ mod tests {
         }
         r.add("");
         assert_eq!(r.scrub("nothing"), "nothing");
+    }
+
+    #[test]
+    fn encodings_with_no_fixed_form_are_found_by_decoding() {
+        let secret = "Zq8/wX+k~9Lm=pR*7sT!";
+        let r = Redactor::new([secret]);
+        let body = format!("{{\"client_id\":\"xyz_client\",\"client_secret\":\"{secret}\"}}");
+        let mime: String = base64::engine::general_purpose::STANDARD
+            .encode(format!("{body}{body}"))
+            .as_bytes()
+            .chunks(76)
+            .map(|line| format!("{}\r\n", String::from_utf8_lossy(line)))
+            .collect();
+        let every_char: String = secret
+            .chars()
+            .map(|c| format!("\\u{:04x}", c as u32))
+            .collect();
+        let php = secret.replace('/', "\\/");
+        let rfc3986: String = secret
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let qp = secret.replace('=', "=3D");
+        let entities: String = secret
+            .chars()
+            .map(|c| format!("&#x{:x};", c as u32))
+            .collect();
+        let spaced_hex: String = secret.bytes().map(|b| format!("{b:02x} ")).collect();
+        for text in [mime, every_char, php, rfc3986, qp, entities, spaced_hex] {
+            let scrubbed = r.scrub(&format!("error: {text} end"));
+            assert_eq!(scrubbed, QUOTED, "{text}");
+        }
+        assert_eq!(r.scrub("an ordinary message"), "an ordinary message");
+        assert_eq!(
+            r.scrub(&format!("client_secret={secret}")),
+            "client_secret=[redacted]"
+        );
     }
 
     #[test]

@@ -769,7 +769,7 @@ async fn run_op(shared: &Shared, op: &Op) -> Result<Effect, CallError> {
             match send(shared, client.create(user)).await {
                 Ok(created) => {
                     if let Some(uuid) = &created.uuid {
-                        claim(shared, op, uuid)?;
+                        claim(shared, op, uuid, 201)?;
                     }
                     Ok(Effect {
                         uuid: created.uuid,
@@ -809,7 +809,7 @@ async fn run_op(shared: &Shared, op: &Op) -> Result<Effect, CallError> {
 /// Records that `uuid` is the account of `op`'s key, refusing it when the ledger (or another
 /// answer in this run) has it for another key: one account standing for two people would be
 /// changed, and deactivated, for both of them.
-fn claim(shared: &Shared, op: &Op, uuid: &str) -> Result<(), CallError> {
+fn claim(shared: &Shared, op: &Op, uuid: &str, status: u16) -> Result<(), CallError> {
     let mut claimed = lock(&shared.claimed);
     let other = match claimed.get(uuid) {
         Some(key) if key != &op.key => Some(key.clone()),
@@ -820,9 +820,10 @@ fn claim(shared: &Shared, op: &Op, uuid: &str) -> Result<(), CallError> {
     };
     match other {
         Some(other) => Err(CallError::Unreliable {
-            status: 200,
+            status,
             message: format!(
-                "the API named user {uuid}, which the ledger holds for external_id {other};                  one account cannot be two people, so nothing is recorded (check both in the                  platform)"
+                "the API named user {uuid}, which the ledger holds for external_id {other}; one \
+                 account cannot be two people, so nothing is recorded (check both in the platform)"
             ),
         }),
         None => {
@@ -838,7 +839,8 @@ fn claim(shared: &Shared, op: &Op, uuid: &str) -> Result<(), CallError> {
 async fn adopt(shared: &Shared, op: &Op, existing: &str) -> Result<Effect, CallError> {
     let client = &shared.client;
     let wanted = op.payload.user.as_ref().expect("create ops carry a user");
-    claim(shared, op, existing)?;
+    // The status of the "email already exists" answer that named this user.
+    claim(shared, op, existing, 400)?;
     let found = send_retrying(shared, || client.get_user(existing)).await?;
     let same_email = fold(found.principal.email.as_deref().unwrap_or(""))
         == fold(wanted.principal.email.as_deref().unwrap_or(""));

@@ -47,10 +47,14 @@ pub fn pause_for(retry_after: Option<Duration>) -> Duration {
 /// 429s in a row, across all workers, after which the run stops: each pauses everyone for up
 /// to [`MAX_PAUSE`], so this bounds a night the API spends refusing us to hours, not days.
 pub const MAX_429_IN_A_ROW: u32 = 100;
-/// Requests in a row whose answer was lost (a timeout, a connection dropped after sending)
-/// after which the run stops: a server that takes requests and never answers would otherwise
-/// hold every op for its retries and its timeouts, hours on a big night.
+/// Of the last [`UNANSWERED_WINDOW`] requests, how many may have lost their answer (a timeout,
+/// a connection dropped after sending) before the run stops: a server that takes requests and
+/// never answers (or answers one in a few) would otherwise hold every op for its retries and
+/// timeouts, hours on a big night. Counted over a window, not in a row, so that an answer now
+/// and then does not start the count again.
 pub const MAX_UNANSWERED_IN_A_ROW: u32 = 10;
+/// The requests the count of lost answers looks back over.
+pub const UNANSWERED_WINDOW: usize = 20;
 /// Ops in a row that failed because the API was unavailable (5xx, no connection, every retry
 /// used) after which the run stops: the rest would fail the same way, each after its retries.
 pub const MAX_UNAVAILABLE_IN_A_ROW: u32 = 10;
@@ -62,7 +66,9 @@ pub const MAX_UNAVAILABLE_IN_A_ROW: u32 = 10;
 pub struct Breaker {
     rate_limited: u32,
     unavailable: u32,
-    unanswered: u32,
+    /// Whether each of the last [`UNANSWERED_WINDOW`] requests lost its answer.
+    recent: VecDeque<bool>,
+    tripped_unanswered: bool,
 }
 
 impl Breaker {
@@ -70,14 +76,27 @@ impl Breaker {
     pub fn answered(&mut self) {
         self.rate_limited = 0;
         self.unavailable = 0;
-        self.unanswered = 0;
+        self.remember(false);
+    }
+
+    fn remember(&mut self, unanswered: bool) {
+        if self.recent.len() == UNANSWERED_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(unanswered);
     }
 
     /// A request's answer was lost. Returns why the run must stop, when it must.
     pub fn unanswered(&mut self) -> Option<String> {
-        self.unanswered = self.unanswered.saturating_add(1);
-        (self.unanswered == MAX_UNANSWERED_IN_A_ROW).then(|| {
-            format!("{MAX_UNANSWERED_IN_A_ROW} requests in a row got no answer (timeouts or connections dropped)")
+        self.remember(true);
+        let lost = self.recent.iter().filter(|&&u| u).count();
+        let trip = lost >= MAX_UNANSWERED_IN_A_ROW as usize && !self.tripped_unanswered;
+        self.tripped_unanswered |= trip;
+        trip.then(|| {
+            format!(
+                "{lost} of the last {} requests got no answer (timeouts or connections dropped)",
+                self.recent.len()
+            )
         })
     }
 
@@ -307,6 +326,28 @@ mod tests {
             assert_eq!(breaker.unanswered(), None);
         }
         assert!(breaker.unanswered().unwrap().contains("no answer"));
+        // An answer now and then does not start the count again.
+        let mut breaker = Breaker::default();
+        let mut tripped = None;
+        for request in 0..40 {
+            if request % 9 == 8 {
+                breaker.answered();
+            } else if let Some(why) = breaker.unanswered() {
+                tripped = Some(request);
+                assert!(why.contains("of the last"), "{why}");
+                break;
+            }
+        }
+        assert!(tripped.is_some_and(|r| r < 14), "{tripped:?}");
+        // Now and then a lost answer among many answered ones never trips it.
+        let mut breaker = Breaker::default();
+        for request in 0..1000 {
+            if request % 3 == 0 {
+                assert_eq!(breaker.unanswered(), None);
+            } else {
+                breaker.answered();
+            }
+        }
     }
 
     #[test]

@@ -259,6 +259,15 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// Whether a run holds the ledger's lock right now (tried without waiting, and released
+    /// at once). `status` uses it to tell a run under way from one that was killed.
+    pub fn held_by_a_run(path: &Path) -> bool {
+        let Ok(lock) = File::open(sibling(path, ".lock")) else {
+            return false;
+        };
+        matches!(lock.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+    }
+
     /// Opens the ledger to read only, without the lock, so that `status` works while a run
     /// is under way. Refuses a missing ledger or one whose schema is not this binary's.
     pub fn open_read_only(path: &Path) -> Result<Ledger> {

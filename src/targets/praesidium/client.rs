@@ -143,6 +143,8 @@ pub struct Client {
     secret: Secret,
     scope: Vec<String>,
     token: Mutex<Option<Token>>,
+    /// The last login that failed, and when: shared with the callers that waited for it.
+    failed_login: std::sync::Mutex<Option<(Instant, CallError)>>,
     logins: std::sync::atomic::AtomicU64,
 }
 
@@ -223,6 +225,7 @@ impl Client {
             secret: api.client_secret.clone(),
             scope: api.scope.clone(),
             token: Mutex::new(None),
+            failed_login: std::sync::Mutex::new(None),
             logins: Default::default(),
         })
     }
@@ -239,7 +242,11 @@ impl Client {
 
     /// A token valid for now. `stale` is a token the server just refused: replaced only if it
     /// is still the one held, so a burst of 401s makes one login, not one each.
+    ///
+    /// A login that failed while this caller waited for the lock is its answer too: workers
+    /// queued behind a login that timed out must not each wait out a timeout of their own.
     async fn token(&self, stale: Option<&str>) -> Result<String, CallError> {
+        let asked = Instant::now();
         let mut held = self.token.lock().await;
         if let Some(token) = held.as_ref() {
             let refused = stale.is_some_and(|s| s == token.value);
@@ -247,10 +254,24 @@ impl Client {
                 return Ok(token.value.clone());
             }
         }
-        let fresh = self.login().await?;
-        let value = fresh.value.clone();
-        *held = Some(fresh);
-        Ok(value)
+        {
+            let failed = self.failed_login.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, error)) = failed.as_ref().filter(|(at, _)| *at >= asked) {
+                return Err(error.clone());
+            }
+        }
+        match self.login().await {
+            Ok(fresh) => {
+                let value = fresh.value.clone();
+                *held = Some(fresh);
+                Ok(value)
+            }
+            Err(error) => {
+                *self.failed_login.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), error.clone()));
+                Err(error)
+            }
+        }
     }
 
     async fn login(&self) -> Result<Token, CallError> {
