@@ -135,6 +135,32 @@ fn roster_of(work: &Workdir, n: usize) {
     work.write_roster("roster.csv", &rows);
 }
 
+/// An API whose login works and whose creates are taken and never answered.
+async fn silent_api() -> Hostile {
+    let app = axum::Router::new()
+        .route(LOGIN_PATH, post(|| async { token(900) }))
+        .route(
+            USER_PATH,
+            post(|| async {
+                tokio::time::sleep(Duration::from_secs(120)).await;
+                StatusCode::CREATED
+            }),
+        );
+    Hostile::serve(app).await
+}
+
+/// Waits (at most 20 s) until `server` has received `n` requests to `path`.
+async fn wait_for_requests(server: &Hostile, path: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.requests_to(path).len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {n} requests to {path} were sent"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// A token a hostile server issues: searched for in everything the run wrote.
 const TOKEN: &str = "tok-hostile-3f9a1c";
 
@@ -394,27 +420,14 @@ async fn sigterm_sighup_and_sigint_stop_a_run_paused_by_429s_within_seconds() {
 /// and the run exits 2 at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_abandons_requests_in_flight_and_leaves_them_in_doubt() {
-    let app = axum::Router::new()
-        .route(LOGIN_PATH, post(|| async { token(900) }))
-        .route(
-            USER_PATH,
-            post(|| async {
-                tokio::time::sleep(Duration::from_secs(120)).await;
-                StatusCode::CREATED
-            }),
-        );
-    let server = Hostile::serve(app).await;
+    let server = silent_api().await;
     for signals in [2, 1] {
         let work = Workdir::new(&server.base_url());
         work.set_api(&[("timeout_secs", "300"), ("max_in_flight", "2")]);
         roster_of(&work, 4);
         let before = server.requests_to(USER_PATH).len();
         let running = spawn(&work, &["run"]);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while server.requests_to(USER_PATH).len() < before + 2 {
-            assert!(Instant::now() < deadline, "no create was sent");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        wait_for_requests(&server, USER_PATH, before + 2).await;
         let signalled = Instant::now();
         running.signal("TERM");
         if signals == 2 {
@@ -504,16 +517,7 @@ async fn a_night_with_the_api_down_gives_up_after_a_few_failed_ops_and_keeps_the
 /// After a few requests in a row without an answer the run gives up, exit 2, the rest pending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_answers_is_given_up_on_after_a_few_requests() {
-    let app = axum::Router::new()
-        .route(LOGIN_PATH, post(|| async { token(900) }))
-        .route(
-            USER_PATH,
-            post(|| async {
-                tokio::time::sleep(Duration::from_secs(120)).await;
-                StatusCode::CREATED
-            }),
-        );
-    let server = Hostile::serve(app).await;
+    let server = silent_api().await;
     let work = Workdir::new(&server.base_url());
     work.set_api(&[
         ("timeout_secs", "1"),
@@ -555,11 +559,7 @@ async fn a_signal_during_the_first_login_ends_the_run_at_once() {
     work.set_api(&[("timeout_secs", "60")]);
     roster_of(&work, 3);
     let running = spawn(&work, &["run"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while server.requests_to(LOGIN_PATH).is_empty() {
-        assert!(Instant::now() < deadline, "no login was sent");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_for_requests(&server, LOGIN_PATH, 1).await;
     let signalled = Instant::now();
     running.signal("TERM");
     let ended = running.ended_within(Duration::from_secs(30)).await;
@@ -654,24 +654,11 @@ async fn a_server_that_answers_now_and_then_is_given_up_on_too() {
 /// as in doubt, and `status` needs no client secret (it sends nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_a_killed_run_as_interrupted_and_needs_no_secret() {
-    let app = axum::Router::new()
-        .route(LOGIN_PATH, post(|| async { token(900) }))
-        .route(
-            USER_PATH,
-            post(|| async {
-                tokio::time::sleep(Duration::from_secs(120)).await;
-                StatusCode::CREATED
-            }),
-        );
-    let server = Hostile::serve(app).await;
+    let server = silent_api().await;
     let work = Workdir::new(&server.base_url());
     roster_of(&work, 2);
     let running = spawn(&work, &["run"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while server.requests_to(USER_PATH).is_empty() {
-        assert!(Instant::now() < deadline, "no create was sent");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_for_requests(&server, USER_PATH, 1).await;
     running.signal("KILL");
     running.ended_within(Duration::from_secs(10)).await;
     let mut command = work.command(&["status"]);
