@@ -495,3 +495,22 @@ async fn unchanged_rows_are_read_again_when_the_defaults_they_rely_on_change() {
         "{users:?}"
     );
 }
+
+/// The README's first command: the demo runs its three nights in one process against its
+/// in-process simulator. Each night must release the ledger (and its lock) for the next.
+#[test]
+fn the_demo_runs_its_three_nights_in_one_process() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rostersync"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("== night 3"), "{text}");
+    assert!(text.contains("plan: nothing to do"), "{text}");
+    assert!(!text.contains("error"), "{text}");
+}

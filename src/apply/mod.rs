@@ -170,8 +170,13 @@ pub async fn apply(
         progress: progress::Progress::new(total as u64),
     });
     let signals = {
-        let shared = shared.clone();
+        // Weak: the listener must not keep the ledger (and its lock) alive once apply is over;
+        // an aborted task is dropped only when the runtime next gets to it.
+        let shared = Arc::downgrade(&shared);
         stop::listen(move |signal, received| {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
             if received == 1 {
                 tracing::warn!(
                     "{}: stopping; the requests in flight finish and are journaled, the rest stays pending for the next run (send it again to stop at once)",
