@@ -356,7 +356,20 @@ async fn execute(
     let ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
     let finished = ledger.finished_ops(run_id)?;
     let rejected = planned.as_ref().map_or(0, |p| p.outcome.rejects.len());
+    // `apply` after a run that left failures: nothing new failed, but the plan it resumes
+    // has not converged, and saying "converged" (exit 0) would hide it.
+    let left_over = if planned.is_none() {
+        ledger.unsettled_in_current_plan()?
+    } else {
+        0
+    };
+    if left_over > 0 {
+        println!(
+            "       {left_over} ops of the current plan are failed or in doubt (see errors.csv of the earlier runs and `status`)"
+        );
+    }
     let incomplete = rejected > 0
+        || left_over > 0
         || stats.count("failed") > 0
         || stats.count("in_doubt") > 0
         || stats.left_pending > 0

@@ -79,6 +79,13 @@ enum Command {
     Sim(sim::SimArgs),
 }
 
+/// Whether log lines may be coloured: stderr is a terminal and `NO_COLOR` (no-color.org) is
+/// unset or empty.
+fn colour_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -87,6 +94,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: cron mails and log files get plain text.
+        .with_ansi(colour_wanted())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -707,3 +707,51 @@ async fn an_error_echoing_the_token_as_mime_base64_is_not_kept() {
     );
     everything(&work, &ended);
 }
+
+/// Issue 10: after a run where creates failed, `apply` printed "0 done, 0 failed" and exited
+/// 0, as if the plan had converged. It exits 2 while ops of the current plan are failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_after_a_run_with_failures_still_exits_2() {
+    let app = axum::Router::new()
+        .route(LOGIN_PATH, post(|| async { token(900) }))
+        .route(
+            USER_PATH,
+            post(|Json(body): Json<Value>| async move {
+                if body["principal"]["client_external_id"] == "U000" {
+                    return created(&body);
+                }
+                (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"status": 400, "code": "INVALID", "message": "refused", "technicalMessage": ""})),
+                )
+                    .into_response()
+            }),
+        );
+    let server = Hostile::serve(app).await;
+    let work = Workdir::new(&server.base_url());
+    roster_of(&work, 3);
+    let first = run_within(&work, &["run"], Duration::from_secs(30)).await;
+    assert_eq!(first.code, Some(2), "{}", first.output);
+    let again = run_within(&work, &["apply"], Duration::from_secs(30)).await;
+    assert_eq!(again.code, Some(2), "{}", again.output);
+    assert!(
+        again
+            .output
+            .contains("2 ops of the current plan are failed"),
+        "{}",
+        again.output
+    );
+}
+
+/// Issue 10: cron mails were full of ANSI colour codes, because logs were coloured even when
+/// stderr is a file. No colour unless stderr is a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let server = silent_api().await;
+    let work = Workdir::new(&server.base_url());
+    work.set_api(&[("timeout_secs", "1"), ("max_attempts", "1")]);
+    roster_of(&work, 1);
+    let ended = run_within(&work, &["run"], Duration::from_secs(30)).await;
+    assert!(ended.output.contains("WARN"), "{}", ended.output);
+    assert!(!ended.output.contains('\u{1b}'), "{:?}", ended.output);
+}

@@ -259,6 +259,18 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// Ops of the newest stored plan that ended failed or are in doubt (any run): the plan
+    /// has not converged while there are any.
+    pub fn unsettled_in_current_plan(&self) -> Result<u64> {
+        let count: i64 = self.conn.query_row(
+            "SELECT count(*) FROM ops WHERE id >= (SELECT coalesce(max(ops_from), 0) FROM runs)
+             AND (state = 'failed' OR state = 'in_doubt')",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(count.max(0) as u64)
+    }
+
     /// Whether a run holds the ledger's lock right now (tried without waiting, and released
     /// at once). `status` uses it to tell a run under way from one that was killed.
     pub fn held_by_a_run(path: &Path) -> bool {
