@@ -290,7 +290,8 @@ fn finish_without_apply(
 
 /// `rostersync plan`.
 pub fn plan(config_path: &Path, options: &PlanOptions) -> Result<Finish> {
-    let config = Config::load(config_path)?;
+    // Sends nothing, so the client secret is not asked for.
+    let config = Config::load_without_secret(config_path)?;
     let mut ledger = Ledger::open(&config.ledger.path)?;
     let (run_id, planned) = plan_step(&config, &mut ledger, "plan", options)?;
     let (summary, dir) = finish_without_apply(&config, &ledger, run_id, "planned", &planned)?;
@@ -318,7 +319,12 @@ pub async fn apply(config_path: &Path) -> Result<Finish> {
 
 /// `rostersync run`: plan and apply in one go, the cron entry point.
 pub async fn run(config_path: &Path, options: &PlanOptions) -> Result<Finish> {
-    let config = Config::load(config_path)?;
+    // A dry run sends nothing, so the client secret is not asked for.
+    let config = if options.dry_run {
+        Config::load_without_secret(config_path)?
+    } else {
+        Config::load(config_path)?
+    };
     run_with(&config, options).await
 }
 

@@ -755,3 +755,24 @@ async fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
     assert!(ended.output.contains("WARN"), "{}", ended.output);
     assert!(!ended.output.contains('\u{1b}'), "{:?}", ended.output);
 }
+
+/// Issue 10: commands that send nothing (plan, run --dry-run, status) demanded the client
+/// secret. They work without it; `run` and `apply`, which send, still refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_that_send_nothing_need_no_secret() {
+    let server = silent_api().await;
+    let work = Workdir::new(&server.base_url());
+    roster_of(&work, 2);
+    for args in [&["plan"][..], &["run", "--dry-run"], &["status"]] {
+        let mut command = work.command(args);
+        command.env_remove(SECRET_ENV);
+        let out = run_command(command).await;
+        assert_eq!(out.code, 0, "{args:?}: {}{}", out.stdout, out.stderr);
+    }
+    let mut command = work.command(&["apply"]);
+    command.env_remove(SECRET_ENV);
+    let out = run_command(command).await;
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains(SECRET_ENV), "{}", out.stderr);
+    assert!(server.requests().is_empty(), "nothing was sent");
+}
