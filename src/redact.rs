@@ -36,6 +36,7 @@ const AUTH_SCHEMES: &[&str] = &["bearer", "basic", "token", "digest"];
 /// The scrubber. Cheap to share behind an `Arc`; values are added as they become known.
 #[derive(Default)]
 pub struct Redactor {
+    /// Every registered value and its encodings, lower-cased (matching ignores ASCII case).
     known: RwLock<Vec<String>>,
     /// The values themselves (lower-cased), looked for in decoded views of a text.
     raw: RwLock<Vec<String>>,
@@ -89,6 +90,8 @@ impl Redactor {
         // still a valid Vec, so keep using it rather than lose the scrubbing.
         let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
         for form in forms {
+            // Lower-cased once here: every match ignores ASCII case.
+            let form = form.to_ascii_lowercase();
             if !form.is_empty() && !known.contains(&form) {
                 known.push(form);
             }
@@ -132,7 +135,7 @@ impl Redactor {
                 || known
                     .iter()
                     .filter(|form| form.len() >= 8)
-                    .any(|form| view.contains(&form.to_ascii_lowercase()))
+                    .any(|form| view.contains(form.as_str()))
         })
     }
 

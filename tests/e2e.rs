@@ -417,9 +417,9 @@ async fn the_client_secret_and_tokens_appear_in_no_output_file_or_log() {
         .iter()
         .map(|o| format!("{}{}", o.stdout, o.stderr).into_bytes())
         .collect();
-    for entry in walk(work.dir.path())
+    for entry in util::hostile::walk(work.dir.path())
         .into_iter()
-        .chain(walk(wrong.dir.path()))
+        .chain(util::hostile::walk(wrong.dir.path()))
     {
         texts.push(std::fs::read(entry).unwrap());
     }
@@ -431,19 +431,6 @@ async fn the_client_secret_and_tokens_appear_in_no_output_file_or_log() {
         );
         assert!(!text.contains("eyJ"), "a JWT leaked");
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

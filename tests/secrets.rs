@@ -127,6 +127,15 @@ fn token_answer(expires_in: Value) -> Response {
 }
 
 /// A create answered as the API would: the body sent back with a fresh uuid.
+/// A 3xx pointing at `location`.
+fn redirect(status: u16, location: &str) -> Response {
+    Response::builder()
+        .status(status)
+        .header("location", location)
+        .body(Body::empty())
+        .unwrap()
+}
+
 fn created(body: &str) -> Response {
     let mut user: Value = serde_json::from_str(body).unwrap_or(json!({}));
     user["uuid"] = json!(uuid::Uuid::new_v4().to_string());
@@ -220,13 +229,7 @@ async fn issue9_a_redirected_login_is_not_followed() {
         let location = location.clone();
         let hostile = Hostile::serve(Router::new().route(
             LOGIN,
-            post(move || async move {
-                Response::builder()
-                    .status(status)
-                    .header("location", location)
-                    .body(Body::empty())
-                    .unwrap()
-            }),
+            post(move || async move { redirect(status, &location) }),
         ))
         .await;
         let work = workdir(&hostile.base_url(), 2);
@@ -262,13 +265,7 @@ async fn issue9_redirected_creates_are_not_followed_nor_recorded_done() {
                 .route(LOGIN, post(|| async { token_answer(json!(900)) }))
                 .route(
                     USERS,
-                    post(move || async move {
-                        Response::builder()
-                            .status(status)
-                            .header("location", location)
-                            .body(Body::empty())
-                            .unwrap()
-                    }),
+                    post(move || async move { redirect(status, &location) }),
                 ),
         )
         .await;
