@@ -5,7 +5,6 @@
 //! first write: config, catalogs and the roster's structure are read before the plan is
 //! stored, and the plan is stored before any request is sent.
 
-use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -17,6 +16,7 @@ use crate::apply::{self, ApplyStats};
 use crate::config::Config;
 use crate::ingest::catalog::Catalog;
 use crate::ingest::roster::RosterReader;
+use crate::ingest::source::Format;
 use crate::ledger::{Ledger, OpKind, RejectRow};
 use crate::plan::{self, EarlyRows, LedgerIndex, Plan, Planner};
 use crate::report;
@@ -43,6 +43,8 @@ pub struct PlanOptions {
 struct Planned {
     outcome: plan::Outcome,
     roster_path: PathBuf,
+    /// What the roster was read as (encoding and delimiter, or sheet).
+    format: Format,
 }
 
 /// ingest + diff + threshold, streamed: the roster is read row by row against the ledger's
@@ -63,7 +65,13 @@ fn plan_step(
         .roster
         .clone()
         .unwrap_or_else(|| config.files.roster.clone());
-    let mut reader = RosterReader::open(&roster_path, &catalog, &config.defaults, &config.columns)?;
+    let mut reader = RosterReader::open(
+        &roster_path,
+        &catalog,
+        &config.defaults,
+        &config.columns,
+        &config.read,
+    )?;
     let started = Instant::now();
     let (index, early) = read_index_and_roster(ledger, &mut reader)?;
     tracing::debug!(
@@ -87,6 +95,7 @@ fn plan_step(
         let planned = Planned {
             outcome,
             roster_path,
+            format: reader.format().clone(),
         };
         let refusal = planned
             .outcome
@@ -122,9 +131,9 @@ fn plan_step(
 /// Loads the ledger's index on a second thread, through its own read-only connection, while
 /// this one reads roster rows: on a big night those are the two long steps, and neither needs
 /// the other until the rows are diffed.
-fn read_index_and_roster<R: Read + Seek>(
+fn read_index_and_roster(
     ledger: &Ledger,
-    reader: &mut RosterReader<'_, R>,
+    reader: &mut RosterReader<'_>,
 ) -> Result<(LedgerIndex, EarlyRows)> {
     let path = ledger.path().to_owned();
     std::thread::scope(|scope| {
@@ -172,6 +181,7 @@ fn summary_json(
             "valid": roster.valid,
             "rejected": roster.rejects.len(),
             "broken": roster.broken,
+            "read_as": planned.format.to_json(),
         },
         "plan": plan_json(&roster.plan),
         "apply": apply,
@@ -196,6 +206,7 @@ fn print_plan(planned: &Planned) {
         outcome.valid,
         outcome.rejects.len()
     );
+    println!("       read as {}", planned.format);
     let parts: Vec<String> = OpKind::ALL
         .iter()
         .filter_map(|k| plan.counts.get(k).map(|n| format!("{n} {}", k.as_str())))

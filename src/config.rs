@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::ingest::source::ReadOptions;
+
 /// A value that must never reach a log, a report or an error message.
 #[derive(Clone, Default)]
 pub struct Secret(String);
@@ -81,14 +83,27 @@ fn default_attempts() -> u32 {
     6
 }
 
-/// `[files]`: the catalogs and the roster.
+/// `[files]`: the catalogs and the roster, and how to read the roster when detecting it is
+/// not wanted.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilesConfig {
     pub clients: PathBuf,
     pub locations: PathBuf,
     pub content: PathBuf,
+    /// CSV (any common encoding and delimiter), `.xlsx` or `.ods`.
     pub roster: PathBuf,
+    /// The roster's encoding: "auto" (default) or a name ("utf-8", "windows-1252",
+    /// "utf-16le", any WHATWG label). A byte order mark in the file always wins.
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// The roster's field separator: "auto" (default: comma, semicolon or tab, whichever
+    /// yields the required columns), one character, or "tab".
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    /// The sheet of an `.xlsx`/`.ods` roster to read (default: the first).
+    #[serde(default)]
+    pub sheet: Option<String>,
 }
 
 /// `[ledger]`: the SQLite file (default `rostersync.db`).
@@ -198,6 +213,8 @@ pub struct Config {
     pub ledger: LedgerConfig,
     pub defaults: Defaults,
     pub max_deactivations: Threshold,
+    /// How to read the roster: `[files] encoding`, `delimiter` and `sheet`, checked.
+    pub read: ReadOptions,
     /// Roster header → canonical column.
     pub columns: HashMap<String, String>,
 }
@@ -274,11 +291,23 @@ impl Config {
                 "{label}: safety.max_deactivations: expected a count or a percentage like \"10%\", found {other}"
             ),
         };
+        let read = ReadOptions {
+            encoding: crate::ingest::encoding::parse_label(
+                raw.files.encoding.as_deref().unwrap_or("auto"),
+            )
+            .with_context(|| format!("{label}: files.encoding"))?,
+            delimiter: crate::ingest::source::parse_delimiter(
+                raw.files.delimiter.as_deref().unwrap_or("auto"),
+            )
+            .with_context(|| format!("{label}: files.delimiter"))?,
+            sheet: raw.files.sheet.clone().filter(|s| !s.trim().is_empty()),
+        };
         let files = FilesConfig {
             clients: resolve(&raw.files.clients),
             locations: resolve(&raw.files.locations),
             content: resolve(&raw.files.content),
             roster: resolve(&raw.files.roster),
+            ..raw.files
         };
         Ok(Config {
             api,
@@ -288,6 +317,7 @@ impl Config {
             },
             defaults: raw.defaults,
             max_deactivations,
+            read,
             columns: raw.columns,
         })
     }

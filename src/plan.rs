@@ -8,7 +8,6 @@
 //! (it was not read to its end, so it cannot say who left).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{Read, Seek};
 
 use anyhow::Result;
 
@@ -294,10 +293,7 @@ impl EarlyRows {
     const MARK_EVERY: usize = 4096;
 
     /// Reads rows while `more()` says so and rows remain.
-    pub fn read<R: Read + Seek>(
-        reader: &mut RosterReader<'_, R>,
-        more: impl Fn() -> bool,
-    ) -> Result<EarlyRows> {
+    pub fn read(reader: &mut RosterReader<'_>, more: impl Fn() -> bool) -> Result<EarlyRows> {
         let mut early = EarlyRows::default();
         while more() {
             if early.rows.len() % Self::MARK_EVERY == 0 {
@@ -381,11 +377,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
     /// Diffs every row of a roster: first the rows read ahead, then the rest of `reader`. A
     /// row is normalized only when the ledger cannot settle it from its fingerprints; rows
     /// read ahead that need it are read again, from the mark before the first of them.
-    pub fn read_roster<R: Read + Seek>(
-        &mut self,
-        reader: &mut RosterReader<'_, R>,
-        early: EarlyRows,
-    ) -> Result<()> {
+    pub fn read_roster(&mut self, reader: &mut RosterReader<'_>, early: EarlyRows) -> Result<()> {
         let unsettled: Vec<u64> = early
             .rows
             .iter()
@@ -967,7 +959,7 @@ mod tests {
         let columns = HashMap::new();
         let mut reader = RosterReader::new(
             "roster.csv",
-            std::io::Cursor::new(text.as_bytes()),
+            std::io::Cursor::new(text.as_bytes().to_vec()),
             &catalog,
             &defaults,
             &columns,

@@ -292,60 +292,85 @@ struct Row {
 
 fn read_table(source: Source<impl Read>, required: &[&str], optional: &[&str]) -> Result<Vec<Row>> {
     let label = source.label;
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_reader(source.reader);
-    let headers = reader
-        .headers()
-        .with_context(|| format!("{label}: cannot read the header line"))?
-        .clone();
-    let keys: Vec<String> = headers.iter().map(header_key).collect();
-    let mut positions = Vec::new();
-    for name in required.iter().chain(optional) {
-        let position = keys.iter().position(|k| *k == header_key(name));
-        if position.is_none() && required.contains(name) {
-            bail!(
-                "{label}:1: missing required column {name:?}; expected columns {}, found {}",
-                required.join(","),
-                headers.iter().collect::<Vec<_>>().join(",")
-            );
-        }
-        positions.push(position);
-    }
+    let mut bytes = Vec::new();
+    source
+        .reader
+        .take(MAX_CATALOG_BYTES)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read catalog file {label}"))?;
+    // Encoding and delimiter are detected as for the roster; the header must name the
+    // required columns under one of the delimiters.
+    let opened = super::source::read_header(
+        Box::new(std::io::Cursor::new(bytes)),
+        &label,
+        "catalog file",
+        &super::source::ReadOptions::default(),
+        |header| {
+            let names: Vec<String> = header
+                .iter()
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+                .collect();
+            let keys: Vec<String> = names.iter().map(|n| header_key(n)).collect();
+            let mut positions = Vec::new();
+            for name in required.iter().chain(optional) {
+                let position = keys.iter().position(|k| *k == header_key(name));
+                if position.is_none() && required.contains(name) {
+                    bail!(
+                        "{label}:{}: missing required column {name:?}; expected columns {}, found {}",
+                        header.line(),
+                        required.join(","),
+                        names.join(",")
+                    );
+                }
+                positions.push(position);
+            }
+            Ok(positions)
+        },
+    )?;
+    let width = opened.header.len();
+    let positions = opened.accepted;
+    let mut records = opened.records;
+    let mut record = super::input::Record::default();
     let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| csv_error(&label, e))?;
-        let line = record.position().map_or(0, |p| p.line());
-        if record.iter().all(|v| v.trim().is_empty()) {
+    while records
+        .read(&mut record)
+        .with_context(|| format!("cannot read catalog file {label}"))?
+    {
+        let line = record.line();
+        if let Some(why) = record.broken(width) {
+            bail!("{label}:{line}: {why}");
+        }
+        let mut values = Vec::with_capacity(record.len());
+        for (i, raw) in record.iter().enumerate() {
+            let text = std::str::from_utf8(raw).map_err(|_| {
+                anyhow::anyhow!(
+                    "{label}:{line}: field {}: not valid UTF-8, although the rest of the file is; fix the line",
+                    i + 1
+                )
+            })?;
+            values.push(text);
+        }
+        if values.iter().all(|v| v.trim().is_empty()) {
             continue;
+        }
+        if values.len() != width {
+            bail!(
+                "{label}:{line}: expected {width} fields, found {}",
+                values.len()
+            );
         }
         let values = positions
             .iter()
-            .map(|p| p.and_then(|i| record.get(i)).unwrap_or("").to_owned())
+            .map(|p| {
+                p.and_then(|i| values.get(i))
+                    .copied()
+                    .unwrap_or("")
+                    .to_owned()
+            })
             .collect();
         rows.push(Row { line, values });
     }
     Ok(rows)
-}
-
-/// Turns a csv error into a message that names the file and line.
-pub fn csv_error(label: &str, error: csv::Error) -> anyhow::Error {
-    let line = error.position().map(|p| p.line());
-    let detail = match error.kind() {
-        csv::ErrorKind::Utf8 { err, .. } => format!(
-            "the file is not UTF-8 (invalid byte sequence in field {}); re-export it as UTF-8 CSV",
-            err.field() + 1
-        ),
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => format!("expected {expected_len} fields, found {len}"),
-        csv::ErrorKind::Io(err) => format!("cannot read the file: {err}"),
-        other => format!("{other:?}"),
-    };
-    match line {
-        Some(line) => anyhow::anyhow!("{label}:{line}: {detail}"),
-        None => anyhow::anyhow!("{label}: {detail}"),
-    }
 }
 
 fn check_uuid(label: &str, line: u64, uuid: &str) -> Result<()> {

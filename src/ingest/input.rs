@@ -127,6 +127,8 @@ pub struct Record {
     at_eof: bool,
     /// Past the limits: the record is broken (see [`Record::broken`]).
     overflow: Option<Overflow>,
+    /// The field separator it was read with (to find where a quote opened).
+    delimiter: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -184,6 +186,37 @@ impl Record {
         excerpt(&String::from_utf8_lossy(&self.raw))
     }
 
+    /// Fills the record with the cells of a spreadsheet row: `line` is the sheet's row
+    /// number, and the original text is the cells as one CSV line.
+    pub fn set_cells<'c>(&mut self, line: u64, cells: impl IntoIterator<Item = &'c str>) {
+        self.fields.clear();
+        self.ends.clear();
+        self.raw.clear();
+        self.len = 0;
+        for cell in cells {
+            self.fields.extend_from_slice(cell.as_bytes());
+            self.ends.push(self.fields.len());
+            self.len += 1;
+            if self.len > 1 {
+                self.raw.push(b',');
+            }
+            if cell.contains([',', '"', '\n', '\r']) {
+                self.raw.push(b'"');
+                self.raw
+                    .extend_from_slice(cell.replace('"', "\"\"").as_bytes());
+                self.raw.push(b'"');
+            } else {
+                self.raw.extend_from_slice(cell.as_bytes());
+            }
+        }
+        self.raw.truncate(MAX_RECORD_BYTES + 1);
+        self.line = line;
+        self.inner_lines = 0;
+        self.at_eof = false;
+        self.overflow = None;
+        self.delimiter = b',';
+    }
+
     /// Why this record makes the file unreadable from here on, if it does. `width` is the
     /// header's field count (0 for the header itself).
     pub fn broken(&self, width: usize) -> Option<String> {
@@ -193,7 +226,7 @@ impl Record {
             return None;
         }
         let line = self.line;
-        let quote = open_quote(&self.raw, line);
+        let quote = open_quote(&self.raw, line, self.delimiter);
         match self.overflow {
             Some(Overflow::Bytes) => Some(match quote {
                 Some(q) if q.open => format!(
@@ -251,7 +284,7 @@ struct OpenQuote {
 /// Finds the first quoted field in `raw` that holds a line break or never closes, following
 /// the quoting rules of the parser (a quote opens only at the start of a field; `""` inside
 /// quotes is a quote). Only called on records already suspect, so it needs no speed.
-fn open_quote(raw: &[u8], first_line: u64) -> Option<OpenQuote> {
+fn open_quote(raw: &[u8], first_line: u64, delimiter: u8) -> Option<OpenQuote> {
     #[derive(Clone, Copy)]
     enum State {
         FieldStart,
@@ -276,7 +309,7 @@ fn open_quote(raw: &[u8], first_line: u64) -> Option<OpenQuote> {
             }
             (State::Quoted, _) => State::Quoted,
             (State::QuoteInQuoted, b'"') => State::Quoted,
-            (State::FieldStart | State::Unquoted | State::QuoteInQuoted, b',') => {
+            (State::FieldStart | State::Unquoted | State::QuoteInQuoted, b) if b == delimiter => {
                 if let Some((line, field, true)) = opened {
                     return Some(OpenQuote {
                         line,
@@ -328,7 +361,16 @@ pub struct Position {
     pub after_cr: bool,
 }
 
-/// A CSV reader (RFC 4180 quoting, `,`, any line end) that keeps each record within
+impl Position {
+    /// The start of a file: line 1.
+    pub const START: Position = Position {
+        byte: 0,
+        line: 1,
+        after_cr: false,
+    };
+}
+
+/// A CSV reader (RFC 4180 quoting, any one-byte delimiter, any line end) that keeps each record within
 /// [`MAX_RECORD_BYTES`] and [`MAX_RECORD_LINES`], counts physical lines itself and keeps the
 /// raw text of each record. Past a limit the record comes back marked (see
 /// [`Record::broken`]) and nothing more is read from the source: the caller stops there.
@@ -341,26 +383,41 @@ pub struct RecordReader<R> {
     eof: bool,
     /// Offset and physical line of `buf[pos]`.
     at: Position,
+    delimiter: u8,
 }
 
 /// Read in pieces this big: large enough that the parser's per-call cost vanishes.
 const CHUNK: usize = 256 * 1024;
 
 impl<R: Read + Seek> RecordReader<R> {
+    /// A `,`-separated reader from the start of `source`.
     pub fn new(source: R) -> Self {
+        RecordReader::with_delimiter(source, b',', Position::START)
+    }
+
+    /// A reader splitting fields on `delimiter`, reading `source` from `start` (past a
+    /// byte order mark, say: the source must already stand there).
+    pub fn with_delimiter(source: R, delimiter: u8, start: Position) -> Self {
         RecordReader {
             source,
-            core: csv_core::Reader::new(),
+            core: csv_core::ReaderBuilder::new().delimiter(delimiter).build(),
             buf: vec![0; CHUNK].into_boxed_slice(),
             pos: 0,
             filled: 0,
             eof: false,
-            at: Position {
-                byte: 0,
-                line: 1,
-                after_cr: false,
-            },
+            at: start,
+            delimiter,
         }
+    }
+
+    /// The field separator.
+    pub fn delimiter(&self) -> u8 {
+        self.delimiter
+    }
+
+    /// Gives the source back (to read it again with another delimiter).
+    pub fn into_inner(self) -> R {
+        self.source
     }
 
     /// Where the next record starts (give to [`RecordReader::seek`] to read it again).
@@ -388,6 +445,7 @@ impl<R: Read + Seek> RecordReader<R> {
         record.inner_lines = 0;
         record.at_eof = false;
         record.overflow = None;
+        record.delimiter = self.delimiter;
         record.line = self.at.line;
         if record.fields.len() < 256 {
             record.fields.resize(256, 0);
@@ -534,6 +592,57 @@ mod tests {
         assert_eq!(lines, vec![1, 2, 5, 6]);
         assert_eq!(got[1].1, vec!["1", "x\r\ny", "3"]);
         assert!(got.iter().all(|r| r.2.is_none()), "{got:?}");
+    }
+
+    #[test]
+    fn line_numbers_for_each_kind_of_line_end() {
+        // (case, file, the line each record starts on)
+        let cases: &[(&str, &[u8], &[u64])] = &[
+            ("LF", b"a,b,c\n1,2,3\n4,5,6\n", &[1, 2, 3]),
+            ("CRLF", b"a,b,c\r\n1,2,3\r\n4,5,6\r\n", &[1, 2, 3]),
+            ("CR", b"a,b,c\r1,2,3\r4,5,6\r", &[1, 2, 3]),
+            ("blank lines LF", b"a,b,c\n\n1,2,3\n\n\n4,5,6\n", &[1, 3, 6]),
+            (
+                "blank lines CRLF",
+                b"a,b,c\r\n\r\n1,2,3\r\n\r\n4,5,6",
+                &[1, 3, 5],
+            ),
+            (
+                "multi-line LF",
+                b"a,b,c\n1,\"x\ny\nz\",3\n4,5,6\n",
+                &[1, 2, 5],
+            ),
+            (
+                "multi-line CRLF",
+                b"a,b,c\r\n1,\"x\r\ny\",3\r\n4,5,6\r\n",
+                &[1, 2, 4],
+            ),
+            (
+                "multi-line LF in CRLF",
+                b"a,b,c\r\n1,\"x\ny\",3\r\n4,5,6\r\n",
+                &[1, 2, 4],
+            ),
+            ("no final line end", b"a,b,c\r\n1,2,3\r\n4,5,6", &[1, 2, 3]),
+        ];
+        for (case, text, lines) in cases {
+            let got: Vec<u64> = records(text).iter().map(|r| r.0).collect();
+            assert_eq!(&got, lines, "{case}");
+        }
+        // A BOM is skipped by the caller, which starts the reader past it on line 1.
+        let text = b"\xEF\xBB\xBFa,b,c\r\n1,2,3\r\n";
+        let mut source = io::Cursor::new(text.to_vec());
+        source.set_position(3);
+        let start = Position {
+            byte: 3,
+            ..Position::START
+        };
+        let mut reader = RecordReader::with_delimiter(source, b',', start);
+        let mut record = Record::default();
+        let mut got = Vec::new();
+        while reader.read(&mut record).unwrap() {
+            got.push((record.line(), record.original()));
+        }
+        assert_eq!(got, vec![(1, "a,b,c".to_owned()), (2, "1,2,3".to_owned())]);
     }
 
     #[test]

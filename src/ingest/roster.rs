@@ -11,8 +11,6 @@
 //! and never lets a control or bidi character through to the platform.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::{Read, Seek};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,8 +18,9 @@ use anyhow::{Context, Result, bail};
 use rustc_hash::FxHashMap;
 
 use super::catalog::Catalog;
-use super::input::{self, Record, RecordReader};
+use super::input::{self, Record};
 use super::normalize::{clean, fold, header_key, is_valid_email, split_multi};
+use super::source::{self, Format, Opened, ReadOptions, ReadSeek, Records};
 use crate::config::Defaults;
 use crate::targets::praesidium::model::{ContentRef, KNOWN_ROLES};
 
@@ -93,8 +92,16 @@ pub enum RejectReason {
     TooLong(usize),
     #[error("expected {0} fields, found {1}")]
     FieldCount(usize, usize),
-    #[error("not valid UTF-8; re-export the file as UTF-8 CSV")]
+    #[error(
+        "not valid UTF-8, although the rest of the file is: fix the row, or set [files] encoding if the file is in another encoding"
+    )]
     NotUtf8,
+    /// A spreadsheet's error value (`#N/A`, `#REF!`) where a value should be: a formula
+    /// broke before the export.
+    #[error(
+        "{0:?} is a spreadsheet error, not a value: fix the formula in the sheet and export again"
+    )]
+    SpreadsheetError(String),
     /// The text names the character and the column, e.g. "control character U+001B in
     /// first_name".
     #[error("{0}; a cell must be plain text: remove the character and export again")]
@@ -143,26 +150,25 @@ pub fn read_roster(
     catalog: &Catalog,
     defaults: &Defaults,
     columns: &HashMap<String, String>,
+    options: &ReadOptions,
 ) -> Result<Roster> {
-    let file = input::open_regular(path, "roster")?;
-    read_roster_from(
-        &path.display().to_string(),
-        file,
-        catalog,
-        defaults,
-        columns,
-    )
+    let reader = RosterReader::open(path, catalog, defaults, columns, options)?;
+    read_all(reader)
 }
 
-/// Reads a whole roster from any re-readable source; `label` names it in messages.
-pub fn read_roster_from<R: Read + Seek>(
+/// Reads a whole CSV roster from any re-readable source; `label` names it in messages.
+pub fn read_roster_from(
     label: &str,
-    source: R,
+    source: impl ReadSeek + 'static,
     catalog: &Catalog,
     defaults: &Defaults,
     columns: &HashMap<String, String>,
 ) -> Result<Roster> {
-    let mut reader = RosterReader::new(label, source, catalog, defaults, columns)?;
+    let reader = RosterReader::new(label, source, catalog, defaults, columns)?;
+    read_all(reader)
+}
+
+fn read_all(mut reader: RosterReader<'_>) -> Result<Roster> {
     let mut roster = Roster::default();
     let mut cross = CrossRowCheck::default();
     while let Some(row) = reader.next_row()? {
@@ -209,7 +215,8 @@ pub fn read_roster_from<R: Read + Seek>(
 /// Bump when normalization or resolution changes what a row means: every row memo written
 /// before then is ignored and each row is normalized again once.
 // 2: control and bidi characters are rejected (rows that held one were accepted before).
-const ROW_MEMO_VERSION: u32 = 2;
+// 3: U+FFFD and spreadsheet error values (`#N/A`) are rejected.
+const ROW_MEMO_VERSION: u32 = 3;
 
 /// A data row as read, before it is normalized: enough for the planner to recognize a row
 /// the ledger remembers ([`crate::ledger::RowMemo`]) and skip normalizing it.
@@ -233,9 +240,13 @@ pub struct Mark {
 /// Streams a roster row by row: each data row becomes a desired user or a reject. The
 /// cross-row rules (one key per person, one email per key) are the caller's, through
 /// [`CrossRowCheck`], because they can only be settled once the whole file is read.
-pub struct RosterReader<'a, R: Read + Seek> {
+pub struct RosterReader<'a> {
     label: String,
-    csv: RecordReader<R>,
+    records: Records,
+    /// What the file was read as.
+    format: Format,
+    /// Where the first data row starts.
+    start: input::Position,
     positions: Positions,
     width: usize,
     resolver: Resolver<'a>,
@@ -247,50 +258,57 @@ pub struct RosterReader<'a, R: Read + Seek> {
     context: u64,
 }
 
-impl<'a> RosterReader<'a, File> {
+impl<'a> RosterReader<'a> {
+    /// Opens the roster at `path`: a spreadsheet by its extension, else CSV in the encoding
+    /// and with the delimiter detected (or configured); reads and checks the header.
     pub fn open(
         path: &Path,
         catalog: &'a Catalog,
         defaults: &Defaults,
         columns: &HashMap<String, String>,
+        options: &ReadOptions,
     ) -> Result<Self> {
-        // The record reader reads in large pieces itself: no BufReader in between.
-        let file = input::open_regular(path, "roster")?;
-        RosterReader::new(
-            &path.display().to_string(),
-            file,
-            catalog,
-            defaults,
-            columns,
-        )
+        let label = path.display().to_string();
+        let opened = source::open(path, "roster", options, |header| {
+            map_headers(&label, header, columns)
+        })?;
+        RosterReader::from_opened(label, opened, catalog, defaults)
     }
-}
 
-impl<'a, R: Read + Seek> RosterReader<'a, R> {
-    /// Reads and checks the header; a structurally broken file fails here.
+    /// Reads a CSV roster from any re-readable source (encoding and delimiter detected);
+    /// a structurally broken file fails here.
     pub fn new(
         label: &str,
-        source: R,
+        source: impl ReadSeek + 'static,
         catalog: &'a Catalog,
         defaults: &Defaults,
         columns: &HashMap<String, String>,
     ) -> Result<Self> {
-        let mut csv = RecordReader::new(source);
-        let mut header = Record::default();
-        if !csv
-            .read(&mut header)
-            .with_context(|| format!("cannot read roster {label}"))?
-        {
-            bail!(
-                "{label}: the roster is empty; expected a header line naming at least {}",
-                REQUIRED.join(", ")
-            );
-        }
-        if let Some(why) = header.broken(0) {
-            bail!("{label}:{}: the header is unreadable: {why}", header.line());
-        }
-        let positions = map_headers(label, &header, columns)?;
+        let opened = source::read_header(
+            Box::new(source),
+            label,
+            "roster",
+            &ReadOptions::default(),
+            |header| map_headers(label, header, columns),
+        )?;
+        RosterReader::from_opened(label.to_owned(), opened, catalog, defaults)
+    }
+
+    fn from_opened(
+        label: String,
+        opened: Opened<Positions>,
+        catalog: &'a Catalog,
+        defaults: &Defaults,
+    ) -> Result<Self> {
+        let Opened {
+            records,
+            format,
+            header,
+            accepted: positions,
+        } = opened;
         // Vecs and arrays only: their Debug text is a stable function of their content.
+        // The file's format is not part of it: the same cells mean the same row whether
+        // they came from UTF-16, a `;` file or a sheet.
         let context = xxhash_rust::xxh3::xxh3_64(
             format!(
                 "{ROW_MEMO_VERSION}|{}|{:?}|{:?}|{:?}|{:?}|{}|{:?}|{:?}",
@@ -308,8 +326,10 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
         let defaults = ResolvedDefaults::new(defaults, catalog)
             .with_context(|| format!("{label}: [defaults]"))?;
         Ok(RosterReader {
-            label: label.to_owned(),
-            csv,
+            label,
+            start: records.position(),
+            records,
+            format,
             width: header.len(),
             positions,
             resolver: Resolver::new(catalog, defaults),
@@ -318,6 +338,11 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
             broken: None,
             context,
         })
+    }
+
+    /// What the file was read as: CSV with its encoding and delimiter, or a sheet.
+    pub fn format(&self) -> &Format {
+        &self.format
     }
 
     /// The roster's name in messages.
@@ -340,14 +365,14 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
     /// Where the next row starts, to come back to with [`RosterReader::rewind`].
     pub fn mark(&self) -> Mark {
         Mark {
-            position: self.csv.position(),
+            position: self.records.position(),
             rows: self.rows,
         }
     }
 
     /// Reads again from a [`Mark`]: the rows after it come back with the same lines.
     pub fn rewind(&mut self, mark: &Mark) -> Result<()> {
-        self.csv
+        self.records
             .seek(mark.position)
             .with_context(|| format!("{}: cannot read the roster again", self.label))?;
         self.rows = mark.rows;
@@ -374,7 +399,7 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
                 return Ok(None);
             }
             if !self
-                .csv
+                .records
                 .read(&mut self.record)
                 .with_context(|| format!("cannot read roster {}", self.label))?
             {
@@ -455,15 +480,12 @@ impl<'a, R: Read + Seek> RosterReader<'a, R> {
         lines: &HashSet<u64>,
     ) -> Result<HashMap<u64, (String, String, String)>> {
         let mut found = HashMap::new();
-        self.csv
-            .seek(input::Position {
-                line: 1,
-                ..Default::default()
-            })
+        self.records
+            .seek(self.start)
             .with_context(|| format!("{}: cannot read the roster again", self.label))?;
         let mut record = Record::default();
         while self
-            .csv
+            .records
             .read(&mut record)
             .with_context(|| format!("cannot read roster {}", self.label))?
         {
@@ -695,12 +717,13 @@ fn map_headers(
             );
         }
     }
+    let line = header.line();
     let mut index = [None; COLUMNS.len()];
     let mut texts = Vec::new();
     for (i, raw) in header.iter().enumerate() {
         let text = std::str::from_utf8(raw).map_err(|_| {
             anyhow::anyhow!(
-                "{label}:1: column {}: the header is not UTF-8; re-export the file as UTF-8 CSV",
+                "{label}:{line}: column {}: the header is not valid UTF-8; set [files] encoding to the file's encoding, or export it as UTF-8",
                 i + 1
             )
         })?;
@@ -717,7 +740,7 @@ fn map_headers(
                 .expect("canonical column");
             if let Some(first) = index[slot] {
                 bail!(
-                    "{label}:1: columns {} and {} both map to {canonical}",
+                    "{label}:{line}: columns {} and {} both map to {canonical}",
                     first + 1,
                     i + 1
                 );
@@ -738,7 +761,7 @@ fn map_headers(
         .collect();
     if !missing.is_empty() {
         bail!(
-            "{label}:1: missing required column(s) {}; found columns {:?} (map other names in [columns])",
+            "{label}:{line}: missing required column(s) {}; found columns {:?} (map other names in [columns])",
             missing.join(", "),
             texts
         );
@@ -906,10 +929,16 @@ impl<'a> Resolver<'a> {
                 return Err((column(), RejectReason::TooLong(raw.len())));
             }
             let text = std::str::from_utf8(raw).map_err(|_| (column(), RejectReason::NotUtf8))?;
-            if let Some(canonical) = positions.kinds.get(i).copied().flatten()
-                && let Some(c) = hidden_char(text, canonical)
-            {
-                return Err((column(), RejectReason::HiddenChar(describe(c, canonical))));
+            if let Some(canonical) = positions.kinds.get(i).copied().flatten() {
+                if let Some(c) = hidden_char(text, canonical) {
+                    return Err((column(), RejectReason::HiddenChar(describe(c, canonical))));
+                }
+                if is_spreadsheet_error(text) {
+                    return Err((
+                        column(),
+                        RejectReason::SpreadsheetError(text.trim().to_owned()),
+                    ));
+                }
             }
             cells.push(text);
         }
@@ -1003,12 +1032,44 @@ fn hidden_char(text: &str, column: &str) -> Option<char> {
         '\r' | '\n' => !list,
         '\u{061C}' | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{2028}'..='\u{202E}' => true,
         '\u{2060}'..='\u{2069}' | '\u{FEFF}' => true,
+        // What a decoder leaves where bytes did not decode: the text is not what was meant.
+        '\u{FFFD}' => true,
         c => c.is_control(),
     })
 }
 
+/// The values a spreadsheet shows for a formula that failed; exported as text, they would
+/// become someone's name.
+fn is_spreadsheet_error(text: &str) -> bool {
+    let text = text.trim();
+    text.starts_with('#')
+        && matches!(
+            text.to_ascii_uppercase().as_str(),
+            "#N/A"
+                | "#REF!"
+                | "#VALUE!"
+                | "#DIV/0!"
+                | "#NAME?"
+                | "#NULL!"
+                | "#NUM!"
+                | "#SPILL!"
+                | "#CALC!"
+                | "#GETTING_DATA"
+                | "#FIELD!"
+                | "#BLOCKED!"
+                | "#CONNECT!"
+                | "#BUSY!"
+                | "#UNKNOWN!"
+        )
+}
+
 /// "control character U+001B in first_name".
 fn describe(c: char, column: &str) -> String {
+    if c == '\u{FFFD}' {
+        return format!(
+            "undecodable character U+FFFD in {column} (bytes that are not text in the file's encoding)"
+        );
+    }
     let kind = if c.is_control() {
         "control character"
     } else {
@@ -1071,7 +1132,7 @@ mod tests {
         };
         read_roster_from(
             "roster.csv",
-            std::io::Cursor::new(text.as_bytes()),
+            std::io::Cursor::new(text.as_bytes().to_vec()),
             &crate::samples::catalog(),
             &defaults,
             columns,
@@ -1176,12 +1237,33 @@ mod tests {
     #[test]
     fn long_fields_and_invalid_utf8_are_rejected_not_fatal() {
         let long = "x".repeat(MAX_FIELD_BYTES + 1);
-        let mut bytes = format!("{HEADER}E1,A,{long},a@example.com,,,,,,,\n").into_bytes();
+        // A UTF-8 file (its accents are UTF-8) with one row that is not.
+        let mut bytes = format!(
+            "{HEADER}E1,A,{long},a@example.com,,,,,,,\nE0,Zoë,Brontë,z@example.com,,,,,,,\n"
+        )
+        .into_bytes();
         bytes
             .extend_from_slice(b"E2,Jos\xe9,B,b@example.com,,,,,,,\nE3,C,C,c@example.com,,,,,,,\n");
-        let roster = read_roster_from(
+        let roster = read_bytes(bytes);
+        assert_eq!(roster.users.len(), 2);
+        assert_eq!(roster.rejects[0].column, "last_name");
+        assert!(roster.rejects[0].reason.contains("bytes long"));
+        assert_eq!(
+            (roster.rejects[1].line, roster.rejects[1].column.as_str()),
+            (4, "first_name")
+        );
+        assert!(roster.rejects[1].reason.contains("not valid UTF-8"));
+        assert_eq!(roster.rejects[1].key.as_deref(), Some("E2"));
+        assert_eq!(
+            roster.rejects[1].original,
+            "E2,Jos\u{FFFD},B,b@example.com,,,,,,,"
+        );
+    }
+
+    fn read_bytes(bytes: Vec<u8>) -> Roster {
+        read_roster_from(
             "r.csv",
-            std::io::Cursor::new(bytes.as_slice()),
+            std::io::Cursor::new(bytes),
             &crate::samples::catalog(),
             &Defaults {
                 client: "Northwind Camps".into(),
@@ -1189,15 +1271,36 @@ mod tests {
             },
             &HashMap::new(),
         )
-        .unwrap();
-        assert_eq!(roster.users.len(), 1);
-        assert_eq!(roster.rejects[0].column, "last_name");
-        assert!(roster.rejects[0].reason.contains("bytes long"));
-        assert_eq!(
-            (roster.rejects[1].line, roster.rejects[1].column.as_str()),
-            (3, "first_name")
+        .unwrap()
+    }
+
+    #[test]
+    fn a_windows_1252_file_is_read_whole() {
+        let roster = read_bytes(
+            format!("{HEADER}E2,Jos\u{e9},B,b@example.com,,,,,,,\nE3,Ren\u{e9}e,C,c@example.com,,,,,,,\n")
+                .chars()
+                .map(|c| c as u32 as u8)
+                .collect(),
         );
-        assert_eq!(roster.rejects[1].key.as_deref(), Some("E2"));
+        assert!(roster.rejects.is_empty(), "{:?}", roster.rejects);
+        assert_eq!(roster.users[0].first_name, "José");
+        assert_eq!(roster.users[1].first_name, "Renée");
+    }
+
+    #[test]
+    fn spreadsheet_errors_and_undecodable_characters_are_refused() {
+        let roster = read(&format!(
+            "{HEADER}E1,#N/A,B,b@example.com,,,,,,,\nE2,Ann,B\u{FFFD},c@example.com,,,,,,,\nE3,Ann,#ok,d@example.com,,,,,,,\n"
+        ));
+        let got: Vec<(u64, &str)> = roster
+            .rejects
+            .iter()
+            .map(|r| (r.line, r.column.as_str()))
+            .collect();
+        assert_eq!(got, vec![(2, "first_name"), (3, "last_name")]);
+        assert!(roster.rejects[0].reason.contains("spreadsheet error"));
+        assert!(roster.rejects[1].reason.contains("U+FFFD"));
+        assert_eq!(roster.users.len(), 1);
     }
 
     #[test]

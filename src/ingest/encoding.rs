@@ -1,0 +1,437 @@
+//! Which character encoding an input file is in, and turning it into UTF-8 for the parser.
+//!
+//! Owns the detection rule, made once per file: a byte order mark decides (UTF-8, UTF-16 LE
+//! or BE); without one, a file whose bytes are UTF-8 is UTF-8, a file whose non-ASCII bytes
+//! are not is Windows-1252 (Excel's "CSV" on Windows), and a file that is mostly UTF-8 with a
+//! few bad bytes stays UTF-8, so that only the rows holding them are refused. `[files]
+//! encoding` overrides the guess (a byte order mark still wins: it cannot be wrong). Decoding
+//! is encoding_rs's (the WHATWG tables browsers use).
+//!
+//! It must never decode a UTF-8 file (the common case: it is parsed as it is, without a
+//! copy), never let a byte that does not decode pass as text (it becomes U+FFFD, which the
+//! roster refuses), and never hold more than one chunk of a file in memory.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+
+use anyhow::{Context, Result, bail};
+use encoding_rs::{Encoding, UTF_8, UTF_16BE, UTF_16LE, WINDOWS_1252};
+
+/// How the encoding was settled, said beside it in the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// A byte order mark at the start of the file.
+    Bom,
+    /// `[files] encoding`.
+    Configured,
+    /// Every byte is UTF-8 (or ASCII).
+    Valid,
+    /// Read from the bytes: the counts that decided it.
+    Guessed {
+        /// Byte sequences that are not UTF-8.
+        not_utf8: u64,
+        /// Multi-byte UTF-8 characters.
+        utf8: u64,
+    },
+    /// Every other byte is zero: UTF-16 without a byte order mark.
+    ZeroBytes,
+}
+
+/// A file's encoding and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Detected {
+    pub encoding: &'static Encoding,
+    pub basis: Basis,
+    /// Length of the byte order mark to skip.
+    pub bom_len: u64,
+}
+
+impl Detected {
+    /// The encoding's name as summary.json gives it ("UTF-8", "windows-1252", "UTF-16LE").
+    pub fn name(&self) -> &'static str {
+        self.encoding.name()
+    }
+
+    /// Whether the file is parsed as it is (UTF-8) or decoded into a copy first.
+    pub fn is_utf8(&self) -> bool {
+        self.encoding == UTF_8
+    }
+}
+
+impl fmt::Display for Detected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.encoding.name();
+        match self.basis {
+            Basis::Bom => write!(f, "{name} (byte order mark)"),
+            Basis::Configured => write!(f, "{name} (as [files] encoding says)"),
+            Basis::Valid => write!(f, "{name}"),
+            Basis::Guessed { not_utf8, utf8 } if self.encoding == UTF_8 => write!(
+                f,
+                "{name} (detected: {utf8} UTF-8 characters, {not_utf8} invalid byte sequence(s): their rows are refused)"
+            ),
+            Basis::Guessed { not_utf8, utf8 } => write!(
+                f,
+                "{name} (detected: {not_utf8} byte(s) that are not UTF-8{}; set [files] encoding if it is another)",
+                if utf8 > 0 {
+                    format!(", {utf8} that are")
+                } else {
+                    String::new()
+                }
+            ),
+            Basis::ZeroBytes => write!(
+                f,
+                "{name} (detected: no byte order mark, every other byte zero)"
+            ),
+        }
+    }
+}
+
+/// Parses `[files] encoding`: "auto" (or nothing) detects; any WHATWG label names one
+/// ("utf-8", "windows-1252", "latin1", "utf-16le", "iso-8859-15", ...).
+pub fn parse_label(label: &str) -> Result<Option<&'static Encoding>> {
+    let label = label.trim();
+    if label.is_empty() || label.eq_ignore_ascii_case("auto") {
+        return Ok(None);
+    }
+    match Encoding::for_label(label.as_bytes()) {
+        // "replacement" is a WHATWG trick label that decodes everything to U+FFFD.
+        Some(encoding) if encoding != encoding_rs::REPLACEMENT => Ok(Some(encoding)),
+        _ => bail!(
+            "expected \"auto\" or an encoding name such as \"utf-8\", \"windows-1252\" or \"utf-16le\", found {label:?}"
+        ),
+    }
+}
+
+/// The byte order mark at the start of `head`, if any.
+fn bom(head: &[u8]) -> Option<(&'static Encoding, u64)> {
+    Encoding::for_bom(head).map(|(encoding, len)| (encoding, len as u64))
+}
+
+/// How much is read at a time, when scanning and decoding.
+const CHUNK: usize = 256 * 1024;
+/// How much of the start of a file tells UTF-16 without a byte order mark.
+const SNIFF: usize = 4096;
+
+/// Settles the encoding of `file` (read from its start; left at an unknown place).
+/// `configured` is `[files] encoding`.
+pub fn detect(
+    file: &mut (impl Read + Seek),
+    configured: Option<&'static Encoding>,
+) -> io::Result<Detected> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut head = Vec::with_capacity(SNIFF);
+    file.by_ref().take(SNIFF as u64).read_to_end(&mut head)?;
+    if let Some((encoding, bom_len)) = bom(&head) {
+        return Ok(Detected {
+            encoding,
+            basis: Basis::Bom,
+            bom_len,
+        });
+    }
+    if let Some(encoding) = configured {
+        return Ok(Detected {
+            encoding,
+            basis: Basis::Configured,
+            bom_len: 0,
+        });
+    }
+    if let Some(encoding) = utf16_without_bom(&head) {
+        return Ok(Detected {
+            encoding,
+            basis: Basis::ZeroBytes,
+            bom_len: 0,
+        });
+    }
+    file.seek(SeekFrom::Start(0))?;
+    let counts = scan_utf8(file)?;
+    Ok(Detected {
+        encoding: if counts.not_utf8 == 0 || counts.utf8 >= counts.not_utf8 {
+            UTF_8
+        } else {
+            WINDOWS_1252
+        },
+        basis: if counts.not_utf8 == 0 {
+            Basis::Valid
+        } else {
+            Basis::Guessed {
+                not_utf8: counts.not_utf8,
+                utf8: counts.utf8,
+            }
+        },
+        bom_len: 0,
+    })
+}
+
+/// UTF-16 written without a byte order mark: text whose every other byte is zero (ASCII
+/// characters are most of any roster). Needs a few dozen characters to say so.
+fn utf16_without_bom(head: &[u8]) -> Option<&'static Encoding> {
+    let pairs = head.len() / 2;
+    if pairs < 16 {
+        return None;
+    }
+    let zero_at = |parity: usize| {
+        head.chunks_exact(2)
+            .filter(|pair| pair[parity] == 0 && pair[1 - parity] != 0)
+            .count()
+    };
+    // 90%: a few non-Latin characters do not hide it; a NUL-padded binary is not text.
+    if zero_at(1) * 10 >= pairs * 9 {
+        Some(UTF_16LE)
+    } else if zero_at(0) * 10 >= pairs * 9 {
+        Some(UTF_16BE)
+    } else {
+        None
+    }
+}
+
+/// What a pass over the bytes found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Utf8Counts {
+    not_utf8: u64,
+    utf8: u64,
+}
+
+/// Counts the byte sequences that are not UTF-8 and the multi-byte characters that are.
+/// ASCII runs, nearly all of a roster, are skipped a word at a time by `is_ascii`.
+fn scan_utf8(source: &mut impl Read) -> io::Result<Utf8Counts> {
+    let mut counts = Utf8Counts::default();
+    let mut buf = vec![0u8; CHUNK + 4];
+    // Bytes of a character cut by the end of the previous read.
+    let mut carried = 0;
+    loop {
+        let read = read_full(source, &mut buf[carried..carried + CHUNK])?;
+        let filled = carried + read;
+        let at_end = read == 0;
+        let mut rest = &buf[..filled];
+        carried = 0;
+        while !rest.is_empty() {
+            match std::str::from_utf8(rest) {
+                Ok(text) => {
+                    counts.utf8 += multibyte(text.as_bytes());
+                    rest = &[];
+                }
+                Err(e) => {
+                    let (valid, after) = rest.split_at(e.valid_up_to());
+                    counts.utf8 += multibyte(valid);
+                    match e.error_len() {
+                        Some(bad) => {
+                            counts.not_utf8 += 1;
+                            rest = &after[bad..];
+                        }
+                        // A character cut by the end of the buffer: read on, unless the
+                        // file ends there.
+                        None if !at_end => {
+                            carried = after.len();
+                            let start = filled - carried;
+                            buf.copy_within(start..filled, 0);
+                            rest = &[];
+                        }
+                        None => {
+                            counts.not_utf8 += 1;
+                            rest = &[];
+                        }
+                    }
+                }
+            }
+        }
+        if at_end {
+            return Ok(counts);
+        }
+    }
+}
+
+/// Multi-byte characters in valid UTF-8: their lead bytes.
+fn multibyte(valid: &[u8]) -> u64 {
+    if valid.is_ascii() {
+        return 0;
+    }
+    valid.iter().filter(|&&b| b >= 0xC0).count() as u64
+}
+
+fn read_full(source: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match source.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Decodes `source` (from its start, byte order mark included: it is removed) into a new
+/// anonymous temporary file holding the same text in UTF-8, which the parser then reads
+/// and seeks in. The copy lives only as long as the returned handle: it has no name, so a
+/// killed run leaves nothing behind, and it is readable by this user only.
+pub fn decode_to_temp(
+    source: &mut (impl Read + Seek),
+    encoding: &'static Encoding,
+) -> Result<File> {
+    source
+        .seek(SeekFrom::Start(0))
+        .context("cannot read it again to decode it")?;
+    let file = tempfile::tempfile().context("cannot create a temporary file to decode it into")?;
+    let mut out = BufWriter::with_capacity(CHUNK, file);
+    let mut decoder = encoding.new_decoder_with_bom_removal();
+    let mut input = vec![0u8; CHUNK];
+    let mut output = vec![0u8; CHUNK * 3 + 16];
+    loop {
+        let read = read_full(source, &mut input)?;
+        let last = read == 0;
+        let mut from = &input[..read];
+        loop {
+            let (result, used, written, _) = decoder.decode_to_utf8(from, &mut output, last);
+            out.write_all(&output[..written])
+                .context("cannot write the decoded copy")?;
+            from = &from[used..];
+            if result == encoding_rs::CoderResult::InputEmpty {
+                break;
+            }
+        }
+        if last {
+            break;
+        }
+    }
+    let mut file = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .context("cannot write the decoded copy")?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(file)
+}
+
+/// Decodes a whole (small) file held in memory: catalogs.
+pub fn decode_all(
+    bytes: &[u8],
+    configured: Option<&'static Encoding>,
+) -> Result<(Vec<u8>, Detected)> {
+    let detected = detect(&mut io::Cursor::new(bytes), configured)?;
+    if detected.is_utf8() {
+        return Ok((bytes[detected.bom_len as usize..].to_vec(), detected));
+    }
+    let (text, _) = detected.encoding.decode_with_bom_removal(bytes);
+    Ok((text.into_owned().into_bytes(), detected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detect_bytes(bytes: &[u8]) -> Detected {
+        detect(&mut io::Cursor::new(bytes.to_vec()), None).unwrap()
+    }
+
+    fn utf16le(text: &str, bom: bool) -> Vec<u8> {
+        let mut out = if bom { vec![0xFF, 0xFE] } else { vec![] };
+        out.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        out
+    }
+
+    #[test]
+    fn a_byte_order_mark_decides() {
+        let d = detect_bytes(b"\xEF\xBB\xBFid,name\n1,Zo\xC3\xAB\n");
+        assert_eq!((d.encoding, d.basis, d.bom_len), (UTF_8, Basis::Bom, 3));
+        let d = detect_bytes(&utf16le("id\tname\n", true));
+        assert_eq!((d.encoding, d.bom_len), (UTF_16LE, 2));
+        let d = detect_bytes(b"\xFE\xFF\x00i\x00d");
+        assert_eq!(d.encoding, UTF_16BE);
+        // Even against the configuration.
+        let d = detect(
+            &mut io::Cursor::new(b"\xEF\xBB\xBFx".to_vec()),
+            Some(WINDOWS_1252),
+        )
+        .unwrap();
+        assert_eq!(d.encoding, UTF_8);
+    }
+
+    #[test]
+    fn windows_1252_is_told_from_utf8_by_its_bytes() {
+        let d = detect_bytes(b"id,name\n1,Zo\xEB\n2,Ren\xE9e\n");
+        assert_eq!(d.encoding, WINDOWS_1252);
+        assert_eq!(
+            d.basis,
+            Basis::Guessed {
+                not_utf8: 2,
+                utf8: 0
+            }
+        );
+        let d = detect_bytes("id,name\n1,Zoë\n".as_bytes());
+        assert_eq!((d.encoding, d.basis), (UTF_8, Basis::Valid));
+        let d = detect_bytes(b"id,name\n1,Bob\n");
+        assert_eq!((d.encoding, d.basis), (UTF_8, Basis::Valid));
+    }
+
+    #[test]
+    fn a_mostly_utf8_file_with_a_few_bad_bytes_stays_utf8() {
+        let mut text = "id,name\n".to_owned();
+        for i in 0..50 {
+            text.push_str(&format!("{i},Zoë Brontë\n"));
+        }
+        let mut bytes = text.into_bytes();
+        bytes.extend(b"99,Ren\xE9e\n");
+        let d = detect_bytes(&bytes);
+        assert_eq!(d.encoding, UTF_8);
+        assert_eq!(
+            d.basis,
+            Basis::Guessed {
+                not_utf8: 1,
+                utf8: 100
+            }
+        );
+    }
+
+    #[test]
+    fn a_character_cut_by_a_chunk_boundary_is_one_character() {
+        let mut bytes = vec![b'a'; CHUNK - 1];
+        bytes.extend("é\n".as_bytes());
+        let counts = scan_utf8(&mut io::Cursor::new(bytes)).unwrap();
+        assert_eq!(
+            counts,
+            Utf8Counts {
+                not_utf8: 0,
+                utf8: 1
+            }
+        );
+        // Cut by the end of the file: not UTF-8.
+        let counts = scan_utf8(&mut io::Cursor::new(b"ab\xC3".to_vec())).unwrap();
+        assert_eq!(counts.not_utf8, 1);
+    }
+
+    #[test]
+    fn utf16_without_a_byte_order_mark_is_seen_by_its_zero_bytes() {
+        let text = "Employee ID\tFirst Name\tLast Name\n1\tZoë\tBrontë\n";
+        assert_eq!(detect_bytes(&utf16le(text, false)).encoding, UTF_16LE);
+        let be: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        assert_eq!(detect_bytes(&be).encoding, UTF_16BE);
+    }
+
+    #[test]
+    fn decoding_gives_utf8_without_the_mark_and_marks_bad_bytes() {
+        let mut source = io::Cursor::new(utf16le("id\tname\r\n1\tZoë\r\n", true));
+        let mut file = decode_to_temp(&mut source, UTF_16LE).unwrap();
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "id\tname\r\n1\tZoë\r\n");
+        let mut source = io::Cursor::new(b"1,Ren\xE9e \x80\n".to_vec());
+        let mut file = decode_to_temp(&mut source, WINDOWS_1252).unwrap();
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "1,Renée €\n");
+        // A lone surrogate is not text.
+        let (text, _) = decode_all(&[0xFF, 0xFE, 0x00, 0xD8, b'a', 0], None).unwrap();
+        assert_eq!(String::from_utf8(text).unwrap(), "\u{FFFD}a");
+    }
+
+    #[test]
+    fn labels_are_whatwg_names_or_auto() {
+        assert_eq!(parse_label("auto").unwrap(), None);
+        assert_eq!(parse_label("cp1252").unwrap(), Some(WINDOWS_1252));
+        assert_eq!(parse_label("latin1").unwrap(), Some(WINDOWS_1252));
+        assert_eq!(parse_label("UTF-16").unwrap(), Some(UTF_16LE));
+        assert!(parse_label("klingon").is_err());
+        assert!(parse_label("replacement").is_err());
+    }
+}
