@@ -155,6 +155,13 @@ fn exports() -> Vec<Export> {
             file: "roster.xlsx",
             read_as: "xlsx workbook, sheet \"Staff\"",
             bytes: xlsx(),
+            bad: (BAD_ROW_IN_SHEET, bad_comma.clone()),
+        },
+        Export {
+            name: "ods",
+            file: "roster.ods",
+            read_as: "ods workbook, sheet \"Staff\"",
+            bytes: ods(),
             bad: (BAD_ROW_IN_SHEET, bad_comma),
         },
     ]
@@ -175,6 +182,67 @@ fn xlsx() -> Vec<u8> {
         }
     }
     workbook.save_to_buffer().unwrap()
+}
+
+/// The roster as an OpenDocument spreadsheet (what LibreOffice saves): the line break of
+/// E3's locations is two paragraphs, as LibreOffice writes it.
+fn ods() -> Vec<u8> {
+    use std::io::Write;
+    let escape = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let mut body = String::new();
+    for row in cells() {
+        body.push_str("<table:table-row>");
+        for cell in row {
+            if cell.is_empty() {
+                body.push_str("<table:table-cell/>");
+            } else if let Ok(number) = cell.parse::<f64>() {
+                body.push_str(&format!(
+                    "<table:table-cell office:value-type=\"float\" office:value=\"{number}\"><text:p>{number}</text:p></table:table-cell>"
+                ));
+            } else {
+                let paragraphs: String = cell
+                    .split('\n')
+                    .map(|p| format!("<text:p>{}</text:p>", escape(p)))
+                    .collect();
+                body.push_str(&format!(
+                    "<table:table-cell office:value-type=\"string\">{paragraphs}</table:table-cell>"
+                ));
+            }
+        }
+        body.push_str("</table:table-row>");
+    }
+    let content = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+         <office:document-content xmlns:office=\"urn:oasis:names:tc:opendocument:xmlns:office:1.0\" \
+         xmlns:table=\"urn:oasis:names:tc:opendocument:xmlns:table:1.0\" \
+         xmlns:text=\"urn:oasis:names:tc:opendocument:xmlns:text:1.0\" office:version=\"1.2\">\
+         <office:body><office:spreadsheet><table:table table:name=\"Staff\">{body}</table:table>\
+         </office:spreadsheet></office:body></office:document-content>"
+    );
+    let manifest = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+         <manifest:manifest xmlns:manifest=\"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0\" manifest:version=\"1.2\">\
+         <manifest:file-entry manifest:full-path=\"/\" manifest:media-type=\"application/vnd.oasis.opendocument.spreadsheet\"/>\
+         <manifest:file-entry manifest:full-path=\"content.xml\" manifest:media-type=\"text/xml\"/>\
+         </manifest:manifest>";
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, text) in [
+        ("mimetype", "application/vnd.oasis.opendocument.spreadsheet"),
+        ("META-INF/manifest.xml", manifest),
+        ("content.xml", content.as_str()),
+    ] {
+        zip.start_file(name, stored).unwrap();
+        zip.write_all(text.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap();
+    out.into_inner()
 }
 
 /// Who the simulator holds: key → (first, last, email, number of locations, content).

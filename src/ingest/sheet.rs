@@ -23,8 +23,14 @@ pub const MAX_SHEET_ROWS: u32 = 1_048_576;
 pub const MAX_SHEET_COLUMNS: u32 = 1_024;
 /// The most text a sheet may hold once unpacked (what a million roster rows need).
 pub const MAX_SHEET_TEXT: usize = 512 << 20;
+/// The most cells kept (header width times rows): a million rows of 32 columns.
+pub const MAX_SHEET_CELLS: usize = 32 << 20;
 /// The largest `.ods` file accepted: it is read whole (no streaming reader exists for it).
 pub const MAX_ODS_BYTES: u64 = 32 << 20;
+/// The most a workbook's parts may unpack to, as its zip directory declares them: a zip of a
+/// few megabytes can unpack to gigabytes, and the library holds some parts (xlsx's shared
+/// strings) whole in memory.
+pub const MAX_UNPACKED_BYTES: u64 = 1 << 30;
 
 /// The spreadsheet kinds read, by file name extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +64,8 @@ pub struct SheetRows {
     /// The sheet read.
     pub sheet: String,
     text: String,
-    /// End of each cell's text in `text`.
-    cell_ends: Vec<usize>,
+    /// End of each cell's text in `text` (which is at most [`MAX_SHEET_TEXT`]).
+    cell_ends: Vec<u32>,
     /// Each row: its 1-based row number in the sheet and the index of its first cell.
     rows: Vec<(u32, usize)>,
     next: usize,
@@ -69,7 +75,8 @@ impl SheetRows {
     /// Reads `sheet` (or the first) of the workbook at `path`; `label` names it in messages.
     pub fn read(path: &Path, kind: Kind, sheet: Option<&str>, label: &str) -> Result<SheetRows> {
         // Checked before the library opens it, as for a CSV file: no FIFO, no device.
-        drop(super::input::open_regular(path, "roster")?);
+        let file = super::input::open_regular(path, "roster")?;
+        check_unpacked_size(file, label)?;
         match kind {
             Kind::Xlsx => read_xlsx(path, sheet, label),
             Kind::Ods => read_ods(path, sheet, label),
@@ -94,8 +101,9 @@ impl SheetRows {
             .rows
             .get(self.next + 1)
             .map_or(self.cell_ends.len(), |r| r.1);
-        let start_of = |i: usize| if i == 0 { 0 } else { self.cell_ends[i - 1] };
-        let cells = (first..end).map(|i| &self.text[start_of(i)..self.cell_ends[i]]);
+        let end_of = |i: usize| self.cell_ends[i] as usize;
+        let start_of = |i: usize| if i == 0 { 0 } else { end_of(i - 1) };
+        let cells = (first..end).map(|i| self.text.get(start_of(i)..end_of(i)).unwrap_or(""));
         record.set_cells(u64::from(line), cells);
         self.next += 1;
         true
@@ -201,7 +209,10 @@ impl<'a> Builder<'a> {
             if let Some(text) = cells.get(i) {
                 self.out.text.push_str(text);
             }
-            self.out.cell_ends.push(self.out.text.len());
+            // Past u32::MAX only beyond MAX_SHEET_TEXT, which check_size refuses.
+            self.out
+                .cell_ends
+                .push(u32::try_from(self.out.text.len()).unwrap_or(u32::MAX));
         }
     }
 
@@ -211,6 +222,12 @@ impl<'a> Builder<'a> {
     }
 
     fn check_size(&self) -> Result<()> {
+        if self.out.cell_ends.len() > MAX_SHEET_CELLS {
+            bail!(
+                "{}: the sheet holds more than {MAX_SHEET_CELLS} cells (rows times the header's columns); a roster is expected to be smaller (is this the right file?)",
+                self.label
+            );
+        }
         if self.out.text.len() > MAX_SHEET_TEXT {
             bail!(
                 "{}: the sheet holds more than {} MiB of text; a roster is expected to be smaller (is this the right file?)",
@@ -220,6 +237,29 @@ impl<'a> Builder<'a> {
         }
         Ok(())
     }
+}
+
+/// Refuses a workbook whose parts, as its zip directory declares them, unpack past
+/// [`MAX_UNPACKED_BYTES`].
+fn check_unpacked_size(file: File, label: &str) -> Result<()> {
+    let mut archive = zip::ZipArchive::new(BufReader::new(file)).with_context(|| {
+        format!("{label}: not a spreadsheet workbook (a workbook is a zip archive); is it a CSV file with the wrong name?")
+    })?;
+    let mut total: u64 = 0;
+    for i in 0..archive.len() {
+        let part = archive
+            .by_index_raw(i)
+            .with_context(|| format!("{label}: the workbook is damaged"))?;
+        total = total.saturating_add(part.size());
+    }
+    if total > MAX_UNPACKED_BYTES {
+        bail!(
+            "{label}: the workbook unpacks to {} MiB; at most {} MiB are read (is this the right file?)",
+            total >> 20,
+            MAX_UNPACKED_BYTES >> 20
+        );
+    }
+    Ok(())
 }
 
 fn pick_sheet(names: &[String], wanted: Option<&str>, label: &str) -> Result<String> {
