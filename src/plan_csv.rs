@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use rustc_hash::FxHashMap;
+
 use crate::ingest::catalog::Catalog;
 use crate::ledger::{Before, OpKind, PlannedOp};
 use crate::report::guard;
@@ -76,6 +78,49 @@ pub struct PlanFile {
     pub first: BTreeMap<&'static str, Vec<PlanLine>>,
 }
 
+/// The catalog's names by exact UUID, looked up once per op field: the catalog's own lookups
+/// fold their key first, which a million-op plan would pay for several times an op.
+struct Names<'c> {
+    clients: FxHashMap<&'c str, &'c str>,
+    locations: FxHashMap<&'c str, &'c str>,
+    content: FxHashMap<&'c str, &'c str>,
+}
+
+impl<'c> Names<'c> {
+    fn new(catalog: &'c Catalog) -> Names<'c> {
+        Names {
+            clients: catalog
+                .clients
+                .iter()
+                .map(|c| (c.uuid.as_str(), c.name.as_str()))
+                .collect(),
+            locations: catalog
+                .locations
+                .iter()
+                .map(|l| (l.uuid.as_str(), l.name.as_str()))
+                .collect(),
+            content: catalog
+                .content
+                .iter()
+                .map(|c| (c.uuid.as_str(), c.sku.as_str()))
+                .collect(),
+        }
+    }
+
+    /// The name for `uuid` in `map`: exact first (the ledger holds the catalog's own
+    /// spelling), else through the catalog's folding lookup, else the UUID itself.
+    fn of(
+        map: &FxHashMap<&str, &str>,
+        uuid: &str,
+        fallback: impl Fn() -> Option<String>,
+    ) -> String {
+        map.get(uuid)
+            .map(|name| (*name).to_owned())
+            .or_else(fallback)
+            .unwrap_or_else(|| uuid.to_owned())
+    }
+}
+
 /// Writes plan.csv at `path` from the ops `source` hands over (see
 /// [`crate::ledger::PlanTx::for_each_op`]).
 pub fn write(
@@ -90,8 +135,9 @@ pub fn write(
         path: path.to_path_buf(),
         ..PlanFile::default()
     };
+    let names = Names::new(catalog);
     source(&mut |op| {
-        let line = describe(&op, catalog);
+        let line = describe_with(&op, catalog, &names);
         writer
             .write_record([
                 guard(&line.external_id),
@@ -126,7 +172,7 @@ const FIELDS: [&str; 8] = [
 ];
 
 /// A profile field as shown: names for UUIDs, lists sorted and joined by ", ".
-fn field(user: &User, name: &str, catalog: &Catalog) -> String {
+fn field(user: &User, name: &str, catalog: &Catalog, names: &Names<'_>) -> String {
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     match name {
         "first_name" => text(&user.principal.first_name),
@@ -138,24 +184,24 @@ fn field(user: &User, name: &str, catalog: &Catalog) -> String {
             .client
             .as_deref()
             .map(|uuid| {
-                catalog
-                    .client(uuid)
-                    .map_or_else(|| uuid.to_owned(), |c| c.name.clone())
+                Names::of(&names.clients, uuid, || {
+                    catalog.client(uuid).map(|c| c.name.clone())
+                })
             })
             .unwrap_or_default(),
         "locations" => {
-            let mut names: Vec<String> = user
+            let mut shown: Vec<String> = user
                 .context
                 .locations
                 .iter()
                 .map(|uuid| {
-                    catalog
-                        .location_by_uuid(uuid)
-                        .map_or_else(|| uuid.clone(), |l| l.name.clone())
+                    Names::of(&names.locations, uuid, || {
+                        catalog.location_by_uuid(uuid).map(|l| l.name.clone())
+                    })
                 })
                 .collect();
-            names.sort();
-            names.join(", ")
+            shown.sort();
+            shown.join(", ")
         }
         "position" => text(&user.attributes.position),
         "program_type" => text(&user.attributes.program_type),
@@ -164,13 +210,13 @@ fn field(user: &User, name: &str, catalog: &Catalog) -> String {
 }
 
 /// Content items as shown: SKUs where the catalog knows them, sorted.
-fn content(items: &[ContentRef], catalog: &Catalog) -> String {
+fn content(items: &[ContentRef], catalog: &Catalog, names: &Names<'_>) -> String {
     let mut shown: Vec<String> = items
         .iter()
         .map(|item| {
-            catalog
-                .content_by_uuid(&item.uuid)
-                .map_or_else(|| item.uuid.clone(), |c| c.sku.clone())
+            Names::of(&names.content, &item.uuid, || {
+                catalog.content_by_uuid(&item.uuid).map(|c| c.sku.clone())
+            })
         })
         .collect();
     shown.sort();
@@ -187,17 +233,23 @@ fn or_empty(value: String) -> String {
 
 /// Who and what one op changes.
 pub fn describe(op: &PlannedOp, catalog: &Catalog) -> PlanLine {
+    describe_with(op, catalog, &Names::new(catalog))
+}
+
+fn describe_with(op: &PlannedOp, catalog: &Catalog, names: &Names<'_>) -> PlanLine {
     let before_profile = op.before.as_ref().and_then(|b| b.profile.as_ref());
     // Who: the person as the op leaves them, else as the ledger last confirmed them.
     let who = op.payload.user.as_ref().or(before_profile);
-    let name = |f: &str| who.map_or_else(|| NOT_RECORDED.to_owned(), |u| field(u, f, catalog));
+    let name =
+        |f: &str| who.map_or_else(|| NOT_RECORDED.to_owned(), |u| field(u, f, catalog, names));
+    let items = || content(&op.payload.items, catalog, names);
     let changes = match op.kind {
-        OpKind::Create => created(op.payload.user.as_ref(), catalog),
-        OpKind::Update => updated(op.before.as_ref(), op.payload.user.as_ref(), catalog),
+        OpKind::Create => created(op.payload.user.as_ref(), catalog, names),
+        OpKind::Update => updated(op.before.as_ref(), op.payload.user.as_ref(), catalog, names),
         OpKind::Deactivate => "status: active → inactive".to_owned(),
-        OpKind::Enroll => format!("adds content: {}", content(&op.payload.items, catalog)),
-        OpKind::Remove => format!("removes content: {}", content(&op.payload.items, catalog)),
-        OpKind::ReEnroll => format!("re-enrols content: {}", content(&op.payload.items, catalog)),
+        OpKind::Enroll => format!("adds content: {}", items()),
+        OpKind::Remove => format!("removes content: {}", items()),
+        OpKind::ReEnroll => format!("re-enrols content: {}", items()),
     };
     PlanLine {
         external_id: op.key.clone(),
@@ -210,19 +262,19 @@ pub fn describe(op: &PlannedOp, catalog: &Catalog) -> PlanLine {
 }
 
 /// A new person: everything they are created with beyond their name and email.
-fn created(user: Option<&User>, catalog: &Catalog) -> String {
+fn created(user: Option<&User>, catalog: &Catalog, names: &Names<'_>) -> String {
     let Some(user) = user else {
         return NOT_RECORDED.to_owned();
     };
     let mut parts: Vec<String> = FIELDS[3..]
         .iter()
-        .map(|f| (f, field(user, f, catalog)))
+        .map(|f| (f, field(user, f, catalog, names)))
         .filter(|(_, v)| !v.is_empty())
         .map(|(f, v)| format!("{f}: {v}"))
         .collect();
     let items = user.context.content.as_deref().unwrap_or_default();
     if !items.is_empty() {
-        parts.push(format!("content: {}", content(items, catalog)));
+        parts.push(format!("content: {}", content(items, catalog, names)));
     }
     format!("new user; {}", parts.join("; "))
         .trim_end_matches("; ")
@@ -230,7 +282,12 @@ fn created(user: Option<&User>, catalog: &Catalog) -> String {
 }
 
 /// Each field an update changes, `before → after`.
-fn updated(before: Option<&Before>, after: Option<&User>, catalog: &Catalog) -> String {
+fn updated(
+    before: Option<&Before>,
+    after: Option<&User>,
+    catalog: &Catalog,
+    names: &Names<'_>,
+) -> String {
     let Some(after) = after else {
         return NOT_RECORDED.to_owned();
     };
@@ -245,10 +302,10 @@ fn updated(before: Option<&Before>, after: Option<&User>, catalog: &Catalog) -> 
     }
     let profile = before.and_then(|b| b.profile.as_ref());
     for name in FIELDS {
-        let new = field(after, name, catalog);
+        let new = field(after, name, catalog, names);
         match profile {
             Some(old) => {
-                let old = field(old, name, catalog);
+                let old = field(old, name, catalog, names);
                 if old != new {
                     parts.push(format!("{name}: {} → {}", or_empty(old), or_empty(new)));
                 }

@@ -21,8 +21,10 @@ use crate::ingest::roster::fingerprint;
 use crate::plan::{PlanIo, Remote};
 use crate::targets::praesidium::model::{ContentRef, User};
 
-/// Planned ops handed back at a time while a plan is read back: the reader never holds more.
-const EXPORT_BUFFER: usize = 256;
+/// Planned ops handed back at a time while a plan is read back...
+const EXPORT_BATCH: usize = 512;
+/// ...and batches on their way: the reader never holds more than these.
+const EXPORT_BATCHES: usize = 2;
 
 /// An op of the plan being written, with what the ledger last confirmed of its user.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,7 +67,7 @@ enum Command {
     Retract(Vec<String>, Reply<Vec<(String, OpKind)>>),
     Rejects(Vec<RejectRow>),
     /// Reads the plan's ops back, in plan order, into the channel (closed at the end).
-    Export(SyncSender<Result<PlannedOp>>),
+    Export(SyncSender<Result<Vec<PlannedOp>>>),
     Commit(Reply<()>),
 }
 
@@ -213,14 +215,15 @@ fn begin_plan(conn: &mut Connection, run_id: i64) -> Result<(Transaction<'_>, us
     Ok((tx, replaced, ops_from))
 }
 
-/// Sends every op of the plan, with its user's row, to `out`; stops early when the reader
-/// hung up.
-fn export(tx: &Transaction, ops_from: i64, out: &SyncSender<Result<PlannedOp>>) -> Result<()> {
+/// Sends every op of the plan, with its user's row, to `out` in batches; stops early when
+/// the reader hung up.
+fn export(tx: &Transaction, ops_from: i64, out: &SyncSender<Result<Vec<PlannedOp>>>) -> Result<()> {
     let mut statement = tx.prepare(
         "SELECT o.id, o.key, o.kind, o.payload, u.profile, u.active, u.content FROM ops o
          LEFT JOIN users u ON u.key = o.key WHERE o.id >= ?1 ORDER BY o.id",
     )?;
     let mut rows = statement.query([ops_from])?;
+    let mut batch = Vec::with_capacity(EXPORT_BATCH);
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
         let kind: String = row.get(2)?;
@@ -237,15 +240,21 @@ fn export(tx: &Transaction, ops_from: i64, out: &SyncSender<Result<PlannedOp>>) 
                 content: serde_json::from_str(&row.get::<_, String>(6)?).unwrap_or_default(),
             }),
         };
-        let op = PlannedOp {
+        batch.push(PlannedOp {
             key: row.get(1)?,
             kind,
             payload,
             before,
-        };
-        if out.send(Ok(op)).is_err() {
-            break;
+        });
+        if batch.len() == EXPORT_BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(EXPORT_BATCH));
+            if out.send(Ok(full)).is_err() {
+                return Ok(());
+            }
         }
+    }
+    if !batch.is_empty() {
+        let _ = out.send(Ok(batch));
     }
     Ok(())
 }
@@ -312,10 +321,12 @@ impl PlanTx {
     /// plan.
     pub fn for_each_op(&mut self, mut each: impl FnMut(PlannedOp) -> Result<()>) -> Result<()> {
         self.flush()?;
-        let (out, ops) = sync_channel(EXPORT_BUFFER);
+        let (out, batches) = sync_channel(EXPORT_BATCHES);
         self.send(Command::Export(out))?;
-        for op in ops {
-            each(op?)?;
+        for batch in batches {
+            for op in batch? {
+                each(op)?;
+            }
         }
         Ok(())
     }
