@@ -535,7 +535,7 @@ pub async fn demo() -> Result<Finish> {
     println!(
         "rostersync demo: simulator on {}, working folder {}\n",
         running.base_url(),
-        dir.display()
+        human::path(&dir)
     );
     println!("== night 1: onboarding import of samples/roster.csv");
     let first = run_with(&config, &PlanOptions::default()).await?;
@@ -570,8 +570,8 @@ pub async fn demo() -> Result<Finish> {
         active
     );
     println!(
-        "see rejects.csv in each run folder under {}/runs/.",
-        dir.display()
+        "see rejects.csv in each run folder under {}.",
+        human::path(&dir.join("runs"))
     );
     running.stop().await;
     // The sample rosters reject a few rows on purpose; the demo itself succeeded.

@@ -125,12 +125,13 @@ fn run_view(run: &RunRow, runs_dir: &Path, running: bool) -> RunView {
     }
 }
 
-/// The ops of `status` in `state`, summed (current plan only when `current`).
+/// The ops of `status` whose state starts with `state` (`in_doubt` takes in the ops a killed
+/// run left sending), summed; of the current plan only when `current`.
 fn ops_in(status: &LedgerStatus, state: &str, current: Option<bool>) -> (i64, i64) {
     status
         .ops
         .iter()
-        .filter(|o| o.state == state && current.is_none_or(|c| o.current_plan == c))
+        .filter(|o| o.state.starts_with(state) && current.is_none_or(|c| o.current_plan == c))
         .fold((0, 0), |(ops, users), o| (ops + o.ops, users + o.users))
 }
 
@@ -147,17 +148,14 @@ fn advice(
             "a run is under way: run `rostersync status` again when it has finished".to_owned(),
         );
     }
+    // Ops a killed run left sending were renamed in doubt by the caller; ones still sending
+    // belong to the run under way.
     let (doubt, _) = ops_in(status, "in_doubt", None);
-    let (sending, _) = if running {
-        (0, 0)
-    } else {
-        ops_in(status, "sending", None)
-    };
-    if doubt + sending > 0 {
+    if doubt > 0 {
         next.push(format!(
-            "{} op(s) are in doubt (their answer was lost or the run was killed): `rostersync apply` \
-             resolves them first (by reading the user back, or by sending again once that is safe)",
-            doubt + sending
+            "{doubt} op(s) are in doubt (their answer was lost or the run was killed): \
+             `rostersync apply` resolves them first (by reading the user back, or by sending \
+             again once that is safe)"
         ));
     }
     let (pending, _) = ops_in(status, "pending", Some(true));
@@ -464,6 +462,13 @@ mod tests {
         );
         let next = advice(&status(vec![]), &[refused], false, None);
         assert!(next[0].contains("--allow-deactivations 4"), "{next:?}");
+
+        let killed = OpCount {
+            state: "in_doubt (interrupted while sending)".into(),
+            ..ops("x", 1)
+        };
+        let next = advice(&status(vec![killed]), &[], false, None);
+        assert!(next[0].contains("1 op(s) are in doubt"), "{next:?}");
 
         let pending = advice(
             &status(vec![ops("pending", 5)]),

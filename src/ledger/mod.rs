@@ -214,7 +214,7 @@ impl Ledger {
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(LedgerLocked(path.to_path_buf()).into());
+                return Err(LedgerLocked(crate::human::clean_path(path)).into());
             }
             Err(std::fs::TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
@@ -319,7 +319,7 @@ impl Ledger {
     /// "ledger <path>": the context every ledger error carries, so that a message such as
     /// "database disk image is malformed" says which file.
     fn named(&self) -> String {
-        format!("ledger {}", self.path.display())
+        format!("ledger {}", crate::human::path(&self.path))
     }
 
     /// Records the start of a run; returns its id.
