@@ -10,7 +10,7 @@
 //! UUIDs are shown as the catalog names them (client and location names, content SKUs).
 //!
 //! Owns the file's format and the handful of lines printed from it. Every cell goes through
-//! [`crate::report::guard`], as in the other reports; the file is created 0600, never through
+//! [`crate::report::guard`] as in the other reports; the file is created 0600, never through
 //! a symlink ([`crate::fsmode::create_private_new`]). It must never hold more than a handful
 //! of ops in memory: the plan is streamed from the ledger into the file.
 
@@ -18,13 +18,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
-
 use rustc_hash::FxHashMap;
+use serde::Serialize;
 
 use crate::ingest::catalog::Catalog;
 use crate::ledger::{Before, OpKind, PlannedOp};
-use crate::report::guard;
+use crate::report::guarded;
 use crate::targets::praesidium::model::{ContentRef, STATUS_INACTIVE, User};
 
 /// Ops of each kind kept to be printed (and put in `plan --json`).
@@ -139,14 +138,19 @@ pub fn write(
     source(&mut |op| {
         let line = describe_with(&op, catalog, &names);
         writer
-            .write_record([
-                guard(&line.external_id),
-                guard(line.op),
-                guard(&line.first_name),
-                guard(&line.last_name),
-                guard(&line.email),
-                guard(&line.changes),
-            ])
+            .write_record(
+                [
+                    &line.external_id,
+                    line.op,
+                    &line.first_name,
+                    &line.last_name,
+                    &line.email,
+                    &line.changes,
+                ]
+                .map(|cell| guarded(cell))
+                .iter()
+                .map(|cell| cell.as_bytes()),
+            )
             .with_context(context)?;
         *file.written.entry(line.op).or_default() += 1;
         let first = file.first.entry(line.op).or_default();

@@ -20,9 +20,14 @@ use crate::ledger::FinishedOp;
 
 /// A cell that a spreadsheet would run as a formula gets a leading apostrophe.
 pub fn guard(cell: &str) -> String {
+    guarded(cell).into_owned()
+}
+
+/// [`guard`] without a copy of the cells that need none (nearly all of them).
+pub fn guarded(cell: &str) -> std::borrow::Cow<'_, str> {
     match cell.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
-        _ => cell.to_owned(),
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
     }
 }
 
