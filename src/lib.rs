@@ -3,7 +3,7 @@
 //! The flow, one module a step:
 //! - [`ingest`]: catalogs and roster CSV → normalized desired users and rejects.
 //! - [`ledger`]: the SQLite record of what the platform holds and of every op.
-//! - [`plan`]: desired users × ledger → ops, with the safety thresholds.
+//! - [`plan`]: desired users × ledger → ops, refused over the [`safety`] thresholds.
 //! - [`apply`]: ops → API calls, rate-limited, journaled.
 //! - [`report`]: the files of a run; [`plan_csv`] its plan.csv (who, and what changes).
 //!
@@ -23,6 +23,7 @@ pub mod plan;
 pub mod plan_csv;
 pub mod redact;
 pub mod report;
+pub mod safety;
 pub mod samples;
 pub mod status;
 pub mod targets;

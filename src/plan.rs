@@ -12,11 +12,11 @@ use std::io::{Read, Seek};
 
 use anyhow::Result;
 
-use crate::config::Safety;
 use crate::ingest::roster::{
     CrossRowCheck, DesiredUser, Mark, RawRow, Reject, RosterReader, fingerprint, protected_by,
 };
 use crate::ledger::{NewOp, OpKind, OpPayload, RowMemo};
+use crate::safety::Safety;
 use crate::targets::praesidium::model::{
     Attributes, ContentRef, Context, Principal, STATUS_ACTIVE, STATUS_INACTIVE, System, User,
 };
@@ -1255,7 +1255,7 @@ mod tests {
 
     #[test]
     fn the_threshold_refuses_unless_allowed() {
-        use crate::config::Threshold;
+        use crate::safety::Threshold;
         let users: Vec<DesiredUser> = (0..10).map(|i| desired(&format!("U{i}"))).collect();
         let (index, mut memory) = ledger_of(&users);
         let outcome = run(
@@ -1302,7 +1302,7 @@ mod tests {
 
     #[test]
     fn updates_over_max_updates_are_refused_unless_allowed() {
-        use crate::config::Threshold;
+        use crate::safety::Threshold;
         let users: Vec<DesiredUser> = (0..20).map(|i| desired(&format!("U{i}"))).collect();
         let (index, mut memory) = ledger_of(&users);
         let shifted: Vec<_> = users
