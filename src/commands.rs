@@ -350,13 +350,20 @@ fn finish_without_apply(
         &planned.outcome.rejects,
         &[],
     )?;
-    prune(config, ledger)?;
+    prune(config, ledger);
     Ok((summary, dir))
 }
 
-/// Removes the report folders of runs that sent nothing beyond `[reports] keep_runs`.
-fn prune(config: &Config, ledger: &Ledger) -> Result<()> {
-    let quiet = ledger.quiet_runs()?;
+/// Removes the report folders of runs that sent nothing beyond `[reports] keep_runs`. A
+/// failure is a warning: a report folder too many must not fail a night.
+fn prune(config: &Config, ledger: &Ledger) {
+    let quiet = match ledger.quiet_runs() {
+        Ok(quiet) => quiet,
+        Err(error) => {
+            tracing::warn!("old report folders not removed: {error:#}");
+            return;
+        }
+    };
     let removed = report::prune_runs(&config.runs_dir(), &quiet, config.reports.keep_runs);
     if !removed.is_empty() {
         tracing::info!(
@@ -366,7 +373,6 @@ fn prune(config: &Config, ledger: &Ledger) -> Result<()> {
             human::path(&removed[0])
         );
     }
-    Ok(())
 }
 
 /// `rostersync plan`.
@@ -487,7 +493,7 @@ async fn execute(
         &finished,
     )?;
     println!("reports: {}", human::path(&dir));
-    prune(config, &ledger)?;
+    prune(config, &ledger);
     if let Some(fatal) = &stats.fatal {
         // The run is recorded and reported; the command still fails (exit 1).
         anyhow::bail!(

@@ -199,7 +199,9 @@ impl Ledger {
             .prepare_cached(
                 "SELECT r.id FROM runs r
                   WHERE r.outcome IS NOT NULL AND r.summary IS NOT NULL
-                    AND coalesce(json_extract(r.summary, '$.apply.requests'), 0) = 0
+                    AND CASE WHEN json_valid(r.summary)
+                             THEN coalesce(json_extract(r.summary, '$.apply.requests'), 0) = 0
+                             ELSE 0 END
                     AND NOT EXISTS (SELECT 1 FROM ops o WHERE o.done_run_id = r.id)
                     AND r.id <> ?1
                   ORDER BY r.id",
@@ -234,7 +236,7 @@ mod tests {
         }
     }
 
-    /// Stores a plan of creates for `keys` as run `command`, and fails all of them.
+    /// Stores a plan of creates for `keys` as a `run`, and fails all of them.
     fn plan_and_fail(ledger: &mut Ledger, keys: &[&str]) -> i64 {
         let run = ledger.begin_run("run").unwrap();
         ledger
@@ -308,7 +310,16 @@ mod tests {
             )
             .unwrap();
         let _killed = ledger.begin_run("run").unwrap();
-        // The current plan's run (`sent`) is never listed; it sent requests anyway.
+        let unreadable = ledger.begin_run("run").unwrap();
+        ledger
+            .conn
+            .execute(
+                "UPDATE runs SET outcome = 'converged', summary = '{not json' WHERE id = ?1",
+                [unreadable],
+            )
+            .unwrap();
+        // The current plan's run (`sent`) is never listed, it sent requests anyway; nor is a
+        // run whose summary cannot be read.
         assert_eq!(ledger.quiet_runs().unwrap(), vec![dry, quiet_night]);
         let _ = sent;
     }
