@@ -18,9 +18,10 @@ use crate::ingest::catalog::Catalog;
 use crate::ingest::roster::RosterReader;
 use crate::ingest::source::Format;
 use crate::ledger::{Ledger, OpKind, RejectRow};
-use crate::plan::{self, EarlyRows, LedgerIndex, Plan, Planner};
-use crate::report;
+use crate::plan::{self, EarlyRows, LedgerIndex, Plan, Planner, ThresholdExceeded};
+use crate::plan_csv::{self, PlanFile};
 use crate::targets::praesidium::client::Client;
+use crate::{human, report};
 
 /// How a command that did not fail ended (exit codes 0 and 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +36,10 @@ pub enum Finish {
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     pub roster: Option<PathBuf>,
+    /// `--allow-deactivations N`.
     pub allow_deactivations: Option<u64>,
+    /// `--allow-updates N`.
+    pub allow_updates: Option<u64>,
     pub dry_run: bool,
     pub json: bool,
 }
@@ -45,6 +49,8 @@ struct Planned {
     roster_path: PathBuf,
     /// What the roster was read as (encoding and delimiter, or sheet).
     format: Format,
+    /// plan.csv: who the plan affects.
+    who: PlanFile,
 }
 
 /// ingest + diff + threshold, streamed: the roster is read row by row against the ledger's
@@ -82,6 +88,7 @@ fn plan_step(
     );
     let run_id = ledger.begin_run(command)?;
     let started = Instant::now();
+    let plan_file = report::run_dir(&config.runs_dir(), run_id).join("plan.csv");
     let (planned, refusal) = ledger.write_plan(run_id, |tx| {
         let mut planner = Planner::new(index, tx);
         planner.read_roster(&mut reader, early)?;
@@ -92,16 +99,31 @@ fn plan_step(
             ops = outcome.plan.total(),
             "roster read and diffed"
         );
+        // Written before the threshold is checked: a refused plan's file says who it would
+        // have deactivated.
+        let started = Instant::now();
+        report::prepare_run_dir(plan_file.parent().unwrap_or(Path::new(".")))?;
+        let who = plan_csv::write(&plan_file, &catalog, |each| tx.for_each_op(each))?;
+        tracing::debug!(secs = started.elapsed().as_secs_f64(), "plan.csv written");
         let planned = Planned {
             outcome,
             roster_path,
             format: reader.format().clone(),
+            who,
         };
         let refusal = planned
             .outcome
             .plan
-            .check_threshold(config.max_deactivations, options.allow_deactivations)
-            .err();
+            .check_threshold(
+                &config.safety,
+                options.allow_deactivations,
+                options.allow_updates,
+            )
+            .err()
+            .map(|refusal| ThresholdExceeded {
+                plan_file: Some(plan_file.clone()),
+                ..refusal
+            });
         if refusal.is_none() && !options.dry_run {
             let rejects = planned
                 .outcome
@@ -122,7 +144,13 @@ fn plan_step(
         Ok((planned, refusal))
     })?;
     if let Some(refusal) = refusal {
-        finish_without_apply(config, ledger, run_id, "refused", &planned)?;
+        if options.json {
+            let summary = summary_json(run_id, "refused", &planned, None, Some(&refusal));
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        } else {
+            print_plan(&planned);
+        }
+        finish_without_apply(config, ledger, run_id, "refused", &planned, Some(&refusal))?;
         return Err(refusal.into());
     }
     Ok((run_id, planned))
@@ -146,7 +174,7 @@ fn read_index_and_roster(
     })
 }
 
-fn plan_json(plan: &Plan) -> serde_json::Value {
+fn plan_json(plan: &Plan, who: &PlanFile) -> serde_json::Value {
     let mut ops = serde_json::Map::new();
     for kind in OpKind::ALL {
         ops.insert(
@@ -161,6 +189,8 @@ fn plan_json(plan: &Plan) -> serde_json::Value {
         "skipped_inactive_new": plan.skipped_inactive,
         "active_before": plan.active_before,
         "withheld_deactivations": plan.withheld,
+        "file": human::path(&who.path),
+        "first": who.first,
     })
 }
 
@@ -169,23 +199,40 @@ fn summary_json(
     outcome: &str,
     planned: &Planned,
     apply: Option<&ApplyStats>,
+    refusal: Option<&ThresholdExceeded>,
 ) -> serde_json::Value {
     let roster = &planned.outcome;
-    json!({
+    let mut summary = json!({
         "run_id": run_id,
         "outcome": outcome,
         "finished_at": chrono::Utc::now().to_rfc3339(),
         "roster": {
-            "file": planned.roster_path.display().to_string(),
+            "file": human::path(&planned.roster_path),
             "rows": roster.rows,
             "valid": roster.valid,
             "rejected": roster.rejects.len(),
             "broken": roster.broken,
             "read_as": planned.format.to_json(),
         },
-        "plan": plan_json(&roster.plan),
+        "plan": plan_json(&roster.plan, &planned.who),
         "apply": apply,
-    })
+    });
+    if let Some(refusal) = refusal {
+        summary["refused"] = refusal
+            .breaches
+            .iter()
+            .map(|b| {
+                json!({
+                    "op": b.kind.as_str(),
+                    "planned": b.planned,
+                    "limit": b.limit,
+                    "setting": b.setting,
+                    "allow": b.allow_flag(),
+                })
+            })
+            .collect();
+    }
+    summary
 }
 
 fn print_plan(planned: &Planned) {
@@ -201,7 +248,7 @@ fn print_plan(planned: &Planned) {
     }
     println!(
         "roster {}: {} rows, {} valid, {} rejected",
-        planned.roster_path.display(),
+        human::path(&planned.roster_path),
         outcome.rows,
         outcome.valid,
         outcome.rejects.len()
@@ -225,17 +272,34 @@ fn print_plan(planned: &Planned) {
             String::new()
         }
     );
+    let who = &planned.who;
+    for kind in OpKind::ALL {
+        let Some(first) = who.first.get(kind.as_str()) else {
+            continue;
+        };
+        for line in first {
+            println!("  {}", line.shown());
+        }
+        let written = who.written.get(kind.as_str()).copied().unwrap_or(0);
+        let more = written.saturating_sub(first.len() as u64);
+        if more > 0 {
+            println!("  ... and {more} more {}", kind.as_str());
+        }
+    }
+    if plan.total() > 0 {
+        println!("who and what: {}", human::path(&who.path));
+    }
 }
 
 fn print_apply(stats: &ApplyStats) {
     println!(
-        "apply: {} done, {} failed, {} in doubt; {} requests in {:.1} s ({:.1} req/s)",
+        "apply: {} done, {} failed, {} in doubt; {} requests in {:.1} s ({})",
         stats.count("done"),
         stats.count("failed"),
         stats.count("in_doubt"),
         stats.requests,
         stats.elapsed_secs,
-        stats.achieved_rate,
+        human::rate(stats.achieved_rate),
     );
     let notes = [
         (stats.adopted, "existing users adopted"),
@@ -287,8 +351,9 @@ fn finish_without_apply(
     run_id: i64,
     outcome: &str,
     planned: &Planned,
+    refusal: Option<&ThresholdExceeded>,
 ) -> Result<(serde_json::Value, PathBuf)> {
-    let summary = summary_json(run_id, outcome, planned, None);
+    let summary = summary_json(run_id, outcome, planned, None, refusal);
     ledger.finish_run(run_id, outcome, &summary)?;
     let dir = report::write_run(
         &report::run_dir(&config.runs_dir(), run_id),
@@ -296,7 +361,29 @@ fn finish_without_apply(
         &planned.outcome.rejects,
         &[],
     )?;
+    prune(config, ledger);
     Ok((summary, dir))
+}
+
+/// Removes the report folders of runs that sent nothing beyond `[reports] keep_runs`. A
+/// failure is a warning: a report folder too many must not fail a night.
+fn prune(config: &Config, ledger: &Ledger) {
+    let quiet = match ledger.quiet_runs() {
+        Ok(quiet) => quiet,
+        Err(error) => {
+            tracing::warn!("old report folders not removed: {error:#}");
+            return;
+        }
+    };
+    let removed = report::prune_runs(&config.runs_dir(), &quiet, config.reports.keep_runs);
+    if !removed.is_empty() {
+        tracing::info!(
+            "removed {} report folder(s) of runs that sent nothing (reports.keep_runs = {}), the oldest {}",
+            removed.len(),
+            config.reports.keep_runs,
+            human::path(&removed[0])
+        );
+    }
 }
 
 /// `rostersync plan`.
@@ -305,12 +392,12 @@ pub fn plan(config_path: &Path, options: &PlanOptions) -> Result<Finish> {
     let config = Config::load_without_secret(config_path)?;
     let mut ledger = Ledger::open(&config.ledger.path)?;
     let (run_id, planned) = plan_step(&config, &mut ledger, "plan", options)?;
-    let (summary, dir) = finish_without_apply(&config, &ledger, run_id, "planned", &planned)?;
+    let (summary, dir) = finish_without_apply(&config, &ledger, run_id, "planned", &planned, None)?;
     if options.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_plan(&planned);
-        println!("reports: {}", dir.display());
+        println!("reports: {}", human::path(&dir));
     }
     Ok(if planned.outcome.rejects.is_empty() {
         Finish::Converged
@@ -350,8 +437,8 @@ pub async fn run_with(config: &Config, options: &PlanOptions) -> Result<Finish> 
     let (run_id, planned) = plan_step(config, &mut ledger, command, options)?;
     print_plan(&planned);
     if options.dry_run {
-        let (_, dir) = finish_without_apply(config, &ledger, run_id, "dry-run", &planned)?;
-        println!("dry run: nothing sent; reports: {}", dir.display());
+        let (_, dir) = finish_without_apply(config, &ledger, run_id, "dry-run", &planned, None)?;
+        println!("dry run: nothing sent; reports: {}", human::path(&dir));
         return Ok(if planned.outcome.rejects.is_empty() {
             Finish::Converged
         } else {
@@ -403,7 +490,7 @@ async fn execute(
         "converged"
     };
     let summary = match &planned {
-        Some(p) => summary_json(run_id, outcome, p, Some(&stats)),
+        Some(p) => summary_json(run_id, outcome, p, Some(&stats), None),
         None => {
             json!({"run_id": run_id, "outcome": outcome, "finished_at": chrono::Utc::now().to_rfc3339(), "apply": stats})
         }
@@ -416,7 +503,8 @@ async fn execute(
         rejects,
         &finished,
     )?;
-    println!("reports: {}", dir.display());
+    println!("reports: {}", human::path(&dir));
+    prune(config, &ledger);
     if let Some(fatal) = &stats.fatal {
         // The run is recorded and reported; the command still fails (exit 1).
         anyhow::bail!(
@@ -431,49 +519,7 @@ async fn execute(
     })
 }
 
-/// `rostersync status`.
-pub fn status(config_path: &Path, json_output: bool) -> Result<Finish> {
-    let config = Config::load_without_secret(config_path)?;
-    let ledger = Ledger::open_read_only(&config.ledger.path)?;
-    let mut status = ledger.status()?;
-    // No run holds the lock: a run without an outcome was killed (the next run that opens
-    // the ledger records it so), and its ops left `sending` are in doubt.
-    let running = Ledger::held_by_a_run(&config.ledger.path);
-    if !running {
-        for run in status.runs.iter_mut().filter(|r| r.outcome.is_none()) {
-            run.outcome = Some("interrupted".to_owned());
-        }
-        for (state, _, _) in status.ops.iter_mut().filter(|(s, _, _)| s == "sending") {
-            *state = "in_doubt (interrupted while sending)".to_owned();
-        }
-    }
-    if json_output {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(Finish::Converged);
-    }
-    println!(
-        "ledger {}: {} users on the platform, {} active",
-        config.ledger.path.display(),
-        status.users,
-        status.active
-    );
-    for (state, kind, count) in &status.ops {
-        if state != "done" {
-            println!("  {count:>8} {kind} {state}");
-        }
-    }
-    println!("last runs:");
-    for run in &status.runs {
-        println!(
-            "  #{:<5} {:<16} {}  {}",
-            run.id,
-            run.command,
-            run.started_at,
-            run.outcome.as_deref().unwrap_or("(running)")
-        );
-    }
-    Ok(Finish::Converged)
-}
+pub use crate::status::status;
 
 /// `rostersync demo`: the simulator in-process, an onboarding import, then a second night.
 pub async fn demo() -> Result<Finish> {
@@ -506,7 +552,7 @@ pub async fn demo() -> Result<Finish> {
     println!(
         "rostersync demo: simulator on {}, working folder {}\n",
         running.base_url(),
-        dir.display()
+        human::path(&dir)
     );
     println!("== night 1: onboarding import of samples/roster.csv");
     let first = run_with(&config, &PlanOptions::default()).await?;
@@ -541,8 +587,8 @@ pub async fn demo() -> Result<Finish> {
         active
     );
     println!(
-        "see rejects.csv in each run folder under {}/runs/.",
-        dir.display()
+        "see rejects.csv in each run folder under {}.",
+        human::path(&dir.join("runs"))
     );
     running.stop().await;
     // The sample rosters reject a few rows on purpose; the demo itself succeeded.

@@ -12,6 +12,8 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::ingest::source::ReadOptions;
+use crate::safety::RawSafety;
+pub use crate::safety::{Safety, Threshold};
 
 /// A value that must never reach a log, a report or an error message.
 #[derive(Clone, Default)]
@@ -150,45 +152,27 @@ impl Default for Defaults {
     }
 }
 
-/// The most deactivations one plan may contain.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Threshold {
-    /// A share of the ledger's active users, in percent.
-    Percent(f64),
-    Count(u64),
-}
-
-impl Threshold {
-    pub fn parse(raw: &str) -> Option<Threshold> {
-        let raw = raw.trim();
-        if let Some(percent) = raw.strip_suffix('%') {
-            let value: f64 = percent.trim().parse().ok()?;
-            (0.0..=100.0)
-                .contains(&value)
-                .then_some(Threshold::Percent(value))
-        } else {
-            raw.parse().ok().map(Threshold::Count)
-        }
-    }
-
-    /// The allowed number of deactivations given how many users are active.
-    pub fn limit(self, active: u64) -> u64 {
-        match self {
-            Threshold::Percent(p) => (active as f64 * p / 100.0).floor() as u64,
-            Threshold::Count(n) => n,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
+/// `[reports]`: the run folders under `runs/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawSafety {
-    #[serde(default = "default_max_deactivations")]
-    max_deactivations: toml::Value,
+pub struct ReportsConfig {
+    /// Folders of runs that sent nothing (plans, dry runs, refused plans, nights without a
+    /// change) kept, the newest (default 30, at least 1). Folders of runs that sent requests
+    /// are the audit trail and are always kept.
+    #[serde(default = "default_keep_runs")]
+    pub keep_runs: u64,
 }
 
-fn default_max_deactivations() -> toml::Value {
-    toml::Value::String("10%".to_owned())
+fn default_keep_runs() -> u64 {
+    30
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        ReportsConfig {
+            keep_runs: default_keep_runs(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +186,8 @@ struct RawConfig {
     defaults: Defaults,
     safety: Option<RawSafety>,
     #[serde(default)]
+    reports: ReportsConfig,
+    #[serde(default)]
     columns: HashMap<String, String>,
 }
 
@@ -212,9 +198,10 @@ pub struct Config {
     pub files: FilesConfig,
     pub ledger: LedgerConfig,
     pub defaults: Defaults,
-    pub max_deactivations: Threshold,
     /// How to read the roster: `[files] encoding`, `delimiter` and `sheet`, checked.
     pub read: ReadOptions,
+    pub safety: Safety,
+    pub reports: ReportsConfig,
     /// Roster header → canonical column.
     pub columns: HashMap<String, String>,
 }
@@ -281,15 +268,9 @@ impl Config {
         api.client_secret = Secret::new(secret);
         check_api_bounds(&api).with_context(|| format!("{label}: [api]"))?;
 
-        let max_deactivations = match raw.safety.map(|s| s.max_deactivations) {
-            None => Threshold::Percent(10.0),
-            Some(toml::Value::Integer(n)) if n >= 0 => Threshold::Count(n as u64),
-            Some(toml::Value::String(s)) => Threshold::parse(&s).with_context(|| {
-                format!("{label}: safety.max_deactivations: expected a count or a percentage like \"10%\", found {s:?}")
-            })?,
-            Some(other) => bail!(
-                "{label}: safety.max_deactivations: expected a count or a percentage like \"10%\", found {other}"
-            ),
+        let safety = match raw.safety {
+            None => Safety::default(),
+            Some(raw) => raw.check(&label.to_string())?,
         };
         let read = ReadOptions {
             encoding: crate::ingest::encoding::parse_label(
@@ -302,6 +283,12 @@ impl Config {
             .with_context(|| format!("{label}: files.delimiter"))?,
             sheet: raw.files.sheet.clone().filter(|s| !s.trim().is_empty()),
         };
+        let reports = raw.reports;
+        if reports.keep_runs == 0 {
+            bail!(
+                "{label}: reports.keep_runs: expected at least 1 (the folder of the run that just ended is always kept), found 0"
+            );
+        }
         let files = FilesConfig {
             clients: resolve(&raw.files.clients),
             locations: resolve(&raw.files.locations),
@@ -316,8 +303,9 @@ impl Config {
                 path: resolve(&raw.ledger.path),
             },
             defaults: raw.defaults,
-            max_deactivations,
             read,
+            safety,
+            reports,
             columns: raw.columns,
         })
     }
@@ -472,7 +460,8 @@ mod tests {
         assert_eq!(config.files.content, PathBuf::from("/abs/content.csv"));
         assert_eq!(config.ledger.path, PathBuf::from("/etc/rs/rostersync.db"));
         assert_eq!(config.api.base_url, "https://academy.example.com");
-        assert_eq!(config.max_deactivations, Threshold::Count(25));
+        assert_eq!(config.safety.max_deactivations, Threshold::Count(25));
+        assert_eq!(config.reports.keep_runs, 30);
         assert_eq!(config.api.client_secret.expose(), "hunter2");
         assert!(!format!("{config:?}").contains("hunter2"));
     }
@@ -573,9 +562,32 @@ mod tests {
     }
 
     #[test]
-    fn thresholds_are_counts_or_shares() {
-        assert_eq!(Threshold::parse("10%").unwrap().limit(205), 20);
-        assert_eq!(Threshold::parse("7").unwrap().limit(1000), 7);
-        assert!(Threshold::parse("110%").is_none());
+    fn safety_and_reports_keys_are_read_and_checked() {
+        let text = GOOD.replace(
+            "max_deactivations = 25",
+            "max_deactivations = \"5%\"\nmax_deactivations_floor = 1\nmax_updates = \"off\"\n[reports]\nkeep_runs = 7",
+        );
+        let config = Config::parse(&text, Path::new("c.toml"), env).unwrap();
+        assert_eq!(
+            config.safety,
+            Safety {
+                max_deactivations: Threshold::Percent(5.0),
+                max_deactivations_floor: 1,
+                max_updates: None,
+                max_updates_floor: 10,
+            }
+        );
+        assert_eq!(config.safety.update_limit(100), None);
+        assert_eq!(config.reports.keep_runs, 7);
+        for (bad, key) in [
+            ("max_updates = \"most\"", "safety.max_updates"),
+            ("max_updates = -3", "safety.max_updates"),
+            ("max_deactivations_floor = -1", "max_deactivations_floor"),
+            ("[reports]\nkeep_runs = 0", "reports.keep_runs"),
+        ] {
+            let text = GOOD.replace("max_deactivations = 25", bad);
+            let err = Config::parse(&text, Path::new("c.toml"), env).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{bad}: {err:#}");
+        }
     }
 }

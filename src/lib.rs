@@ -3,22 +3,27 @@
 //! The flow, one module a step:
 //! - [`ingest`]: catalogs and roster CSV → normalized desired users and rejects.
 //! - [`ledger`]: the SQLite record of what the platform holds and of every op.
-//! - [`plan`]: desired users × ledger → ops, with the deactivation threshold.
+//! - [`plan`]: desired users × ledger → ops, refused over the [`safety`] thresholds.
 //! - [`apply`]: ops → API calls, rate-limited, journaled.
-//! - [`report`]: the files of a run.
+//! - [`report`]: the files of a run; [`plan_csv`] its plan.csv (who, and what changes).
 //!
-//! [`commands`] strings the steps together; [`config`] is read and checked before any of
-//! them. [`redact`] scrubs secrets and tokens from anything that leaves the process.
+//! [`commands`] strings the steps together, [`status`] shows what they left; [`config`] is read and checked before any of
+//! them. [`redact`] scrubs secrets and tokens from anything that leaves the process;
+//! [`human`] rounds figures and cleans paths for people to read.
 //! [`targets`] holds what is specific to one API: its wire types, client and simulator.
 
 pub mod apply;
 pub mod commands;
 pub mod config;
 pub mod fsmode;
+pub mod human;
 pub mod ingest;
 pub mod ledger;
 pub mod plan;
+pub mod plan_csv;
 pub mod redact;
 pub mod report;
+pub mod safety;
 pub mod samples;
+pub mod status;
 pub mod targets;

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use rostersync::commands::{self, Finish, PlanOptions};
 use rostersync::ledger::LedgerLocked;
 use rostersync::plan::ThresholdExceeded;
@@ -33,50 +33,69 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the simulator in-process, provision samples/ over two nights, print what happened.
+    /// Start the simulator in-process, provision samples/ over three nights, print what happened.
     Demo,
-    /// Read the roster, diff it against the ledger and store the plan (sends nothing).
+    /// Read the roster, diff it against the ledger, store the plan and write plan.csv (sends
+    /// nothing, needs no client secret).
     Plan {
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-        /// Roster to read instead of the one the config names.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Roster to read instead of the one the config names ([files] roster).
         #[arg(long, value_name = "FILE")]
         roster: Option<PathBuf>,
-        /// Print the plan summary as JSON.
+        /// Print the plan summary as JSON (with plan.csv's path and the first ops of each kind).
         #[arg(long)]
         json: bool,
-        /// Accept up to N deactivations even when over safety.max_deactivations.
-        #[arg(long, value_name = "N")]
-        allow_deactivations: Option<u64>,
+        #[command(flatten)]
+        allow: AllowArgs,
     },
     /// Execute (or resume) the stored plan.
     Apply {
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Plan and apply in one go: the cron entry point.
     Run {
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-        /// Roster to read instead of the one the config names.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Roster to read instead of the one the config names ([files] roster).
         #[arg(long, value_name = "FILE")]
         roster: Option<PathBuf>,
-        /// Plan and report, but send nothing and store no plan.
+        /// Plan, write plan.csv and report, but send nothing and store no plan (needs no
+        /// client secret).
         #[arg(long)]
         dry_run: bool,
-        /// Accept up to N deactivations even when over safety.max_deactivations.
-        #[arg(long, value_name = "N")]
-        allow_deactivations: Option<u64>,
+        #[command(flatten)]
+        allow: AllowArgs,
     },
-    /// Show the last runs and the ops not done.
+    /// Show each run's outcome, the ops of the current plan not done, and what to do next.
     Status {
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print the status as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Run the Praesidium API simulator as a server (for tests, demos and rehearsals).
     Sim(sim::SimArgs),
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// The TOML config file; relative paths in it are relative to the file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+struct AllowArgs {
+    /// Accept up to N deactivations in this plan even when over safety.max_deactivations
+    /// (the refusal names N and plan.csv lists who).
+    #[arg(long, value_name = "N")]
+    allow_deactivations: Option<u64>,
+    /// Accept up to N updates in this plan even when over safety.max_updates.
+    #[arg(long, value_name = "N")]
+    allow_updates: Option<u64>,
 }
 
 /// Whether log lines may be coloured: stderr is a terminal and `NO_COLOR` (no-color.org) is
@@ -111,35 +130,37 @@ fn main() -> ExitCode {
                 config,
                 roster,
                 json,
-                allow_deactivations,
+                allow,
             } => commands::plan(
-                &config,
+                &config.config,
                 &PlanOptions {
                     roster,
-                    allow_deactivations,
+                    allow_deactivations: allow.allow_deactivations,
+                    allow_updates: allow.allow_updates,
                     json,
                     dry_run: false,
                 },
             ),
-            Command::Apply { config } => commands::apply(&config).await,
+            Command::Apply { config } => commands::apply(&config.config).await,
             Command::Run {
                 config,
                 roster,
                 dry_run,
-                allow_deactivations,
+                allow,
             } => {
                 commands::run(
-                    &config,
+                    &config.config,
                     &PlanOptions {
                         roster,
-                        allow_deactivations,
+                        allow_deactivations: allow.allow_deactivations,
+                        allow_updates: allow.allow_updates,
                         dry_run,
                         json: false,
                     },
                 )
                 .await
             }
-            Command::Status { config, json } => commands::status(&config, json),
+            Command::Status { config, json } => commands::status(&config.config, json),
             Command::Sim(args) => sim::run(args).await.map(|()| Finish::Converged),
         }
     });
@@ -156,5 +177,35 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Issue 10: `--config` and `--json` had no help text. Every option of every subcommand
+    /// (the simulator's too) says what it does.
+    #[test]
+    fn every_option_of_every_subcommand_has_help() {
+        let cli = Cli::command();
+        let mut missing = Vec::new();
+        for command in cli.get_subcommands() {
+            assert!(
+                command.get_about().is_some(),
+                "{} has no description",
+                command.get_name()
+            );
+            for arg in command.get_arguments() {
+                let generated = ["help", "version"].contains(&arg.get_id().as_str());
+                if !generated && arg.get_help().is_none() {
+                    missing.push(format!("{} --{}", command.get_name(), arg.get_id()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "options without help: {missing:?}");
+        let plan = cli.find_subcommand("plan").unwrap();
+        assert!(plan.get_arguments().any(|a| a.get_id() == "config"));
     }
 }

@@ -1,7 +1,7 @@
 //! The plan: what must change on the platform so that it matches the roster.
 //!
 //! Owns the diff of desired users against the ledger's last confirmed state, the fingerprints
-//! that make a no-change night cheap, and the deactivation safety threshold. It reads rows
+//! that make a no-change night cheap, and the safety thresholds (deactivations, updates). It reads rows
 //! from the [`RosterReader`] it is handed and writes nothing itself: the caller's [`PlanIo`]
 //! stores the ops. It must never plan a change for a key whose row was rejected, nor
 //! deactivate one, nor deactivate anyone on the strength of a roster the reader found broken
@@ -11,26 +11,77 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::Result;
 
-use crate::config::Threshold;
 use crate::ingest::roster::{
     CrossRowCheck, DesiredUser, Mark, RawRow, Reject, RosterReader, fingerprint, protected_by,
 };
 use crate::ledger::{NewOp, OpKind, OpPayload, RowMemo};
+use crate::safety::Safety;
 use crate::targets::praesidium::model::{
     Attributes, ContentRef, Context, Principal, STATUS_ACTIVE, STATUS_INACTIVE, System, User,
 };
 
-/// The plan refused by the safety threshold (exit code 3).
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "refusing to deactivate {planned} users: the limit is {limit} ({active} active in the ledger, \
-     safety.max_deactivations); if this is intended, run again with --allow-deactivations {planned}"
-)]
+/// The plan refused by a safety threshold (exit code 3): what went over which limit, and
+/// where plan.csv lists who.
+#[derive(Debug)]
 pub struct ThresholdExceeded {
+    pub breaches: Vec<Breach>,
+    /// Active users in the ledger before the plan (what the percentages are of).
+    pub active: usize,
+    /// The refused plan's plan.csv, once written.
+    pub plan_file: Option<std::path::PathBuf>,
+}
+
+/// One threshold a plan went over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Breach {
+    /// [`OpKind::Deactivate`] or [`OpKind::Update`].
+    pub kind: OpKind,
     pub planned: usize,
     pub limit: u64,
-    pub active: usize,
+    /// The setting, as configured (`safety.max_deactivations = "10%", ...`).
+    pub setting: String,
 }
+
+impl Breach {
+    /// The option that accepts this many.
+    pub fn allow_flag(&self) -> String {
+        match self.kind {
+            OpKind::Deactivate => format!("--allow-deactivations {}", self.planned),
+            _ => format!("--allow-updates {}", self.planned),
+        }
+    }
+}
+
+impl std::fmt::Display for ThresholdExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("refusing the plan: it ")?;
+        for (i, breach) in self.breaches.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", and ")?;
+            }
+            let verb = match breach.kind {
+                OpKind::Deactivate => "deactivates",
+                _ => "updates",
+            };
+            write!(
+                f,
+                "{verb} {} users, over the limit of {} ({} active in the ledger; {})",
+                breach.planned, breach.limit, self.active, breach.setting
+            )?;
+        }
+        if let Some(file) = &self.plan_file {
+            write!(f, "; see who in {}", crate::human::path(file))?;
+        }
+        let flags: Vec<String> = self.breaches.iter().map(Breach::allow_flag).collect();
+        write!(
+            f,
+            "; if this is intended, run again with {}",
+            flags.join(" ")
+        )
+    }
+}
+
+impl std::error::Error for ThresholdExceeded {}
 
 /// The ops of one plan and what they amount to.
 #[derive(Debug, Default)]
@@ -67,22 +118,56 @@ impl Plan {
         self.counts.values().sum()
     }
 
-    /// Refuses a plan that deactivates more than the threshold allows, unless the operator
-    /// named at least that many with `--allow-deactivations`.
+    /// Update ops (changed people and reactivations).
+    pub fn updates(&self) -> usize {
+        self.counts.get(&OpKind::Update).copied().unwrap_or(0)
+    }
+
+    /// Refuses a plan that deactivates or updates more than `safety` allows, unless the
+    /// operator named at least that many with `--allow-deactivations` / `--allow-updates`.
     pub fn check_threshold(
         &self,
-        threshold: Threshold,
-        allow: Option<u64>,
+        safety: &Safety,
+        allow_deactivations: Option<u64>,
+        allow_updates: Option<u64>,
     ) -> Result<(), ThresholdExceeded> {
-        let planned = self.deactivations();
-        let limit = threshold.limit(self.active_before as u64);
-        if planned as u64 <= limit || allow.is_some_and(|n| planned as u64 <= n) {
+        let active = self.active_before as u64;
+        let checks = [
+            (
+                OpKind::Deactivate,
+                self.deactivations(),
+                Some(safety.deactivation_limit(active)),
+                allow_deactivations,
+                safety.deactivations_shown(),
+            ),
+            (
+                OpKind::Update,
+                self.updates(),
+                safety.update_limit(active),
+                allow_updates,
+                safety.updates_shown(),
+            ),
+        ];
+        let mut breaches = Vec::new();
+        for (kind, planned, limit, allow, setting) in checks {
+            let Some(limit) = limit else { continue };
+            let allowed = planned as u64 <= limit || allow.is_some_and(|n| planned as u64 <= n);
+            if !allowed {
+                breaches.push(Breach {
+                    kind,
+                    planned,
+                    limit,
+                    setting,
+                });
+            }
+        }
+        if breaches.is_empty() {
             Ok(())
         } else {
             Err(ThresholdExceeded {
-                planned,
-                limit,
+                breaches,
                 active: self.active_before,
+                plan_file: None,
             })
         }
     }
@@ -1162,6 +1247,7 @@ mod tests {
 
     #[test]
     fn the_threshold_refuses_unless_allowed() {
+        use crate::safety::Threshold;
         let users: Vec<DesiredUser> = (0..10).map(|i| desired(&format!("U{i}"))).collect();
         let (index, mut memory) = ledger_of(&users);
         let outcome = run(
@@ -1171,19 +1257,79 @@ mod tests {
         );
         let plan = outcome.plan;
         assert_eq!(plan.deactivations(), 5);
-        let refused = plan
-            .check_threshold(Threshold::Percent(10.0), None)
-            .unwrap_err();
-        assert_eq!((refused.planned, refused.limit), (5, 1));
+        let strict = Safety {
+            max_deactivations: Threshold::Percent(10.0),
+            max_deactivations_floor: 0,
+            ..Safety::default()
+        };
+        let refused = plan.check_threshold(&strict, None, None).unwrap_err();
+        assert_eq!(
+            refused.breaches,
+            vec![Breach {
+                kind: OpKind::Deactivate,
+                planned: 5,
+                limit: 1,
+                setting: strict.deactivations_shown(),
+            }]
+        );
         assert!(
-            plan.check_threshold(Threshold::Percent(10.0), Some(4))
+            refused
+                .to_string()
+                .ends_with("run again with --allow-deactivations 5"),
+            "{refused}"
+        );
+        assert!(plan.check_threshold(&strict, Some(4), None).is_err());
+        assert!(plan.check_threshold(&strict, Some(5), None).is_ok());
+        let counted = Safety {
+            max_deactivations: Threshold::Count(5),
+            ..Safety::default()
+        };
+        assert!(plan.check_threshold(&counted, None, None).is_ok());
+        // Half of the 10 leave: the default floor (3) never lets half go.
+        assert!(
+            plan.check_threshold(&Safety::default(), None, None)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn updates_over_max_updates_are_refused_unless_allowed() {
+        use crate::safety::Threshold;
+        let users: Vec<DesiredUser> = (0..20).map(|i| desired(&format!("U{i}"))).collect();
+        let (index, mut memory) = ledger_of(&users);
+        let shifted: Vec<_> = users
+            .iter()
+            .map(|u| {
+                let mut u = u.clone();
+                u.first_name = std::mem::take(&mut u.last_name);
+                u
+            })
+            .map(Ok)
+            .collect();
+        let plan = run(index, &mut memory, shifted).plan;
+        assert_eq!(plan.updates(), 20);
+        let refused = plan
+            .check_threshold(&Safety::default(), None, None)
+            .unwrap_err();
+        assert_eq!(
+            (refused.breaches[0].kind, refused.breaches[0].limit),
+            (OpKind::Update, 15)
+        );
+        assert!(refused.to_string().contains("--allow-updates 20"));
         assert!(
-            plan.check_threshold(Threshold::Percent(10.0), Some(5))
+            plan.check_threshold(&Safety::default(), None, Some(20))
                 .is_ok()
         );
-        assert!(plan.check_threshold(Threshold::Count(5), None).is_ok());
+        let off = Safety {
+            max_updates: None,
+            ..Safety::default()
+        };
+        assert!(plan.check_threshold(&off, None, None).is_ok());
+        let counted = Safety {
+            max_updates: Some(Threshold::Count(19)),
+            ..Safety::default()
+        };
+        assert!(plan.check_threshold(&counted, None, None).is_err());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The files of a run, in `runs/<run-id>/` beside the ledger: `summary.json`, `success.csv`,
-//! `errors.csv` and `rejects.csv`, plus the human summary printed at the end.
+//! `errors.csv` and `rejects.csv` (`plan.csv` is [`crate::plan_csv`]'s), and which run
+//! folders are removed once there are more than `[reports] keep_runs` of them.
 //!
-//! Owns their formats. Every CSV cell is guarded against spreadsheet formula injection (a
+//! Owns their formats and the folders' lifetime: only folders of runs that sent nothing are
+//! ever removed, and only ones named `run-NNNNNN` that are real folders (never a symlink). Every CSV cell is guarded against spreadsheet formula injection (a
 //! roster is operator data that someone will open in Excel). Never writes a secret: nothing
 //! that reaches this module holds one. Never lets another account read them: the reports
 //! hold names, emails and raw roster rows, so `runs/` and each run folder are 0700 and every
@@ -18,9 +20,14 @@ use crate::ledger::FinishedOp;
 
 /// A cell that a spreadsheet would run as a formula gets a leading apostrophe.
 pub fn guard(cell: &str) -> String {
+    guarded(cell).into_owned()
+}
+
+/// [`guard`] without a copy of the cells that need none (nearly all of them).
+pub fn guarded(cell: &str) -> std::borrow::Cow<'_, str> {
     match cell.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
-        _ => cell.to_owned(),
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
     }
 }
 
@@ -48,6 +55,41 @@ fn write_csv(
     Ok(())
 }
 
+/// Creates the run's folder (and `runs/`) 0700, or tightens them.
+pub fn prepare_run_dir(dir: &Path) -> Result<()> {
+    // runs/ first: an older rostersync (or a umask of 022) may have left it open, and it
+    // holds every earlier run's reports.
+    if let Some(runs) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fsmode::ensure_private_dir(runs)?;
+    }
+    fsmode::ensure_private_dir(dir)
+}
+
+/// Removes the folders of the runs `quiet` (runs that sent nothing, oldest first) but the
+/// newest `keep`. A folder that is not there is skipped; one that is not a real folder (a
+/// symlink, a file) is left alone; a folder that cannot be removed is named in a warning and
+/// the run goes on (a report folder too many must not fail a night). Returns the folders
+/// removed.
+pub fn prune_runs(runs: &Path, quiet: &[i64], keep: u64) -> Vec<PathBuf> {
+    let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+    let doomed = &quiet[..quiet.len().saturating_sub(keep)];
+    let mut removed = Vec::new();
+    for &run_id in doomed {
+        let dir = run_dir(runs, run_id);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(metadata) if metadata.is_dir() => match std::fs::remove_dir_all(&dir) {
+                Ok(()) => removed.push(dir),
+                Err(error) => tracing::warn!(
+                    "cannot remove the old report folder {}: {error}",
+                    crate::human::path(&dir)
+                ),
+            },
+            _ => {}
+        }
+    }
+    removed
+}
+
 /// Writes the run's files; returns the folder.
 pub fn write_run(
     dir: &Path,
@@ -55,12 +97,7 @@ pub fn write_run(
     rejects: &[Reject],
     finished: &[FinishedOp],
 ) -> Result<PathBuf> {
-    // runs/ first: an older rostersync (or a umask of 022) may have left it open, and it
-    // holds every earlier run's reports.
-    if let Some(runs) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fsmode::ensure_private_dir(runs)?;
-    }
-    fsmode::ensure_private_dir(dir)?;
+    prepare_run_dir(dir)?;
     let json = serde_json::to_string_pretty(summary)?;
     let summary_path = dir.join("summary.json");
     fsmode::create_private_new(&summary_path)?
@@ -111,6 +148,31 @@ pub fn write_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_oldest_quiet_run_folders_go_and_never_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        for id in 1..=6 {
+            prepare_run_dir(&run_dir(&runs, id)).unwrap();
+            std::fs::write(run_dir(&runs, id).join("summary.json"), "{}").unwrap();
+        }
+        // Run 2 is a symlink to a folder that must survive.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("keep.txt"), "x").unwrap();
+        std::fs::remove_dir_all(run_dir(&runs, 2)).unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&elsewhere, run_dir(&runs, 2)).unwrap();
+        // Runs 1, 2, 4, 5 and 6 sent nothing (3 did); keep the newest 2.
+        let removed = prune_runs(&runs, &[1, 2, 4, 5, 6], 2);
+        assert_eq!(removed, vec![run_dir(&runs, 1), run_dir(&runs, 4)]);
+        for (id, there) in [(1, false), (3, true), (4, false), (5, true), (6, true)] {
+            assert_eq!(run_dir(&runs, id).exists(), there, "run {id}");
+        }
+        assert!(elsewhere.join("keep.txt").exists());
+        assert!(prune_runs(&runs, &[5, 6], 30).is_empty());
+    }
 
     #[test]
     fn formula_cells_are_defused() {

@@ -197,8 +197,15 @@ async fn a_half_size_roster_trips_the_threshold_and_nothing_is_deactivated() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|o| o[0] == "done"),
+            .all(|o| o["state"] == "done"),
         "no pending deactivations were stored: {status}"
+    );
+    assert!(
+        status["next"][0]
+            .as_str()
+            .unwrap()
+            .contains("--allow-deactivations 20"),
+        "{status}"
     );
 
     let allowed = work.run(&["run", "--allow-deactivations", "20"]).await;

@@ -51,11 +51,14 @@ pub struct ApplyStats {
     pub ops: BTreeMap<String, BTreeMap<String, u64>>,
     pub requests: u64,
     pub adopted: u64,
+    #[serde(serialize_with = "hundredths")]
     pub elapsed_secs: f64,
     /// Requests per second achieved over the apply.
+    #[serde(serialize_with = "hundredths")]
     pub achieved_rate: f64,
     pub rate_limited_429: u64,
     /// Seconds every worker spent paused by 429s (overlapping pauses counted once).
+    #[serde(serialize_with = "hundredths")]
     pub rate_limit_pause_secs: f64,
     /// Requests sent again after a 5xx, a connection error or a timeout.
     pub retries: u64,
@@ -85,6 +88,12 @@ pub struct ApplyStats {
     /// credentials refused, the ledger unwritable).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fatal: Option<String>,
+}
+
+/// Seconds and rates in summary.json to the hundredth: 49.41234567 req/s says no more than
+/// 49.41.
+fn hundredths<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(crate::human::round(*value, 2))
 }
 
 impl ApplyStats {

@@ -26,10 +26,15 @@ impl Progress {
         let bar = (std::io::stderr().is_terminal() && total > 0).then(|| {
             let bar = ProgressBar::new(total);
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} ops  {per_sec}  eta {eta}  {msg}",
-                )
-                .expect("static template"),
+                ProgressStyle::with_template("{bar:40} {pos}/{len} ops  {rate}  eta {eta}  {msg}")
+                    .expect("static template")
+                    // indicatif's own {per_sec} prints four decimals (644.9137/s).
+                    .with_key(
+                        "rate",
+                        |state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write| {
+                            let _ = out.write_str(&crate::human::rate(state.per_sec()));
+                        },
+                    ),
             );
             bar
         });
@@ -63,8 +68,9 @@ impl Progress {
             let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
             let detail = self.detail.lock().unwrap_or_else(|p| p.into_inner());
             tracing::info!(
-                "progress: {done}/{} ops, {rate:.1} ops/s, {problems} not done{detail}",
-                self.total
+                "progress: {done}/{} ops, {}, {problems} not done{detail}",
+                self.total,
+                crate::human::rate(rate)
             );
         }
     }

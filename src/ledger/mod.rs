@@ -5,11 +5,13 @@
 //! and every read and write of it. It must never record a remote state the API did not
 //! acknowledge, and never hold a secret or a token.
 
+mod history;
 pub mod migrate;
 mod payload;
 mod plan_writer;
 
-pub use plan_writer::PlanTx;
+pub use history::{LedgerStatus, OpCount, RunRow};
+pub use plan_writer::{Before, PlanTx, PlannedOp};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -212,7 +214,7 @@ impl Ledger {
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(LedgerLocked(path.to_path_buf()).into());
+                return Err(LedgerLocked(crate::human::clean_path(path)).into());
             }
             Err(std::fs::TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
@@ -317,7 +319,7 @@ impl Ledger {
     /// "ledger <path>": the context every ledger error carries, so that a message such as
     /// "database disk image is malformed" says which file.
     fn named(&self) -> String {
-        format!("ledger {}", self.path.display())
+        format!("ledger {}", crate::human::path(&self.path))
     }
 
     /// Records the start of a run; returns its id.
@@ -581,55 +583,6 @@ impl Ledger {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
-
-    /// Counts for `status`: ops by state and the ledger's users.
-    pub fn status(&self) -> Result<LedgerStatus> {
-        self.read_status().with_context(|| self.named())
-    }
-
-    fn read_status(&self) -> Result<LedgerStatus> {
-        let mut by_state = Vec::new();
-        let mut statement = self.conn.prepare_cached(
-            "SELECT state, kind, count(*) FROM ops GROUP BY state, kind ORDER BY state, kind",
-        )?;
-        let rows = statement.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            by_state.push(row?);
-        }
-        let (users, active): (i64, i64) = self.conn.query_row(
-            "SELECT count(*), coalesce(sum(active), 0) FROM users WHERE uuid IS NOT NULL",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let mut runs = Vec::new();
-        let mut statement = self
-            .conn
-            .prepare_cached("SELECT id, command, started_at, finished_at, outcome FROM runs ORDER BY id DESC LIMIT 10")?;
-        let rows = statement.query_map([], |r| {
-            Ok(RunRow {
-                id: r.get(0)?,
-                command: r.get(1)?,
-                started_at: r.get(2)?,
-                finished_at: r.get(3)?,
-                outcome: r.get(4)?,
-            })
-        })?;
-        for row in rows {
-            runs.push(row?);
-        }
-        Ok(LedgerStatus {
-            users,
-            active,
-            ops: by_state,
-            runs,
-        })
-    }
 }
 
 /// An op as reported after a run.
@@ -641,24 +594,6 @@ pub struct FinishedOp {
     pub http_status: Option<u16>,
     pub message: Option<String>,
     pub uuid: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RunRow {
-    pub id: i64,
-    pub command: String,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    pub outcome: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LedgerStatus {
-    pub users: i64,
-    pub active: i64,
-    /// (state, kind, count)
-    pub ops: Vec<(String, String, i64)>,
-    pub runs: Vec<RunRow>,
 }
 
 /// The first bytes of every SQLite database file.

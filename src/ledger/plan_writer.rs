@@ -5,8 +5,9 @@
 //! batches to a writer thread that owns the plan's transaction, while reads of the users
 //! table go through a second, read-only connection (the plan writes only the users' row memo,
 //! which those reads never look at, so they see exactly what the transaction would). Owns
-//! that hand-over; it must never commit a plan the caller did not commit, nor lose an op it
-//! accepted.
+//! that hand-over, and reading the plan back from inside the transaction (for plan.csv, also
+//! of a plan that is refused or a dry run and so never committed); it must never commit a
+//! plan the caller did not commit, nor lose an op it accepted.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -15,9 +16,37 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{NewOp, OpKind, PENDING, RejectRow, RowMemo, now_ms, payload};
+use super::{NewOp, OpKind, OpPayload, PENDING, RejectRow, RowMemo, now_ms, payload};
 use crate::ingest::roster::fingerprint;
 use crate::plan::{PlanIo, Remote};
+use crate::targets::praesidium::model::{ContentRef, User};
+
+/// Planned ops handed back at a time while a plan is read back...
+const EXPORT_BATCH: usize = 512;
+/// ...and batches on their way: the reader never holds more than these.
+const EXPORT_BATCHES: usize = 2;
+
+/// An op of the plan being written, with what the ledger last confirmed of its user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedOp {
+    pub key: String,
+    pub kind: OpKind,
+    pub payload: OpPayload,
+    /// The user's row in the ledger; `None` for a key the platform does not hold yet.
+    pub before: Option<Before>,
+}
+
+/// A user as the ledger last confirmed it: the platform's state after the last op that was
+/// acknowledged, not necessarily what the platform holds now (someone may have changed it
+/// there since).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Before {
+    /// The profile last sent and acknowledged; `None` when the stored one cannot be read.
+    pub profile: Option<User>,
+    pub active: bool,
+    /// Content this tool enrolled.
+    pub content: Vec<ContentRef>,
+}
 
 /// Ops handed to the writer at a time: large enough that the channel costs nothing per op.
 const BATCH: usize = 4096;
@@ -37,6 +66,8 @@ enum Command {
     Remember(Vec<(String, RowMemo)>),
     Retract(Vec<String>, Reply<Vec<(String, OpKind)>>),
     Rejects(Vec<RejectRow>),
+    /// Reads the plan's ops back, in plan order, into the channel (closed at the end).
+    Export(SyncSender<Result<Vec<PlannedOp>>>),
     Commit(Reply<()>),
 }
 
@@ -155,6 +186,11 @@ fn writer(
                     ])?;
                 }
             }
+            Command::Export(out) => {
+                if let Err(error) = export(&tx, ops_from, &out) {
+                    let _ = out.send(Err(error));
+                }
+            }
             Command::Commit(reply) => {
                 let _ = reply.send(tx.commit().context("cannot commit the plan"));
                 return Ok(());
@@ -177,6 +213,50 @@ fn begin_plan(conn: &mut Connection, run_id: i64) -> Result<(Transaction<'_>, us
         params![run_id, ops_from],
     )?;
     Ok((tx, replaced, ops_from))
+}
+
+/// Sends every op of the plan, with its user's row, to `out` in batches; stops early when
+/// the reader hung up.
+fn export(tx: &Transaction, ops_from: i64, out: &SyncSender<Result<Vec<PlannedOp>>>) -> Result<()> {
+    let mut statement = tx.prepare(
+        "SELECT o.id, o.key, o.kind, o.payload, u.profile, u.active, u.content FROM ops o
+         LEFT JOIN users u ON u.key = o.key WHERE o.id >= ?1 ORDER BY o.id",
+    )?;
+    let mut rows = statement.query([ops_from])?;
+    let mut batch = Vec::with_capacity(EXPORT_BATCH);
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let kind: String = row.get(2)?;
+        let kind = OpKind::parse(&kind)
+            .with_context(|| format!("op {id}: unknown kind {kind:?} in the ledger"))?;
+        let payload =
+            payload::decode(row.get_ref(3)?).with_context(|| format!("op {id} in the ledger"))?;
+        let profile: Option<String> = row.get(4)?;
+        let before = match profile {
+            None => None,
+            Some(profile) => Some(Before {
+                profile: serde_json::from_str(&profile).ok(),
+                active: row.get(5)?,
+                content: serde_json::from_str(&row.get::<_, String>(6)?).unwrap_or_default(),
+            }),
+        };
+        batch.push(PlannedOp {
+            key: row.get(1)?,
+            kind,
+            payload,
+            before,
+        });
+        if batch.len() == EXPORT_BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(EXPORT_BATCH));
+            if out.send(Ok(full)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = out.send(Ok(batch));
+    }
+    Ok(())
 }
 
 fn retract(tx: &Transaction, ops_from: i64, keys: &[String]) -> Result<Vec<(String, OpKind)>> {
@@ -233,6 +313,22 @@ impl PlanTx {
     /// Records the rows the roster reader refused.
     pub fn write_rejects(&mut self, rejects: Vec<RejectRow>) -> Result<()> {
         self.send(Command::Rejects(rejects))
+    }
+
+    /// Hands every op of the plan so far to `each`, in plan order, with what the ledger last
+    /// confirmed of its user: from inside the transaction, so a plan that is never committed
+    /// (a dry run, a refused plan) can be shown too. Streams: memory does not grow with the
+    /// plan.
+    pub fn for_each_op(&mut self, mut each: impl FnMut(PlannedOp) -> Result<()>) -> Result<()> {
+        self.flush()?;
+        let (out, batches) = sync_channel(EXPORT_BATCHES);
+        self.send(Command::Export(out))?;
+        for batch in batches {
+            for op in batch? {
+                each(op)?;
+            }
+        }
+        Ok(())
     }
 
     /// Stores the plan: every op pushed and every reject written, or nothing.

@@ -1,0 +1,492 @@
+//! `plan.csv`: who a plan affects and how, written in the run's folder by every plan, dry run,
+//! refused plan and run, before anything is sent.
+//!
+//! One row per op: `external_id, op, first_name, last_name, email, changes`. The name and
+//! email columns say who (as the op will leave them; for a deactivation, removal or
+//! enrolment, as the ledger last confirmed them), so that an operator can filter on the op
+//! and find a person; `changes` says what, field by field, `before → after`, where the before
+//! value is the ledger's last confirmed state (what rostersync last sent and the platform
+//! acknowledged). A value the ledger does not hold is written `(not recorded)`, never guessed.
+//! UUIDs are shown as the catalog names them (client and location names, content SKUs).
+//!
+//! Owns the file's format and the handful of lines printed from it. Every cell goes through
+//! [`crate::report::guard`] as in the other reports; the file is created 0600, never through
+//! a symlink ([`crate::fsmode::create_private_new`]). It must never hold more than a handful
+//! of ops in memory: the plan is streamed from the ledger into the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use crate::ingest::catalog::Catalog;
+use crate::ledger::{Before, OpKind, PlannedOp};
+use crate::report::guarded;
+use crate::targets::praesidium::model::{ContentRef, STATUS_INACTIVE, User};
+
+/// Ops of each kind kept to be printed (and put in `plan --json`).
+pub const FIRST_PER_KIND: usize = 5;
+
+/// Shown where the ledger holds no value for a field.
+pub const NOT_RECORDED: &str = "(not recorded)";
+
+const HEADER: [&str; 6] = [
+    "external_id",
+    "op",
+    "first_name",
+    "last_name",
+    "email",
+    "changes",
+];
+
+/// One row of plan.csv.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanLine {
+    pub external_id: String,
+    pub op: &'static str,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub changes: String,
+}
+
+impl PlanLine {
+    /// The line as printed under the plan (roster text made safe for a terminal).
+    pub fn shown(&self) -> String {
+        let name = format!("{} {}", self.first_name, self.last_name);
+        crate::human::text(&format!(
+            "{:<10} {:<10} {} <{}>  {}",
+            self.op,
+            self.external_id,
+            name.trim(),
+            self.email,
+            self.changes
+        ))
+    }
+}
+
+/// What was written: where, and the first few ops of each kind.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PlanFile {
+    pub path: PathBuf,
+    /// Ops written, by kind.
+    pub written: BTreeMap<&'static str, u64>,
+    /// The first [`FIRST_PER_KIND`] of each kind, in plan order.
+    pub first: BTreeMap<&'static str, Vec<PlanLine>>,
+}
+
+/// The catalog's names by exact UUID, looked up once per op field: the catalog's own lookups
+/// fold their key first, which a million-op plan would pay for several times an op.
+struct Names<'c> {
+    clients: FxHashMap<&'c str, &'c str>,
+    locations: FxHashMap<&'c str, &'c str>,
+    content: FxHashMap<&'c str, &'c str>,
+}
+
+impl<'c> Names<'c> {
+    fn new(catalog: &'c Catalog) -> Names<'c> {
+        Names {
+            clients: catalog
+                .clients
+                .iter()
+                .map(|c| (c.uuid.as_str(), c.name.as_str()))
+                .collect(),
+            locations: catalog
+                .locations
+                .iter()
+                .map(|l| (l.uuid.as_str(), l.name.as_str()))
+                .collect(),
+            content: catalog
+                .content
+                .iter()
+                .map(|c| (c.uuid.as_str(), c.sku.as_str()))
+                .collect(),
+        }
+    }
+
+    /// The name for `uuid` in `map`: exact first (the ledger holds the catalog's own
+    /// spelling), else through the catalog's folding lookup, else the UUID itself.
+    fn of(
+        map: &FxHashMap<&str, &str>,
+        uuid: &str,
+        fallback: impl Fn() -> Option<String>,
+    ) -> String {
+        map.get(uuid)
+            .map(|name| (*name).to_owned())
+            .or_else(fallback)
+            .unwrap_or_else(|| uuid.to_owned())
+    }
+}
+
+/// Writes plan.csv at `path` from the ops `source` hands over (see
+/// [`crate::ledger::PlanTx::for_each_op`]).
+pub fn write(
+    path: &Path,
+    catalog: &Catalog,
+    source: impl FnOnce(&mut dyn FnMut(PlannedOp) -> Result<()>) -> Result<()>,
+) -> Result<PlanFile> {
+    let context = || format!("cannot write {}", path.display());
+    let mut writer = csv::Writer::from_writer(crate::fsmode::create_private_new(path)?);
+    writer.write_record(HEADER).with_context(context)?;
+    let mut file = PlanFile {
+        path: path.to_path_buf(),
+        ..PlanFile::default()
+    };
+    let names = Names::new(catalog);
+    source(&mut |op| {
+        let line = describe_with(&op, catalog, &names);
+        writer
+            .write_record(
+                [
+                    &line.external_id,
+                    line.op,
+                    &line.first_name,
+                    &line.last_name,
+                    &line.email,
+                    &line.changes,
+                ]
+                .map(|cell| guarded(cell))
+                .iter()
+                .map(|cell| cell.as_bytes()),
+            )
+            .with_context(context)?;
+        *file.written.entry(line.op).or_default() += 1;
+        let first = file.first.entry(line.op).or_default();
+        if first.len() < FIRST_PER_KIND {
+            first.push(line);
+        }
+        Ok(())
+    })?;
+    writer.flush().with_context(context)?;
+    Ok(file)
+}
+
+/// The profile fields an update may change, in the order they are listed.
+const FIELDS: [&str; 8] = [
+    "first_name",
+    "last_name",
+    "email",
+    "role",
+    "client",
+    "locations",
+    "position",
+    "program_type",
+];
+
+/// A profile field as shown: names for UUIDs, lists sorted and joined by ", ".
+fn field(user: &User, name: &str, catalog: &Catalog, names: &Names<'_>) -> String {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    match name {
+        "first_name" => text(&user.principal.first_name),
+        "last_name" => text(&user.principal.last_name),
+        "email" => text(&user.principal.email),
+        "role" => text(&user.system.role),
+        "client" => user
+            .context
+            .client
+            .as_deref()
+            .map(|uuid| {
+                Names::of(&names.clients, uuid, || {
+                    catalog.client(uuid).map(|c| c.name.clone())
+                })
+            })
+            .unwrap_or_default(),
+        "locations" => {
+            let mut shown: Vec<String> = user
+                .context
+                .locations
+                .iter()
+                .map(|uuid| {
+                    Names::of(&names.locations, uuid, || {
+                        catalog.location_by_uuid(uuid).map(|l| l.name.clone())
+                    })
+                })
+                .collect();
+            shown.sort();
+            shown.join(", ")
+        }
+        "position" => text(&user.attributes.position),
+        "program_type" => text(&user.attributes.program_type),
+        _ => String::new(),
+    }
+}
+
+/// Content items as shown: SKUs where the catalog knows them, sorted.
+fn content(items: &[ContentRef], catalog: &Catalog, names: &Names<'_>) -> String {
+    let mut shown: Vec<String> = items
+        .iter()
+        .map(|item| {
+            Names::of(&names.content, &item.uuid, || {
+                catalog.content_by_uuid(&item.uuid).map(|c| c.sku.clone())
+            })
+        })
+        .collect();
+    shown.sort();
+    shown.join(", ")
+}
+
+fn or_empty(value: String) -> String {
+    if value.is_empty() {
+        "(empty)".to_owned()
+    } else {
+        value
+    }
+}
+
+/// Who and what one op changes.
+pub fn describe(op: &PlannedOp, catalog: &Catalog) -> PlanLine {
+    describe_with(op, catalog, &Names::new(catalog))
+}
+
+fn describe_with(op: &PlannedOp, catalog: &Catalog, names: &Names<'_>) -> PlanLine {
+    let before_profile = op.before.as_ref().and_then(|b| b.profile.as_ref());
+    // Who: the person as the op leaves them, else as the ledger last confirmed them.
+    let who = op.payload.user.as_ref().or(before_profile);
+    let name =
+        |f: &str| who.map_or_else(|| NOT_RECORDED.to_owned(), |u| field(u, f, catalog, names));
+    let items = || content(&op.payload.items, catalog, names);
+    let changes = match op.kind {
+        OpKind::Create => created(op.payload.user.as_ref(), catalog, names),
+        OpKind::Update => updated(op.before.as_ref(), op.payload.user.as_ref(), catalog, names),
+        OpKind::Deactivate => "status: active → inactive".to_owned(),
+        OpKind::Enroll => format!("adds content: {}", items()),
+        OpKind::Remove => format!("removes content: {}", items()),
+        OpKind::ReEnroll => format!("re-enrols content: {}", items()),
+    };
+    PlanLine {
+        external_id: op.key.clone(),
+        op: op.kind.as_str(),
+        first_name: name("first_name"),
+        last_name: name("last_name"),
+        email: name("email"),
+        changes,
+    }
+}
+
+/// A new person: everything they are created with beyond their name and email.
+fn created(user: Option<&User>, catalog: &Catalog, names: &Names<'_>) -> String {
+    let Some(user) = user else {
+        return NOT_RECORDED.to_owned();
+    };
+    let mut parts: Vec<String> = FIELDS[3..]
+        .iter()
+        .map(|f| (f, field(user, f, catalog, names)))
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(f, v)| format!("{f}: {v}"))
+        .collect();
+    let items = user.context.content.as_deref().unwrap_or_default();
+    if !items.is_empty() {
+        parts.push(format!("content: {}", content(items, catalog, names)));
+    }
+    format!("new user; {}", parts.join("; "))
+        .trim_end_matches("; ")
+        .to_owned()
+}
+
+/// Each field an update changes, `before → after`.
+fn updated(
+    before: Option<&Before>,
+    after: Option<&User>,
+    catalog: &Catalog,
+    names: &Names<'_>,
+) -> String {
+    let Some(after) = after else {
+        return NOT_RECORDED.to_owned();
+    };
+    let mut parts = Vec::new();
+    let status = after.system.status.as_deref().unwrap_or("active");
+    match before {
+        Some(before) if !before.active && status != STATUS_INACTIVE => {
+            parts.push(format!("status: inactive → {status}"));
+        }
+        Some(_) => {}
+        None => parts.push(format!("status: {NOT_RECORDED} → {status}")),
+    }
+    let profile = before.and_then(|b| b.profile.as_ref());
+    for name in FIELDS {
+        let new = field(after, name, catalog, names);
+        match profile {
+            Some(old) => {
+                let old = field(old, name, catalog, names);
+                if old != new {
+                    parts.push(format!("{name}: {} → {}", or_empty(old), or_empty(new)));
+                }
+            }
+            None => parts.push(format!("{name}: {NOT_RECORDED} → {}", or_empty(new))),
+        }
+    }
+    if parts.is_empty() {
+        // The fingerprints differ but no field shown does (a field rostersync does not list,
+        // or a ledger written by an older version): say so rather than show nothing.
+        "profile sent again (no listed field differs from the ledger's record)".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::OpPayload;
+
+    fn user(first: &str, last: &str, email: &str, location: &str) -> User {
+        let catalog = crate::samples::catalog();
+        let client = catalog.client("Northwind Camps").unwrap().uuid.clone();
+        let location = catalog.location(location, &client).unwrap().uuid.clone();
+        let mut user = User::default();
+        user.principal.first_name = Some(first.into());
+        user.principal.last_name = Some(last.into());
+        user.principal.email = Some(email.into());
+        user.system.role = Some("Learner".into());
+        user.system.status = Some("active".into());
+        user.context.client = Some(client);
+        user.context.locations = vec![location];
+        user
+    }
+
+    fn op(kind: OpKind, after: Option<User>, before: Option<Before>) -> PlannedOp {
+        PlannedOp {
+            key: "E1".into(),
+            kind,
+            payload: OpPayload {
+                uuid: None,
+                user: after,
+                items: vec![],
+                profile_hash: 0,
+                row: None,
+            },
+            before,
+        }
+    }
+
+    fn sku(sku: &str) -> ContentRef {
+        let item = crate::samples::catalog().content_item(sku).unwrap().clone();
+        ContentRef {
+            uuid: item.uuid,
+            kind: item.kind.as_api_str().into(),
+        }
+    }
+
+    #[test]
+    fn an_update_lists_each_changed_field_before_and_after() {
+        let catalog = crate::samples::catalog();
+        let old = user("Ana", "Lima", "ana@x.com", "Lakeside Camp");
+        let new = user("Ana", "Moreira", "ana.m@x.com", "Head Office");
+        let before = Before {
+            profile: Some(old),
+            active: true,
+            content: vec![],
+        };
+        let line = describe(&op(OpKind::Update, Some(new), Some(before)), &catalog);
+        assert_eq!(
+            line.changes,
+            "last_name: Lima → Moreira; email: ana@x.com → ana.m@x.com; \
+             locations: Lakeside Camp → Head Office"
+        );
+        assert_eq!(
+            (line.first_name.as_str(), line.email.as_str()),
+            ("Ana", "ana.m@x.com")
+        );
+    }
+
+    #[test]
+    fn a_reactivation_says_so_and_an_unknown_before_is_not_invented() {
+        let catalog = crate::samples::catalog();
+        let same = user("Bo", "Li", "bo@x.com", "Lakeside Camp");
+        let before = Before {
+            profile: Some(same.clone()),
+            active: false,
+            content: vec![],
+        };
+        let back = describe(
+            &op(OpKind::Update, Some(same.clone()), Some(before)),
+            &catalog,
+        );
+        assert_eq!(back.changes, "status: inactive → active");
+        let unreadable = Before {
+            profile: None,
+            active: true,
+            content: vec![],
+        };
+        let unknown = describe(&op(OpKind::Update, Some(same), Some(unreadable)), &catalog);
+        assert!(
+            unknown
+                .changes
+                .starts_with("first_name: (not recorded) → Bo; last_name: (not recorded) → Li"),
+            "{}",
+            unknown.changes
+        );
+    }
+
+    #[test]
+    fn creates_deactivations_and_content_changes_say_who_and_what() {
+        let catalog = crate::samples::catalog();
+        let mut new = user("Cy", "Ng", "cy@x.com", "Lakeside Camp");
+        new.context.content = Some(vec![sku("SAFE-201"), sku("SAFE-101")]);
+        let create = describe(&op(OpKind::Create, Some(new.clone()), None), &catalog);
+        assert_eq!(
+            create.changes,
+            "new user; role: Learner; client: Northwind Camps; locations: Lakeside Camp; \
+             content: SAFE-101, SAFE-201"
+        );
+        let known = Before {
+            profile: Some(new),
+            active: true,
+            content: vec![],
+        };
+        let gone = describe(&op(OpKind::Deactivate, None, Some(known.clone())), &catalog);
+        assert_eq!(
+            (
+                gone.first_name.as_str(),
+                gone.email.as_str(),
+                gone.changes.as_str()
+            ),
+            ("Cy", "cy@x.com", "status: active → inactive")
+        );
+        let mut enroll = op(OpKind::Enroll, None, Some(known));
+        enroll.payload.items = vec![sku("FA-100")];
+        assert_eq!(describe(&enroll, &catalog).changes, "adds content: FA-100");
+        let nobody = describe(&op(OpKind::Deactivate, None, None), &catalog);
+        assert_eq!(nobody.email, NOT_RECORDED);
+    }
+
+    #[test]
+    fn the_file_is_csv_with_formula_cells_defused_and_a_few_lines_kept() {
+        let catalog = crate::samples::catalog();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.csv");
+        let evil = user("=HYPERLINK(\"x\")", "Lima, Jr.", "e@x.com", "Lakeside Camp");
+        let ops: Vec<PlannedOp> = (0..7)
+            .map(|i| {
+                let mut op = op(OpKind::Create, Some(evil.clone()), None);
+                op.key = format!("E{i}");
+                op
+            })
+            .collect();
+        let file = write(&path, &catalog, |each| {
+            for op in ops {
+                each(op)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(file.written["create"], 7);
+        assert_eq!(file.first["create"].len(), FIRST_PER_KIND);
+        let rows: Vec<csv::StringRecord> = csv::Reader::from_path(&path)
+            .unwrap()
+            .records()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(rows.len(), 7);
+        assert_eq!(&rows[0][2], "'=HYPERLINK(\"x\")");
+        assert_eq!(&rows[0][3], "Lima, Jr.");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
+}
