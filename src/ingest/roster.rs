@@ -216,7 +216,8 @@ fn read_all(mut reader: RosterReader<'_>) -> Result<Roster> {
 /// before then is ignored and each row is normalized again once.
 // 2: control and bidi characters are rejected (rows that held one were accepted before).
 // 3: U+FFFD and spreadsheet error values (`#N/A`) are rejected.
-const ROW_MEMO_VERSION: u32 = 3;
+// 4: the soft hyphen U+00AD is rejected.
+const ROW_MEMO_VERSION: u32 = 4;
 
 /// A data row as read, before it is normalized: enough for the planner to recognize a row
 /// the ledger remembers ([`crate::ledger::RowMemo`]) and skip normalizing it.
@@ -1010,9 +1011,9 @@ impl<'a> Resolver<'a> {
 /// a control character (NUL, ESC for terminal escapes, BEL, DEL, the C1 range), a line break
 /// inside a single value, or an invisible character that reorders or hides text (the bidi
 /// embeddings, overrides and isolates U+202A–U+202E and U+2066–U+2069, the direction marks,
-/// zero-width space, word joiner, BOM). TAB is let through (trimmed or harmless); line breaks
-/// are let through in the `;` lists, which split on white space anyway. ZWJ and ZWNJ are
-/// let through too: some scripts and emoji need them.
+/// zero-width space, word joiner, soft hyphen, BOM). TAB is let through (trimmed or
+/// harmless); line breaks are let through in the `;` lists, which split on white space
+/// anyway. ZWJ and ZWNJ are let through too: some scripts and emoji need them.
 fn hidden_char(text: &str, column: &str) -> Option<char> {
     let list = matches!(column, "locations" | "content");
     let text = text.trim();
@@ -1030,7 +1031,9 @@ fn hidden_char(text: &str, column: &str) -> Option<char> {
     text.chars().find(|&c| match c {
         '\t' => false,
         '\r' | '\n' => !list,
-        '\u{061C}' | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{2028}'..='\u{202E}' => true,
+        // U+00AD: the soft hyphen (byte 0xAD in Windows-1252), invisible where no line breaks.
+        '\u{00AD}' | '\u{061C}' | '\u{200B}' | '\u{200E}' | '\u{200F}' => true,
+        '\u{2028}'..='\u{202E}' => true,
         '\u{2060}'..='\u{2069}' | '\u{FEFF}' => true,
         // What a decoder leaves where bytes did not decode: the text is not what was meant.
         '\u{FFFD}' => true,
