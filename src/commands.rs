@@ -189,6 +189,7 @@ fn plan_json(plan: &Plan, who: &PlanFile) -> serde_json::Value {
         "skipped_inactive_new": plan.skipped_inactive,
         "active_before": plan.active_before,
         "withheld_deactivations": plan.withheld,
+        "unidentified_rows": plan.unidentified,
         "file": human::path(&who.path),
         "first": who.first,
     })
@@ -244,6 +245,25 @@ fn print_plan(planned: &Planned) {
              WARNING: rows after that point were not read; no one is deactivated tonight \
              ({} deactivation(s) withheld). Fix the file and run again.",
             plan.withheld
+        );
+    }
+    if outcome.broken.is_none() && plan.withheld > 0 {
+        let lines: Vec<String> = plan
+            .unidentified
+            .iter()
+            .take(10)
+            .map(u64::to_string)
+            .collect();
+        eprintln!(
+            "WARNING: {} deactivation(s) withheld: the row(s) on line(s) {}{} could not be split into \
+             the header's fields and may be people who are still here. Fix them and run again.",
+            plan.withheld,
+            lines.join(", "),
+            if plan.unidentified.len() > 10 {
+                ", ..."
+            } else {
+                ""
+            }
         );
     }
     println!(

@@ -120,6 +120,18 @@ pub fn tighten_existing(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Makes an open file readable and writable by this user only (0600), whatever the umask
+/// gave it: for copies that hold personal data. Best effort: a failure leaves the mode.
+pub fn restrict_file(file: &File) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+}
+
 /// Creates the report file `path` 0600, replacing what was there. Removing first and then
 /// creating with `create_new` (O_CREAT|O_EXCL) means a symbolic link planted at `path` is
 /// removed, never followed, and a file that appears in between makes the write fail rather

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::Result;
 
+use crate::ingest::normalize::fold;
 use crate::ingest::roster::{
     CrossRowCheck, DesiredUser, Mark, RawRow, Reject, RosterReader, fingerprint, protected_by,
 };
@@ -96,9 +97,17 @@ pub struct Plan {
     pub skipped_inactive: usize,
     /// Ledger users absent from the roster but kept because a rejected row names them.
     pub protected: usize,
-    /// Ledger users absent from the roster but not deactivated because the roster is broken.
+    /// Ledger users absent from the roster but not deactivated because the roster is broken,
+    /// or because rows that could not be split into fields may be theirs.
     pub withheld: usize,
+    /// Lines of rows that could not be split into fields and name nobody the ledger knows:
+    /// they may be anyone, so no one is deactivated tonight.
+    pub unidentified: Vec<u64>,
 }
+
+/// More rows than this that cannot be split into fields, and the file is not trusted to say
+/// who left: an export in another layout, not a few stray rows.
+const MAX_UNSPLIT_ROWS: usize = 50;
 
 impl Plan {
     pub fn deactivations(&self) -> usize {
@@ -754,6 +763,16 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             self.io.keys_of(&unseen)?
         };
         absent.sort_unstable();
+        // Rows refused for their field count (a row typed with another delimiter, a comma
+        // lost): their key and email columns cannot be trusted, so anyone whose key or email
+        // appears anywhere in such a row's text is kept.
+        let unsplit: Vec<(u64, String)> = self
+            .rejects
+            .iter()
+            .filter(|r| r.column == crate::ingest::roster::ROW_COLUMN)
+            .map(|r| (r.line, fold(&r.original)))
+            .collect();
+        let mut named = vec![false; unsplit.len()];
         let mut deactivations = Vec::new();
         for key in absent {
             if protected_keys.contains(key.as_str()) {
@@ -767,7 +786,39 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                 self.plan.protected += 1;
                 continue;
             }
+            if unsplit.len() <= MAX_UNSPLIT_ROWS {
+                let folded_key = fold(&key);
+                let mut kept = false;
+                for ((_, text), named) in unsplit.iter().zip(named.iter_mut()) {
+                    if text.contains(&folded_key)
+                        || (!remote.email.is_empty() && text.contains(remote.email.as_str()))
+                    {
+                        *named = true;
+                        kept = true;
+                    }
+                }
+                if kept {
+                    self.plan.protected += 1;
+                    continue;
+                }
+            }
             deactivations.push((key, remote.uuid));
+        }
+        // A row that cannot be split and names nobody who would be deactivated may still be
+        // one of them (its key mistyped as well): none of them is certain.
+        self.plan.unidentified = if unsplit.len() > MAX_UNSPLIT_ROWS {
+            unsplit.iter().map(|(line, _)| *line).collect()
+        } else {
+            unsplit
+                .iter()
+                .zip(&named)
+                .filter(|(_, named)| !**named)
+                .map(|((line, _), _)| *line)
+                .collect()
+        };
+        if !self.plan.unidentified.is_empty() && !deactivations.is_empty() {
+            self.plan.withheld = deactivations.len();
+            deactivations.clear();
         }
         if self.broken.is_some() {
             // Counted, for the warning, and dropped: not one of them is certain.

@@ -274,7 +274,33 @@ pub fn decode_to_temp(
         .seek(SeekFrom::Start(0))
         .context("cannot read it again to decode it")?;
     let file = tempfile::tempfile().context("cannot create a temporary file to decode it into")?;
+    // Whatever the umask: the copy holds the same personal data as the file.
+    crate::fsmode::restrict_file(&file);
     let mut out = BufWriter::with_capacity(CHUNK, file);
+    if encoding == WINDOWS_1252 {
+        let mut input = vec![0u8; CHUNK + 4];
+        let mut output = Vec::with_capacity(CHUNK * 3 + 16);
+        let mut carried = 0;
+        loop {
+            let read = read_full(source, &mut input[carried..carried + CHUNK])?;
+            let filled = carried + read;
+            output.clear();
+            let used = decode_1252(&input[..filled], read == 0, &mut output);
+            out.write_all(&output)
+                .context("cannot write the decoded copy")?;
+            carried = filled - used;
+            input.copy_within(used..filled, 0);
+            if read == 0 {
+                break;
+            }
+        }
+        let mut file = out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .context("cannot write the decoded copy")?;
+        file.seek(SeekFrom::Start(0))?;
+        return Ok(file);
+    }
     let mut decoder = encoding.new_decoder_with_bom_removal();
     let mut input = vec![0u8; CHUNK];
     let mut output = vec![0u8; CHUNK * 3 + 16];
@@ -303,6 +329,60 @@ pub fn decode_to_temp(
     Ok(file)
 }
 
+/// Windows-1252, except that a byte sequence that is valid multi-byte UTF-8 becomes U+FFFD:
+/// such a row was pasted in from a UTF-8 file, and decoding it as 1252 would send "ZoÃ«"
+/// for "Zoë". In real Windows-1252 text these pairs ("Ã«") do not occur. Returns how much of
+/// `input` was used: a sequence cut by the end of it waits for the next call, unless `last`.
+fn decode_1252(input: &[u8], last: bool, out: &mut Vec<u8>) -> usize {
+    static TABLE: std::sync::OnceLock<[char; 128]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut table = ['\u{FFFD}'; 128];
+        for (i, slot) in table.iter_mut().enumerate() {
+            let byte = [0x80 + i as u8];
+            let (text, _) = WINDOWS_1252.decode_without_bom_handling(&byte);
+            *slot = text.chars().next().unwrap_or('\u{FFFD}');
+        }
+        table
+    });
+    let mut i = 0;
+    while i < input.len() {
+        let ascii = input[i..]
+            .iter()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(input.len() - i);
+        out.extend_from_slice(&input[i..i + ascii]);
+        i += ascii;
+        let Some(&byte) = input.get(i) else { break };
+        let len = match byte {
+            0xC2..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF4 => 4,
+            _ => 1,
+        };
+        if len > 1 {
+            if i + len > input.len() && !last {
+                return i;
+            }
+            if input
+                .get(i..i + len)
+                .is_some_and(|seq| std::str::from_utf8(seq).is_ok())
+            {
+                out.extend_from_slice("\u{FFFD}".as_bytes());
+                i += len;
+                continue;
+            }
+        }
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(
+            table[usize::from(byte - 0x80)]
+                .encode_utf8(&mut buf)
+                .as_bytes(),
+        );
+        i += 1;
+    }
+    i
+}
+
 /// Decodes a whole (small) file held in memory: catalogs.
 pub fn decode_all(
     bytes: &[u8],
@@ -311,6 +391,11 @@ pub fn decode_all(
     let detected = detect(&mut io::Cursor::new(bytes), configured)?;
     if detected.is_utf8() {
         return Ok((bytes[detected.bom_len as usize..].to_vec(), detected));
+    }
+    if detected.encoding == WINDOWS_1252 {
+        let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 8);
+        decode_1252(bytes, true, &mut out);
+        return Ok((out, detected));
     }
     let (text, _) = detected.encoding.decode_with_bom_removal(bytes);
     Ok((text.into_owned().into_bytes(), detected))
@@ -423,6 +508,29 @@ mod tests {
         // A lone surrogate is not text.
         let (text, _) = decode_all(&[0xFF, 0xFE, 0x00, 0xD8, b'a', 0], None).unwrap();
         assert_eq!(String::from_utf8(text).unwrap(), "\u{FFFD}a");
+    }
+
+    #[test]
+    fn utf8_pasted_into_windows_1252_is_not_turned_into_mojibake() {
+        let mut out = Vec::new();
+        let used = decode_1252(b"Ren\xE9e,Zo\xC3\xAB,\x80,caf\xC3", false, &mut out);
+        // The last byte may start a UTF-8 sequence: it waits for more.
+        assert_eq!(used, 16);
+        assert_eq!(String::from_utf8(out).unwrap(), "Renée,Zo\u{FFFD},€,caf");
+        let mut out = Vec::new();
+        decode_1252(b"caf\xC3", true, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "cafÃ");
+        // Across chunk boundaries, through the temporary copy.
+        let mut bytes = vec![b'a'; CHUNK - 1];
+        bytes.extend(b"\xC3\xAB \xE9\n");
+        let mut file = decode_to_temp(&mut io::Cursor::new(bytes), WINDOWS_1252).unwrap();
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        assert!(
+            text.ends_with("a\u{FFFD} é\n"),
+            "{:?}",
+            &text[text.len() - 10..]
+        );
     }
 
     #[test]

@@ -111,6 +111,14 @@ pub fn excerpt(text: &str) -> String {
     format!("{}… [cut: {} bytes in all]", &text[..end], text.len())
 }
 
+/// At most `chars` characters of `text`, with "…" when cut: for names quoted in messages.
+pub fn excerpt_chars(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 /// One CSV record: its fields, its raw text and where it stands in the file.
 #[derive(Debug, Default, Clone)]
 pub struct Record {

@@ -39,6 +39,8 @@ pub const COLUMNS: &[&str] = &[
     "content",
 ];
 const REQUIRED: &[&str] = &["external_id", "first_name", "last_name", "email"];
+/// The column a reject names when the row could not be split into the header's fields.
+pub const ROW_COLUMN: &str = "(row)";
 /// Longest field accepted, in bytes: longer is a broken export, not a name.
 pub const MAX_FIELD_BYTES: usize = 4096;
 
@@ -762,9 +764,19 @@ fn map_headers(
         .collect();
     if !missing.is_empty() {
         bail!(
-            "{label}:{line}: missing required column(s) {}; found columns {:?} (map other names in [columns])",
+            "{label}:{line}: missing required column(s) {}; found columns {:?}{} (map other names in [columns])",
             missing.join(", "),
+            // Bounded: a header may be a binary file's first 64 KiB.
             texts
+                .iter()
+                .take(30)
+                .map(|t| input::excerpt_chars(t, 40))
+                .collect::<Vec<_>>(),
+            if texts.len() > 30 {
+                format!(" and {} more", texts.len() - 30)
+            } else {
+                String::new()
+            }
         );
     }
     let mut kinds = vec![None; texts.len()];
@@ -912,7 +924,7 @@ impl<'a> Resolver<'a> {
     ) -> Result<DesiredUser, RowError> {
         if record.len() != width {
             return Err((
-                "(row)".to_owned(),
+                ROW_COLUMN.to_owned(),
                 RejectReason::FieldCount(width, record.len()),
             ));
         }

@@ -13,7 +13,7 @@ use std::io::BufReader;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use calamine::{Data, DataRef, Ods, Reader, Xlsx, open_workbook};
+use calamine::{Data, DataRef, Ods, Reader, Sheet, SheetType, SheetVisible, Xlsx};
 
 use super::input::{Position, Record};
 
@@ -31,6 +31,12 @@ pub const MAX_ODS_BYTES: u64 = 32 << 20;
 /// few megabytes can unpack to gigabytes, and the library holds some parts (xlsx's shared
 /// strings) whole in memory.
 pub const MAX_UNPACKED_BYTES: u64 = 1 << 30;
+/// The most xlsx's shared strings may unpack to: the library holds them whole, at several
+/// times their size. A million people's names and emails take well under this.
+pub const MAX_SHARED_STRINGS_BYTES: u64 = 192 << 20;
+/// The most of one cell kept: Excel's own limit is 32,767 characters, and the roster refuses
+/// a field past 4 KiB anyway; what is past this is counted, not copied.
+pub const MAX_CELL_BYTES: usize = 64 << 10;
 
 /// The spreadsheet kinds read, by file name extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,12 +80,13 @@ pub struct SheetRows {
 impl SheetRows {
     /// Reads `sheet` (or the first) of the workbook at `path`; `label` names it in messages.
     pub fn read(path: &Path, kind: Kind, sheet: Option<&str>, label: &str) -> Result<SheetRows> {
-        // Checked before the library opens it, as for a CSV file: no FIFO, no device.
-        let file = super::input::open_regular(path, "roster")?;
-        check_unpacked_size(file, label)?;
+        // Checked before the library reads it, as for a CSV file: no FIFO, no device; the
+        // library is handed this very file, never the path again.
+        let mut file = super::input::open_regular(path, "roster")?;
+        check_workbook(&mut file, label)?;
         match kind {
-            Kind::Xlsx => read_xlsx(path, sheet, label),
-            Kind::Ods => read_ods(path, sheet, label),
+            Kind::Xlsx => read_xlsx(file, sheet, label),
+            Kind::Ods => read_ods(file, sheet, label),
         }
     }
 
@@ -132,6 +139,8 @@ struct Builder<'a> {
     /// Cells of the row being built, by column.
     cells: Vec<String>,
     header_width: Option<usize>,
+    /// Bytes in `cells`, counted against [`MAX_SHEET_TEXT`] before the row is kept.
+    pending: usize,
 }
 
 impl<'a> Builder<'a> {
@@ -145,6 +154,7 @@ impl<'a> Builder<'a> {
             row: None,
             cells: Vec::new(),
             header_width: None,
+            pending: 0,
         }
     }
 
@@ -181,6 +191,10 @@ impl<'a> Builder<'a> {
                 column + 1
             );
         }
+        self.pending += text.len();
+        if self.out.text.len() + self.pending > MAX_SHEET_TEXT {
+            return self.too_much_text();
+        }
         let column = column as usize;
         if self.cells.len() <= column {
             self.cells.resize(column + 1, String::new());
@@ -194,6 +208,7 @@ impl<'a> Builder<'a> {
             return;
         };
         let cells = std::mem::take(&mut self.cells);
+        self.pending = 0;
         let used = cells
             .iter()
             .rposition(|c| !c.is_empty())
@@ -218,7 +233,16 @@ impl<'a> Builder<'a> {
 
     fn finish(mut self) -> Result<SheetRows> {
         self.end_row();
+        self.check_size()?;
         Ok(self.out)
+    }
+
+    fn too_much_text(&self) -> Result<()> {
+        bail!(
+            "{}: the sheet holds more than {} MiB of text; a roster is expected to be smaller (is this the right file?)",
+            self.label,
+            MAX_SHEET_TEXT >> 20
+        )
     }
 
     fn check_size(&self) -> Result<()> {
@@ -229,27 +253,53 @@ impl<'a> Builder<'a> {
             );
         }
         if self.out.text.len() > MAX_SHEET_TEXT {
-            bail!(
-                "{}: the sheet holds more than {} MiB of text; a roster is expected to be smaller (is this the right file?)",
-                self.label,
-                MAX_SHEET_TEXT >> 20
-            );
+            return self.too_much_text();
         }
         Ok(())
     }
 }
 
-/// Refuses a workbook whose parts, as its zip directory declares them, unpack past
-/// [`MAX_UNPACKED_BYTES`].
-fn check_unpacked_size(file: File, label: &str) -> Result<()> {
-    let mut archive = zip::ZipArchive::new(BufReader::new(file)).with_context(|| {
-        format!("{label}: not a spreadsheet workbook (a workbook is a zip archive); is it a CSV file with the wrong name?")
+/// Refuses a file that is not a workbook (saying what it looks like) and a workbook whose
+/// parts, as its zip directory declares them, unpack past [`MAX_UNPACKED_BYTES`] (or its
+/// shared strings past [`MAX_SHARED_STRINGS_BYTES`]). Leaves `file` at its start.
+fn check_workbook(file: &mut File, label: &str) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut magic = [0u8; 4];
+    let read = file.read(&mut magic).unwrap_or(0);
+    file.seek(SeekFrom::Start(0))
+        .with_context(|| format!("cannot read roster {label}"))?;
+    if magic[..read.min(4)] == [0xD0, 0xCF, 0x11, 0xE0] {
+        bail!(
+            "{label}: this is a password-protected workbook or an old .xls file, which rostersync cannot read; save it as .xlsx without a password, or export it as CSV"
+        );
+    }
+    if magic[..read.min(4)] != *b"PK\x03\x04" {
+        bail!(
+            "{label}: not a spreadsheet workbook (a workbook is a zip archive); is it a CSV file with the wrong name? Rename it .csv"
+        );
+    }
+    let copy = file
+        .try_clone()
+        .with_context(|| format!("cannot read roster {label}"))?;
+    let mut archive = zip::ZipArchive::new(BufReader::new(copy)).with_context(|| {
+        format!("{label}: the workbook is damaged (not a readable zip archive)")
     })?;
     let mut total: u64 = 0;
     for i in 0..archive.len() {
         let part = archive
             .by_index_raw(i)
             .with_context(|| format!("{label}: the workbook is damaged"))?;
+        if part
+            .name()
+            .is_ok_and(|n| n.eq_ignore_ascii_case("xl/sharedStrings.xml"))
+            && part.size() > MAX_SHARED_STRINGS_BYTES
+        {
+            bail!(
+                "{label}: the workbook's shared strings unpack to {} MiB; at most {} MiB are read (is this the right file?)",
+                part.size() >> 20,
+                MAX_SHARED_STRINGS_BYTES >> 20
+            );
+        }
         total = total.saturating_add(part.size());
     }
     if total > MAX_UNPACKED_BYTES {
@@ -259,10 +309,26 @@ fn check_unpacked_size(file: File, label: &str) -> Result<()> {
             MAX_UNPACKED_BYTES >> 20
         );
     }
+    file.seek(SeekFrom::Start(0))
+        .with_context(|| format!("cannot read roster {label}"))?;
     Ok(())
 }
 
-fn pick_sheet(names: &[String], wanted: Option<&str>, label: &str) -> Result<String> {
+/// The sheet to read: the one named, else the first visible worksheet (a hidden first sheet
+/// is an old copy or a lookup table, not what the operator sees when opening the file).
+fn pick_sheet(sheets: &[Sheet], wanted: Option<&str>, label: &str) -> Result<String> {
+    let names: Vec<String> = sheets.iter().map(|s| s.name.clone()).collect();
+    let listed = || {
+        let mut shown: Vec<String> = names
+            .iter()
+            .take(20)
+            .map(|n| super::input::excerpt_chars(n, 40))
+            .collect();
+        if names.len() > 20 {
+            shown.push(format!("... {} more", names.len() - 20));
+        }
+        format!("{shown:?}")
+    };
     match wanted {
         Some(name) => names
             .iter()
@@ -275,20 +341,28 @@ fn pick_sheet(names: &[String], wanted: Option<&str>, label: &str) -> Result<Str
             .cloned()
             .with_context(|| {
                 format!(
-                    "{label}: no sheet named {name:?} ([files] sheet); the workbook has {names:?}"
+                    "{label}: no sheet named {:?} ([files] sheet); the workbook has {}",
+                    super::input::excerpt_chars(name, 40),
+                    listed()
                 )
             }),
-        None => names
-            .first()
-            .cloned()
-            .with_context(|| format!("{label}: the workbook has no sheet")),
+        None => sheets
+            .iter()
+            .find(|s| s.visible == SheetVisible::Visible && s.typ == SheetType::WorkSheet)
+            .map(|s| s.name.clone())
+            .with_context(|| {
+                format!(
+                    "{label}: the workbook has no visible worksheet (it has {}); name the sheet in [files] sheet",
+                    listed()
+                )
+            }),
     }
 }
 
-fn read_xlsx(path: &Path, sheet: Option<&str>, label: &str) -> Result<SheetRows> {
-    let mut workbook: Xlsx<BufReader<File>> = open_workbook(path)
+fn read_xlsx(file: File, sheet: Option<&str>, label: &str) -> Result<SheetRows> {
+    let mut workbook: Xlsx<BufReader<File>> = Xlsx::new(BufReader::new(file))
         .with_context(|| format!("{label}: cannot read it as an xlsx workbook"))?;
-    let name = pick_sheet(&workbook.sheet_names(), sheet, label)?;
+    let name = pick_sheet(workbook.sheets_metadata(), sheet, label)?;
     let mut cells = workbook
         .worksheet_cells_reader(&name)
         .with_context(|| format!("{label}: cannot read sheet {name:?}"))?;
@@ -305,13 +379,13 @@ fn read_xlsx(path: &Path, sheet: Option<&str>, label: &str) -> Result<SheetRows>
             builder.check_size()?;
         }
     }
-    builder.check_size()?;
     builder.finish()
 }
 
-fn read_ods(path: &Path, sheet: Option<&str>, label: &str) -> Result<SheetRows> {
-    let size = std::fs::metadata(path)
-        .with_context(|| format!("cannot open roster {label}"))?
+fn read_ods(file: File, sheet: Option<&str>, label: &str) -> Result<SheetRows> {
+    let size = file
+        .metadata()
+        .with_context(|| format!("cannot read roster {label}"))?
         .len();
     if size > MAX_ODS_BYTES {
         bail!(
@@ -320,9 +394,9 @@ fn read_ods(path: &Path, sheet: Option<&str>, label: &str) -> Result<SheetRows> 
             MAX_ODS_BYTES >> 20
         );
     }
-    let mut workbook: Ods<BufReader<File>> = open_workbook(path)
+    let mut workbook: Ods<BufReader<File>> = Ods::new(BufReader::new(file))
         .with_context(|| format!("{label}: cannot read it as an OpenDocument spreadsheet"))?;
-    let name = pick_sheet(&workbook.sheet_names(), sheet, label)?;
+    let name = pick_sheet(workbook.sheets_metadata(), sheet, label)?;
     let range = workbook
         .worksheet_range(&name)
         .with_context(|| format!("{label}: cannot read sheet {name:?}"))?;
@@ -341,7 +415,7 @@ fn read_ods(path: &Path, sheet: Option<&str>, label: &str) -> Result<SheetRows> 
 fn text_of(value: &Data) -> String {
     match value {
         Data::Empty => String::new(),
-        Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
+        Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => bounded(s),
         Data::Int(i) => i.to_string(),
         Data::Float(f) => number(*f),
         Data::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_owned(),
@@ -352,15 +426,31 @@ fn text_of(value: &Data) -> String {
 
 fn text_of_ref(value: &DataRef<'_>) -> String {
     match value {
-        DataRef::SharedString(s) => (*s).to_owned(),
+        // A shared string may be referenced by every cell: copied at most once per cell, and
+        // only as much as a cell can hold.
+        DataRef::SharedString(s) => bounded(s),
+        DataRef::String(s) => bounded(s),
         DataRef::Empty => String::new(),
-        DataRef::String(s) | DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => s.clone(),
+        DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => bounded(s),
         DataRef::Int(i) => i.to_string(),
         DataRef::Float(f) => number(*f),
         DataRef::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_owned(),
         DataRef::DateTime(d) => date(d),
         DataRef::Error(e) => e.to_string(),
     }
+}
+
+/// At most [`MAX_CELL_BYTES`] of a cell's text (cut on a character boundary): a longer cell
+/// is refused by the roster for its length whatever its end holds.
+fn bounded(text: &str) -> String {
+    if text.len() <= MAX_CELL_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_CELL_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 /// A whole number as an integer (an employee number typed as a number is stored as 1042.0),
@@ -456,10 +546,20 @@ mod tests {
     }
 
     #[test]
-    fn the_sheet_is_picked_by_name_or_first() {
-        let names = vec!["Summary".to_owned(), "Staff".to_owned()];
+    fn the_sheet_is_picked_by_name_or_first_visible() {
+        let sheet = |name: &str, visible| Sheet {
+            name: name.to_owned(),
+            typ: SheetType::WorkSheet,
+            visible,
+        };
+        let names = vec![
+            sheet("Old", SheetVisible::Hidden),
+            sheet("Summary", SheetVisible::Visible),
+            sheet("Staff", SheetVisible::Visible),
+        ];
         assert_eq!(pick_sheet(&names, None, "t").unwrap(), "Summary");
         assert_eq!(pick_sheet(&names, Some("staff"), "t").unwrap(), "Staff");
+        assert_eq!(pick_sheet(&names, Some("Old"), "t").unwrap(), "Old");
         let err = pick_sheet(&names, Some("People"), "t")
             .unwrap_err()
             .to_string();

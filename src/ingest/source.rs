@@ -169,7 +169,15 @@ pub fn open<T>(
         let sheet = rows.sheet.clone();
         return sheet_header(rows, &label, Format::Sheet { kind, sheet }, accept);
     }
-    let file = input::open_regular(path, what)?;
+    let mut file = input::open_regular(path, what)?;
+    // A workbook under a CSV name would be read as binary garbage: say what it is.
+    let mut magic = [0u8; 4];
+    let read = file.read(&mut magic).unwrap_or(0);
+    if magic[..read] == *b"PK\x03\x04" || magic[..read] == [0xD0, 0xCF, 0x11, 0xE0] {
+        bail!(
+            "{label}: this is a spreadsheet workbook, not CSV text; name it .xlsx (or .ods), or export it as CSV"
+        );
+    }
     read_header(Box::new(file), &label, what, options, accept)
 }
 
