@@ -366,14 +366,32 @@ fn read_xlsx(file: File, sheet: Option<&str>, label: &str) -> Result<SheetRows> 
     let mut cells = workbook
         .worksheet_cells_reader(&name)
         .with_context(|| format!("{label}: cannot read sheet {name:?}"))?;
+    // Per style: the width a number is zero-padded to, as Excel shows and exports it.
+    let widths: Vec<Option<usize>> = cells
+        .styles()
+        .iter()
+        .map(|style| {
+            style
+                .number_format
+                .as_ref()
+                .and_then(|f| zero_padded_width(&f.format_code))
+        })
+        .collect();
     let mut builder = Builder::new(label, name.clone());
     let mut count: u64 = 0;
-    while let Some(cell) = cells
-        .next_cell()
+    while let Some((cell, style)) = cells
+        .next_cell_with_style_id()
         .with_context(|| format!("{label}: sheet {name:?} is damaged"))?
     {
         let (row, column) = cell.get_position();
-        builder.cell(row, column, text_of_ref(cell.get_value()))?;
+        let mut text = text_of_ref(cell.get_value());
+        if let Some(width) = widths.get(style).copied().flatten()
+            && matches!(cell.get_value(), DataRef::Int(_) | DataRef::Float(_))
+            && text.bytes().all(|b| b.is_ascii_digit())
+        {
+            text = format!("{text:0>width$}");
+        }
+        builder.cell(row, column, text)?;
         count += 1;
         if count.is_multiple_of(4096) {
             builder.check_size()?;
@@ -394,6 +412,17 @@ fn read_ods(file: File, sheet: Option<&str>, label: &str) -> Result<SheetRows> {
             MAX_ODS_BYTES >> 20
         );
     }
+    // The library builds every sheet at once, each as a dense grid from its first to its
+    // last value: a few kilobytes of repeated empty rows and one far cell would ask for
+    // gigabytes. Measured first, from the XML.
+    for (name, (rows, columns)) in ods_extents(&file, label)? {
+        if rows.saturating_mul(columns) > MAX_SHEET_CELLS as u64 {
+            bail!(
+                "{label}: sheet {:?} spans {rows} rows by {columns} columns up to its last value; at most {MAX_SHEET_CELLS} cells are read (is there a stray value far below or right of the roster?)",
+                super::input::excerpt_chars(&name, 40)
+            );
+        }
+    }
     let mut workbook: Ods<BufReader<File>> = Ods::new(BufReader::new(file))
         .with_context(|| format!("{label}: cannot read it as an OpenDocument spreadsheet"))?;
     let name = pick_sheet(workbook.sheets_metadata(), sheet, label)?;
@@ -409,6 +438,94 @@ fn read_ods(file: File, sheet: Option<&str>, label: &str) -> Result<SheetRows> {
         builder.check_size()?;
     }
     builder.finish()
+}
+
+/// Each sheet of an .ods file and the rows and columns it spans up to its last value (an
+/// upper bound of the grid the library will build), read from content.xml as a stream.
+fn ods_extents(file: &File, label: &str) -> Result<std::collections::HashMap<String, (u64, u64)>> {
+    use quick_xml::events::{BytesStart, Event};
+    let copy = file
+        .try_clone()
+        .with_context(|| format!("cannot read roster {label}"))?;
+    let mut archive = zip::ZipArchive::new(BufReader::new(copy)).with_context(|| {
+        format!("{label}: the workbook is damaged (not a readable zip archive)")
+    })?;
+    let content = archive
+        .by_name("content.xml")
+        .with_context(|| format!("{label}: not an OpenDocument spreadsheet (no content.xml)"))?;
+    let mut xml = quick_xml::Reader::from_reader(BufReader::new(content));
+    let repeat = |e: &BytesStart<'_>, name: &str| -> u64 {
+        e.try_get_attribute(name)
+            .ok()
+            .flatten()
+            .and_then(|a| a.value.trim().parse().ok())
+            .unwrap_or(1)
+    };
+    let mut extents = std::collections::HashMap::new();
+    let mut table: Option<String> = None;
+    let (mut row, mut column, mut row_repeat) = (0u64, 0u64, 1u64);
+    let (mut last_row, mut last_column, mut row_has_value) = (0u64, 0u64, false);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let event = xml
+            .read_event_into(&mut buf)
+            .with_context(|| format!("{label}: the spreadsheet's content is damaged"))?;
+        let empty = matches!(event, Event::Empty(_));
+        match event {
+            Event::Start(e) | Event::Empty(e) => match e.name().as_ref() {
+                "table:table" => {
+                    let name = e
+                        .try_get_attribute("table:name")
+                        .ok()
+                        .flatten()
+                        .map(|a| a.value.into_owned())
+                        .unwrap_or_default();
+                    table = Some(name);
+                    (row, last_row, last_column) = (0, 0, 0);
+                }
+                "table:table-row" => {
+                    row_repeat = repeat(&e, "table:number-rows-repeated");
+                    (column, row_has_value) = (0, false);
+                    if empty {
+                        row = row.saturating_add(row_repeat);
+                    }
+                }
+                "table:table-cell" | "table:covered-table-cell" => {
+                    let columns = repeat(&e, "table:number-columns-repeated");
+                    // A cell with a type or with content holds a value.
+                    let valued = !empty
+                        || e.try_get_attribute("office:value-type")
+                            .ok()
+                            .flatten()
+                            .is_some();
+                    column = column.saturating_add(columns);
+                    if valued {
+                        last_column = last_column.max(column);
+                        row_has_value = true;
+                    }
+                }
+                _ => {}
+            },
+            Event::End(e) => match e.name().as_ref() {
+                "table:table-row" => {
+                    row = row.saturating_add(row_repeat);
+                    if row_has_value {
+                        last_row = row;
+                    }
+                }
+                "table:table" => {
+                    if let Some(name) = table.take() {
+                        extents.insert(name, (last_row, last_column));
+                    }
+                }
+                _ => {}
+            },
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(extents)
 }
 
 /// A cell as a CSV export of it would show it.
@@ -461,6 +578,13 @@ fn number(f: f64) -> String {
     } else {
         format!("{f}")
     }
+}
+
+/// The width of a number format that pads whole numbers with zeros ("000000": employee
+/// number 1042 shows, and exports to CSV, as 001042); `None` for any other format.
+fn zero_padded_width(code: &str) -> Option<usize> {
+    let code = code.trim();
+    (code.len() > 1 && code.len() <= 32 && code.bytes().all(|b| b == b'0')).then_some(code.len())
 }
 
 /// A date as YYYY-MM-DD, with the time when it has one.
@@ -534,6 +658,15 @@ mod tests {
         let mut b = Builder::new("t.xlsx", "S".into());
         assert!(b.cell(0, MAX_SHEET_COLUMNS, "y".into()).is_err());
         assert!(b.cell(MAX_SHEET_ROWS, 0, "y".into()).is_err());
+    }
+
+    #[test]
+    fn zero_padded_formats_are_recognised() {
+        assert_eq!(zero_padded_width("000000"), Some(6));
+        assert_eq!(zero_padded_width("0"), None);
+        assert_eq!(zero_padded_width("0.00"), None);
+        assert_eq!(zero_padded_width("General"), None);
+        assert_eq!(format!("{:0>6}", "1042"), "001042");
     }
 
     #[test]
