@@ -71,15 +71,16 @@ fn plan_step(
         .roster
         .clone()
         .unwrap_or_else(|| config.files.roster.clone());
-    let mut reader = RosterReader::open(
-        &roster_path,
-        &catalog,
-        &config.defaults,
-        &config.columns,
-        &config.read,
-    )?;
     let started = Instant::now();
-    let (index, early) = read_index_and_roster(ledger, &mut reader)?;
+    let (mut reader, index, early) = read_index_and_roster(ledger, || {
+        RosterReader::open(
+            &roster_path,
+            &catalog,
+            &config.defaults,
+            &config.columns,
+            &config.read,
+        )
+    })?;
     tracing::debug!(
         secs = started.elapsed().as_secs_f64(),
         users = index.len(),
@@ -159,18 +160,21 @@ fn plan_step(
 /// Loads the ledger's index on a second thread, through its own read-only connection, while
 /// this one reads roster rows: on a big night those are the two long steps, and neither needs
 /// the other until the rows are diffed.
-fn read_index_and_roster(
+/// The roster is opened on this thread too, once the index is loading: settling its
+/// encoding reads the whole file once.
+fn read_index_and_roster<'c>(
     ledger: &Ledger,
-    reader: &mut RosterReader<'_>,
-) -> Result<(LedgerIndex, EarlyRows)> {
+    open: impl FnOnce() -> Result<RosterReader<'c>>,
+) -> Result<(RosterReader<'c>, LedgerIndex, EarlyRows)> {
     let path = ledger.path().to_owned();
     std::thread::scope(|scope| {
         let loading = scope.spawn(move || Ledger::open_read_only(&path)?.index());
-        let early = EarlyRows::read(reader, || !loading.is_finished())?;
+        let mut reader = open()?;
+        let early = EarlyRows::read(&mut reader, || !loading.is_finished())?;
         let index = loading
             .join()
             .map_err(|_| anyhow::anyhow!("the ledger index reader panicked"))??;
-        Ok((index, early))
+        Ok((reader, index, early))
     })
 }
 
