@@ -316,6 +316,11 @@ async fn every_export_format_provisions_the_same_people() {
         check_reject(&work, &export);
         let read_as = &work.last_summary()["roster"]["read_as"];
         assert!(read_as["format"].is_string(), "{}: {read_as}", export.name);
+        if export.file == "roster-1252.csv" {
+            assert_eq!(read_as["encoding"], "windows-1252", "{read_as}");
+            assert_eq!(read_as["encoding_basis"]["by"], "byte counts", "{read_as}");
+            assert_eq!(read_as["encoding_basis"]["utf8_characters"], 0, "{read_as}");
+        }
         running.stop().await;
     }
 }

@@ -83,7 +83,7 @@ impl Format {
             } => serde_json::json!({
                 "format": "csv",
                 "encoding": encoding.name(),
-                "encoding_basis": format!("{:?}", encoding.basis).to_lowercase(),
+                "encoding_basis": basis_json(encoding.basis),
                 "delimiter": char::from(*delimiter).to_string(),
             }),
             Format::Sheet { kind, sheet } => serde_json::json!({
@@ -91,6 +91,22 @@ impl Format {
                 "sheet": sheet,
             }),
         }
+    }
+}
+
+/// How the encoding was settled, for summary.json: a word, and the counts of a guess.
+fn basis_json(basis: encoding::Basis) -> serde_json::Value {
+    use encoding::Basis;
+    match basis {
+        Basis::Bom => serde_json::json!({"by": "byte order mark"}),
+        Basis::Configured => serde_json::json!({"by": "[files] encoding"}),
+        Basis::Valid => serde_json::json!({"by": "every byte valid"}),
+        Basis::ZeroBytes => serde_json::json!({"by": "zero bytes"}),
+        Basis::Guessed { not_utf8, utf8 } => serde_json::json!({
+            "by": "byte counts",
+            "not_utf8_sequences": not_utf8,
+            "utf8_characters": utf8,
+        }),
     }
 }
 
