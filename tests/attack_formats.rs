@@ -35,19 +35,6 @@ fn people() -> Vec<Vec<String>> {
         .collect()
 }
 
-fn csv_text(rows: &[Vec<String>], delimiter: u8) -> String {
-    let mut writer = csv::WriterBuilder::new()
-        .delimiter(delimiter)
-        .from_writer(Vec::new());
-    writer
-        .write_record(rostersync::ingest::roster::COLUMNS)
-        .unwrap();
-    for row in rows {
-        writer.write_record(row).unwrap();
-    }
-    String::from_utf8(writer.into_inner().unwrap()).unwrap()
-}
-
 /// A simulator and a workdir whose ledger holds `people()` after a first night.
 async fn provisioned() -> (rostersync::targets::praesidium::sim::RunningSim, Workdir) {
     let running = sim().await;
@@ -188,8 +175,8 @@ fn header() -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_in_another_delimiter_deactivates_nobody() {
     let (running, work) = provisioned().await;
-    let mut text = csv_text(&people(), b',');
-    let e5 = csv_text(&people()[4..5], b',');
+    let mut text = roster_text(&people(), b',');
+    let e5 = roster_text(&people()[4..5], b',');
     let e5 = e5.lines().nth(1).unwrap();
     text = text.replace(e5, &e5.replace(',', ";"));
     std::fs::write(work.path("night2.csv"), text).unwrap();
@@ -212,7 +199,7 @@ async fn a_row_in_another_delimiter_deactivates_nobody() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn utf8_rows_in_a_windows_1252_file_are_not_sent_as_mojibake() {
     let (running, work) = provisioned().await;
-    let text = csv_text(&people(), b',');
+    let text = roster_text(&people(), b',');
     let mut bytes = Vec::new();
     for (i, line) in text.lines().enumerate() {
         // Lines 3 and 4 (E2 Zoë, E3 José) stay UTF-8; the rest is 1252.
@@ -413,34 +400,7 @@ async fn an_ods_with_one_far_cell_is_read_within_bounds() {
     );
     rows.push_str(&cell("x"));
     rows.push_str("</table:table-row>");
-    let content = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
-         <office:document-content xmlns:office=\"urn:oasis:names:tc:opendocument:xmlns:office:1.0\" \
-         xmlns:table=\"urn:oasis:names:tc:opendocument:xmlns:table:1.0\" \
-         xmlns:text=\"urn:oasis:names:tc:opendocument:xmlns:text:1.0\" office:version=\"1.2\">\
-         <office:body><office:spreadsheet><table:table table:name=\"Staff\">{rows}</table:table>\
-         </office:spreadsheet></office:body></office:document-content>"
-    );
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut zip = zip::ZipWriter::new(&mut out);
-    let stored =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    zip.start_file("mimetype", stored).unwrap();
-    zip.write_all(b"application/vnd.oasis.opendocument.spreadsheet")
-        .unwrap();
-    zip.start_file("META-INF/manifest.xml", stored).unwrap();
-    zip.write_all(
-        b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
-          <manifest:manifest xmlns:manifest=\"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0\" manifest:version=\"1.2\">\
-          <manifest:file-entry manifest:full-path=\"/\" manifest:media-type=\"application/vnd.oasis.opendocument.spreadsheet\"/>\
-          <manifest:file-entry manifest:full-path=\"content.xml\" manifest:media-type=\"text/xml\"/>\
-          </manifest:manifest>",
-    )
-    .unwrap();
-    zip.start_file("content.xml", stored).unwrap();
-    zip.write_all(content.as_bytes()).unwrap();
-    zip.finish().unwrap();
-    std::fs::write(work.path("roster.ods"), out.into_inner()).unwrap();
+    std::fs::write(work.path("roster.ods"), ods_workbook("Staff", &rows)).unwrap();
     let out = plan_with(&work, "roster.ods", 2048).await;
     assert!(
         !out.stderr.contains("cannot read it as"),

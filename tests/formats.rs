@@ -13,23 +13,11 @@ use util::*;
 
 /// The roster's cells: accents, a quoted comma, a quoted line break, and a bad row (E4, an
 /// invalid email) right after the multi-line field. 1042's key is a number in the xlsx.
-fn cells() -> Vec<Vec<&'static str>> {
-    let header = rostersync::ingest::roster::COLUMNS.to_vec();
-    let row = |key, first, last, email, locations, content| {
-        vec![
-            key,
-            first,
-            last,
-            email,
-            "",
-            "",
-            "",
-            locations,
-            "Counselor",
-            "day camp",
-            content,
-        ]
-    };
+fn cells() -> Vec<Vec<String>> {
+    let header = rostersync::ingest::roster::COLUMNS
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
     vec![
         header,
         row(
@@ -177,7 +165,7 @@ fn xlsx() -> Vec<u8> {
             let (r, c) = (r as u32, c as u16);
             match cell.parse::<f64>() {
                 Ok(number) => sheet.write_number(r, c, number).unwrap(),
-                Err(_) => sheet.write_string(r, c, *cell).unwrap(),
+                Err(_) => sheet.write_string(r, c, cell.as_str()).unwrap(),
             };
         }
     }
@@ -187,7 +175,6 @@ fn xlsx() -> Vec<u8> {
 /// The roster as an OpenDocument spreadsheet (what LibreOffice saves): the line break of
 /// E3's locations is two paragraphs, as LibreOffice writes it.
 fn ods() -> Vec<u8> {
-    use std::io::Write;
     let escape = |t: &str| {
         t.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -216,33 +203,7 @@ fn ods() -> Vec<u8> {
         }
         body.push_str("</table:table-row>");
     }
-    let content = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
-         <office:document-content xmlns:office=\"urn:oasis:names:tc:opendocument:xmlns:office:1.0\" \
-         xmlns:table=\"urn:oasis:names:tc:opendocument:xmlns:table:1.0\" \
-         xmlns:text=\"urn:oasis:names:tc:opendocument:xmlns:text:1.0\" office:version=\"1.2\">\
-         <office:body><office:spreadsheet><table:table table:name=\"Staff\">{body}</table:table>\
-         </office:spreadsheet></office:body></office:document-content>"
-    );
-    let manifest = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
-         <manifest:manifest xmlns:manifest=\"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0\" manifest:version=\"1.2\">\
-         <manifest:file-entry manifest:full-path=\"/\" manifest:media-type=\"application/vnd.oasis.opendocument.spreadsheet\"/>\
-         <manifest:file-entry manifest:full-path=\"content.xml\" manifest:media-type=\"text/xml\"/>\
-         </manifest:manifest>";
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut zip = zip::ZipWriter::new(&mut out);
-    let stored =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    for (name, text) in [
-        ("mimetype", "application/vnd.oasis.opendocument.spreadsheet"),
-        ("META-INF/manifest.xml", manifest),
-        ("content.xml", content.as_str()),
-    ] {
-        zip.start_file(name, stored).unwrap();
-        zip.write_all(text.as_bytes()).unwrap();
-    }
-    zip.finish().unwrap();
-    out.into_inner()
+    ods_workbook("Staff", &body)
 }
 
 /// Who the simulator holds: key → (first, last, email, number of locations, content).

@@ -93,18 +93,6 @@ fn person(i: usize) -> Vec<String> {
     )
 }
 
-/// A roster's text, written without csv::Writer so that it can be broken on purpose.
-fn roster_text(rows: &[Vec<String>]) -> String {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer
-        .write_record(rostersync::ingest::roster::COLUMNS)
-        .unwrap();
-    for row in rows {
-        writer.write_record(row).unwrap();
-    }
-    String::from_utf8(writer.into_inner().unwrap()).unwrap()
-}
-
 fn ledger_path(work: &Workdir) -> std::path::PathBuf {
     work.path("state/rostersync.db")
 }
@@ -150,7 +138,7 @@ async fn issue9_an_unterminated_quote_deactivates_nobody_and_names_its_line() {
     assert_eq!(night1.code, 0, "{}{}", night1.stdout, night1.stderr);
 
     // Row 1 of 10 opens a quote that never closes: the rest of the file is one record.
-    let text = roster_text(&people).replacen("E0191,Quinn,", "E0191,\"Quinn,", 1);
+    let text = roster_text(&people, b',').replacen("E0191,Quinn,", "E0191,\"Quinn,", 1);
     std::fs::write(work.path("roster.csv"), text).unwrap();
     let seq = last_seq(&work.base_url).await;
     let night2 = work.run(&["run"]).await;
@@ -196,7 +184,7 @@ async fn issue9_a_quote_closed_rows_later_keeps_the_rows_before_and_deactivates_
     let mut rows = vec![person(11)];
     rows.extend((1..=10).map(person));
     rows[7][8] = "Lead, Senior".into();
-    let text = roster_text(&rows).replacen("E0005,Quinn,", "E0005,\"Quinn,", 1);
+    let text = roster_text(&rows, b',').replacen("E0005,Quinn,", "E0005,\"Quinn,", 1);
     assert!(text.contains("\"Lead, Senior\""), "{text}");
     std::fs::write(work.path("roster.csv"), text).unwrap();
     let night2 = work.run(&["run"]).await;
@@ -334,11 +322,11 @@ async fn issue9_a_50_mb_line_and_a_long_field_are_stored_as_excerpts() {
     // (the file is broken there), then a row that is never read.
     let mut long = person(2);
     long[2] = "L".repeat(10_000);
-    let mut text = roster_text(&[person(1), long, person(3)]);
+    let mut text = roster_text(&[person(1), long, person(3)], b',');
     text.push_str("E0004,");
     text.push_str(&"x".repeat(50 << 20));
     text.push('\n');
-    text.push_str(roster_text(&[person(5)]).lines().nth(1).unwrap());
+    text.push_str(roster_text(&[person(5)], b',').lines().nth(1).unwrap());
     text.push('\n');
     std::fs::write(work.path("roster.csv"), text).unwrap();
     let output = run_bounded(&work, &["run"], LIMIT).await;

@@ -278,29 +278,45 @@ pub fn decode_to_temp(
     crate::fsmode::restrict_file(&file);
     let mut out = BufWriter::with_capacity(CHUNK, file);
     if encoding == WINDOWS_1252 {
-        let mut input = vec![0u8; CHUNK + 4];
-        let mut output = Vec::with_capacity(CHUNK * 3 + 16);
-        let mut carried = 0;
-        loop {
-            let read = read_full(source, &mut input[carried..carried + CHUNK])?;
-            let filled = carried + read;
-            output.clear();
-            let used = decode_1252(&input[..filled], read == 0, &mut output);
-            out.write_all(&output)
-                .context("cannot write the decoded copy")?;
-            carried = filled - used;
-            input.copy_within(used..filled, 0);
-            if read == 0 {
-                break;
-            }
-        }
-        let mut file = out
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .context("cannot write the decoded copy")?;
-        file.seek(SeekFrom::Start(0))?;
-        return Ok(file);
+        copy_1252(source, &mut out)?;
+    } else {
+        copy_decoded(source, encoding, &mut out)?;
     }
+    let mut file = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .context("cannot write the decoded copy")?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(file)
+}
+
+/// Decodes `source` with [`decode_1252`], one chunk at a time.
+fn copy_1252(source: &mut impl Read, out: &mut impl Write) -> Result<()> {
+    let mut input = vec![0u8; CHUNK + 4];
+    let mut output = Vec::with_capacity(CHUNK * 3 + 16);
+    // Bytes of a sequence cut by the end of the previous read.
+    let mut carried = 0;
+    loop {
+        let read = read_full(source, &mut input[carried..carried + CHUNK])?;
+        let filled = carried + read;
+        output.clear();
+        let used = decode_1252(&input[..filled], read == 0, &mut output);
+        out.write_all(&output)
+            .context("cannot write the decoded copy")?;
+        carried = filled - used;
+        input.copy_within(used..filled, 0);
+        if read == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Decodes `source` with encoding_rs, one chunk at a time (a byte order mark is dropped).
+fn copy_decoded(
+    source: &mut impl Read,
+    encoding: &'static Encoding,
+    out: &mut impl Write,
+) -> Result<()> {
     let mut decoder = encoding.new_decoder_with_bom_removal();
     let mut input = vec![0u8; CHUNK];
     let mut output = vec![0u8; CHUNK * 3 + 16];
@@ -318,15 +334,9 @@ pub fn decode_to_temp(
             }
         }
         if last {
-            break;
+            return Ok(());
         }
     }
-    let mut file = out
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("cannot write the decoded copy")?;
-    file.seek(SeekFrom::Start(0))?;
-    Ok(file)
 }
 
 /// Windows-1252, except that a byte sequence that is valid multi-byte UTF-8 becomes U+FFFD:
@@ -381,24 +391,6 @@ fn decode_1252(input: &[u8], last: bool, out: &mut Vec<u8>) -> usize {
         i += 1;
     }
     i
-}
-
-/// Decodes a whole (small) file held in memory: catalogs.
-pub fn decode_all(
-    bytes: &[u8],
-    configured: Option<&'static Encoding>,
-) -> Result<(Vec<u8>, Detected)> {
-    let detected = detect(&mut io::Cursor::new(bytes), configured)?;
-    if detected.is_utf8() {
-        return Ok((bytes[detected.bom_len as usize..].to_vec(), detected));
-    }
-    if detected.encoding == WINDOWS_1252 {
-        let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 8);
-        decode_1252(bytes, true, &mut out);
-        return Ok((out, detected));
-    }
-    let (text, _) = detected.encoding.decode_with_bom_removal(bytes);
-    Ok((text.into_owned().into_bytes(), detected))
 }
 
 #[cfg(test)]
@@ -506,8 +498,11 @@ mod tests {
         file.read_to_string(&mut text).unwrap();
         assert_eq!(text, "1,Renée €\n");
         // A lone surrogate is not text.
-        let (text, _) = decode_all(&[0xFF, 0xFE, 0x00, 0xD8, b'a', 0], None).unwrap();
-        assert_eq!(String::from_utf8(text).unwrap(), "\u{FFFD}a");
+        let mut source = io::Cursor::new(vec![0xFF, 0xFE, 0x00, 0xD8, b'a', 0]);
+        let mut file = decode_to_temp(&mut source, UTF_16LE).unwrap();
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "\u{FFFD}a");
     }
 
     #[test]

@@ -259,31 +259,45 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// What a file's first bytes say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    /// A zip archive: an .xlsx or .ods workbook.
+    Zip,
+    /// An OLE compound file: an old .xls, or any workbook saved with a password.
+    Ole,
+    /// Anything else (CSV text, say).
+    Other,
+}
+
+/// Reads the first bytes of `file` and puts it back at its start.
+pub fn container(file: &mut File) -> std::io::Result<Container> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut magic = [0u8; 4];
+    let read = file.read(&mut magic)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(match &magic[..read] {
+        b"PK\x03\x04" => Container::Zip,
+        [0xD0, 0xCF, 0x11, 0xE0] => Container::Ole,
+        _ => Container::Other,
+    })
+}
+
 /// Refuses a file that is not a workbook (saying what it looks like) and a workbook whose
 /// parts, as its zip directory declares them, unpack past [`MAX_UNPACKED_BYTES`] (or its
 /// shared strings past [`MAX_SHARED_STRINGS_BYTES`]). Leaves `file` at its start.
 fn check_workbook(file: &mut File, label: &str) -> Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut magic = [0u8; 4];
-    let read = file.read(&mut magic).unwrap_or(0);
-    file.seek(SeekFrom::Start(0))
-        .with_context(|| format!("cannot read roster {label}"))?;
-    if magic[..read.min(4)] == [0xD0, 0xCF, 0x11, 0xE0] {
-        bail!(
+    use std::io::{Seek, SeekFrom};
+    match container(file).with_context(|| format!("cannot read roster {label}"))? {
+        Container::Zip => {}
+        Container::Ole => bail!(
             "{label}: this is a password-protected workbook or an old .xls file, which rostersync cannot read; save it as .xlsx without a password, or export it as CSV"
-        );
-    }
-    if magic[..read.min(4)] != *b"PK\x03\x04" {
-        bail!(
+        ),
+        Container::Other => bail!(
             "{label}: not a spreadsheet workbook (a workbook is a zip archive); is it a CSV file with the wrong name? Rename it .csv"
-        );
+        ),
     }
-    let copy = file
-        .try_clone()
-        .with_context(|| format!("cannot read roster {label}"))?;
-    let mut archive = zip::ZipArchive::new(BufReader::new(copy)).with_context(|| {
-        format!("{label}: the workbook is damaged (not a readable zip archive)")
-    })?;
+    let mut archive = open_archive(file, label)?;
     let mut total: u64 = 0;
     for i in 0..archive.len() {
         let part = archive
@@ -315,6 +329,16 @@ fn check_workbook(file: &mut File, label: &str) -> Result<()> {
 }
 
 /// The sheet to read: the one named, else the first visible worksheet (a hidden first sheet
+/// The workbook's zip directory, read through a second handle on the same open file. The
+/// handles share one offset; a zip reader seeks before every read, so neither relies on it.
+fn open_archive(file: &File, label: &str) -> Result<zip::ZipArchive<BufReader<File>>> {
+    let copy = file
+        .try_clone()
+        .with_context(|| format!("cannot read roster {label}"))?;
+    zip::ZipArchive::new(BufReader::new(copy))
+        .with_context(|| format!("{label}: the workbook is damaged (not a readable zip archive)"))
+}
+
 /// is an old copy or a lookup table, not what the operator sees when opening the file).
 fn pick_sheet(sheets: &[Sheet], wanted: Option<&str>, label: &str) -> Result<String> {
     let names: Vec<String> = sheets.iter().map(|s| s.name.clone()).collect();
@@ -444,12 +468,7 @@ fn read_ods(file: File, sheet: Option<&str>, label: &str) -> Result<SheetRows> {
 /// upper bound of the grid the library will build), read from content.xml as a stream.
 fn ods_extents(file: &File, label: &str) -> Result<std::collections::HashMap<String, (u64, u64)>> {
     use quick_xml::events::{BytesStart, Event};
-    let copy = file
-        .try_clone()
-        .with_context(|| format!("cannot read roster {label}"))?;
-    let mut archive = zip::ZipArchive::new(BufReader::new(copy)).with_context(|| {
-        format!("{label}: the workbook is damaged (not a readable zip archive)")
-    })?;
+    let mut archive = open_archive(file, label)?;
     let content = archive
         .by_name("content.xml")
         .with_context(|| format!("{label}: not an OpenDocument spreadsheet (no content.xml)"))?;

@@ -187,9 +187,9 @@ pub fn open<T>(
     }
     let mut file = input::open_regular(path, what)?;
     // A workbook under a CSV name would be read as binary garbage: say what it is.
-    let mut magic = [0u8; 4];
-    let read = file.read(&mut magic).unwrap_or(0);
-    if magic[..read] == *b"PK\x03\x04" || magic[..read] == [0xD0, 0xCF, 0x11, 0xE0] {
+    let container = super::sheet::container(&mut file)
+        .with_context(|| format!("cannot read {what} {label}"))?;
+    if container != super::sheet::Container::Other {
         bail!(
             "{label}: this is a spreadsheet workbook, not CSV text; name it .xlsx (or .ods), or export it as CSV"
         );

@@ -260,14 +260,7 @@ impl Workdir {
 
     /// Writes a roster with csv::Writer (header first).
     pub fn write_roster(&self, name: &str, rows: &[Vec<String>]) {
-        let mut writer = csv::Writer::from_path(self.path(name)).unwrap();
-        writer
-            .write_record(rostersync::ingest::roster::COLUMNS)
-            .unwrap();
-        for row in rows {
-            writer.write_record(row).unwrap();
-        }
-        writer.flush().unwrap();
+        std::fs::write(self.path(name), roster_text(rows, b',')).unwrap();
     }
 
     /// The real binary with `args`, this folder's config and the client secret, logging at
@@ -312,6 +305,54 @@ impl Workdir {
         serde_json::from_slice(&std::fs::read(self.last_run_dir().join("summary.json")).unwrap())
             .unwrap()
     }
+}
+
+/// A roster's text: the canonical header, then `rows`, fields separated by `delimiter`
+/// (csv::Writer quoting; tests break it on purpose afterwards where they need to).
+pub fn roster_text(rows: &[Vec<String>], delimiter: u8) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .from_writer(Vec::new());
+    writer
+        .write_record(rostersync::ingest::roster::COLUMNS)
+        .unwrap();
+    for row in rows {
+        writer.write_record(row).unwrap();
+    }
+    String::from_utf8(writer.into_inner().unwrap()).unwrap()
+}
+
+/// An OpenDocument spreadsheet (what LibreOffice saves) with one sheet named `sheet` whose
+/// `<table:table-row>` elements are `rows_xml`.
+pub fn ods_workbook(sheet: &str, rows_xml: &str) -> Vec<u8> {
+    use std::io::Write;
+    let content = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+         <office:document-content xmlns:office=\"urn:oasis:names:tc:opendocument:xmlns:office:1.0\" \
+         xmlns:table=\"urn:oasis:names:tc:opendocument:xmlns:table:1.0\" \
+         xmlns:text=\"urn:oasis:names:tc:opendocument:xmlns:text:1.0\" office:version=\"1.2\">\
+         <office:body><office:spreadsheet><table:table table:name=\"{sheet}\">{rows_xml}</table:table>\
+         </office:spreadsheet></office:body></office:document-content>"
+    );
+    let manifest = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+         <manifest:manifest xmlns:manifest=\"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0\" manifest:version=\"1.2\">\
+         <manifest:file-entry manifest:full-path=\"/\" manifest:media-type=\"application/vnd.oasis.opendocument.spreadsheet\"/>\
+         <manifest:file-entry manifest:full-path=\"content.xml\" manifest:media-type=\"text/xml\"/>\
+         </manifest:manifest>";
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, text) in [
+        ("mimetype", "application/vnd.oasis.opendocument.spreadsheet"),
+        ("META-INF/manifest.xml", manifest),
+        ("content.xml", content.as_str()),
+    ] {
+        zip.start_file(name, stored).unwrap();
+        zip.write_all(text.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap();
+    out.into_inner()
 }
 
 /// A roster row for the sample catalog: key, first, last, email, locations, content.
