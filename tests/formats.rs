@@ -339,3 +339,34 @@ async fn a_header_no_delimiter_splits_says_what_was_tried() {
     );
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_whose_bytes_contradict_its_name_says_what_it_is() {
+    let running = sim().await;
+    let work = Workdir::new(&running.base_url());
+    let mut ole = vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+    ole.resize(4096, 0);
+    let (csv, _) = render(',', "\n");
+    for (file, bytes, says) in [
+        (
+            "workbook.csv",
+            xlsx(),
+            "a spreadsheet workbook, not CSV text",
+        ),
+        ("text.xlsx", csv.into_bytes(), "not a spreadsheet workbook"),
+        (
+            "locked.xlsx",
+            ole,
+            "password-protected workbook or an old .xls",
+        ),
+    ] {
+        std::fs::write(work.path(file), bytes).unwrap();
+        let out = work
+            .run(&["plan", "--roster", work.path(file).to_str().unwrap()])
+            .await;
+        assert_eq!(out.code, 1, "{file}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains(says), "{file}: {}", out.stderr);
+        assert!(out.stderr.len() < 2000, "{file}: a short message");
+    }
+    running.stop().await;
+}
