@@ -362,8 +362,27 @@ fn print_apply(stats: &ApplyStats) {
     }
     if stats.rate_limit_pause_secs > 0.0 {
         println!(
-            "       paused {:.1} s in total for Retry-After",
+            "       paused {:.1} s in total after 429s",
             stats.rate_limit_pause_secs
+        );
+    }
+    let pacing = &stats.pacing;
+    if pacing.slowdowns > 0 {
+        // What the operator needs to stop the 429s: the rate the API took, not ours.
+        // A little under the settled rate: the pacing probed above the limit to find it.
+        let advice = pacing.settled_rate * 0.95;
+        let advice = if advice >= 1.0 {
+            advice.floor()
+        } else {
+            (advice * 100.0).floor().max(1.0) / 100.0
+        };
+        println!(
+            "       paced down {} times by 429s: settled at {} (configured {}, lowest {}); \
+             requests_per_second = {advice} would avoid them",
+            pacing.slowdowns,
+            human::rate(pacing.settled_rate),
+            human::rate(pacing.configured_rate),
+            human::rate(pacing.lowest_rate),
         );
     }
 }
@@ -383,7 +402,7 @@ fn finish_without_apply(
         &report::run_dir(&config.runs_dir(), run_id),
         &summary,
         &planned.outcome.rejects,
-        &[],
+        &mut |_| Ok(()),
     )?;
     prune(config, ledger);
     Ok((summary, dir))
@@ -482,7 +501,6 @@ async fn execute(
     let stats = apply::apply(ledger.clone(), client, &config.api, run_id).await?;
     print_apply(&stats);
     let ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
-    let finished = ledger.finished_ops(run_id)?;
     let rejected = planned.as_ref().map_or(0, |p| p.outcome.rejects.len());
     // `apply` after a run that left failures: nothing new failed, but the plan it resumes
     // has not converged, and saying "converged" (exit 0) would hide it.
@@ -525,7 +543,7 @@ async fn execute(
         &report::run_dir(&config.runs_dir(), run_id),
         &summary,
         rejects,
-        &finished,
+        &mut |write| ledger.for_each_finished(run_id, write),
     )?;
     println!("reports: {}", human::path(&dir));
     prune(config, &ledger);

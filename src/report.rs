@@ -36,23 +36,24 @@ pub fn run_dir(runs: &Path, run_id: i64) -> PathBuf {
     runs.join(format!("run-{run_id:06}"))
 }
 
-fn write_csv(
-    path: &Path,
-    header: &[&str],
-    rows: impl IntoIterator<Item = Vec<String>>,
-) -> Result<()> {
+fn csv_writer(path: &Path, header: &[&str]) -> Result<csv::Writer<std::fs::File>> {
     let mut writer = csv::Writer::from_writer(fsmode::create_private_new(path)?);
-    let context = || format!("cannot write {}", path.display());
-    writer.write_record(header).with_context(context)?;
-    for row in rows {
-        writer
-            .write_record(row.iter().map(|c| guard(c)))
-            .with_context(context)?;
-    }
+    writer
+        .write_record(header)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(writer)
+}
+
+fn write_row(writer: &mut csv::Writer<std::fs::File>, path: &Path, row: &[&str]) -> Result<()> {
+    writer
+        .write_record(row.iter().map(|c| guard(c)))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn finish_csv(mut writer: csv::Writer<std::fs::File>, path: &Path) -> Result<()> {
     writer
         .flush()
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Creates the run's folder (and `runs/`) 0700, or tightens them.
@@ -90,12 +91,17 @@ pub fn prune_runs(runs: &Path, quiet: &[i64], keep: u64) -> Vec<PathBuf> {
     removed
 }
 
-/// Writes the run's files; returns the folder.
+/// The finished ops of a run, handed one at a time to the writer it is given.
+pub type FinishedOps<'a> =
+    &'a mut dyn FnMut(&mut dyn FnMut(&FinishedOp) -> Result<()>) -> Result<()>;
+
+/// Writes the run's files; returns the folder. The finished ops are streamed into
+/// success.csv and errors.csv, never held.
 pub fn write_run(
     dir: &Path,
     summary: &serde_json::Value,
     rejects: &[Reject],
-    finished: &[FinishedOp],
+    finished: FinishedOps<'_>,
 ) -> Result<PathBuf> {
     prepare_run_dir(dir)?;
     let json = serde_json::to_string_pretty(summary)?;
@@ -103,45 +109,47 @@ pub fn write_run(
     fsmode::create_private_new(&summary_path)?
         .write_all((json + "\n").as_bytes())
         .with_context(|| format!("cannot write {}", summary_path.display()))?;
-    write_csv(
-        &dir.join("rejects.csv"),
-        &["line", "column", "reason", "original_row"],
-        rejects.iter().map(|r| {
-            vec![
-                r.line.to_string(),
-                r.column.clone(),
-                r.reason.clone(),
-                r.original.clone(),
-            ]
-        }),
-    )?;
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-    write_csv(
-        &dir.join("success.csv"),
+    let rejects_path = dir.join("rejects.csv");
+    let mut writer = csv_writer(&rejects_path, &["line", "column", "reason", "original_row"])?;
+    for r in rejects {
+        let line = r.line.to_string();
+        write_row(
+            &mut writer,
+            &rejects_path,
+            &[&line, &r.column, &r.reason, &r.original],
+        )?;
+    }
+    finish_csv(writer, &rejects_path)?;
+    let success_path = dir.join("success.csv");
+    let errors_path = dir.join("errors.csv");
+    let mut success = csv_writer(
+        &success_path,
         &["external_id", "op", "uuid", "http_status", "note"],
-        finished.iter().filter(|o| o.state == "done").map(|o| {
-            vec![
-                o.key.clone(),
-                o.kind.clone(),
-                opt(&o.uuid),
-                o.http_status.map(|s| s.to_string()).unwrap_or_default(),
-                opt(&o.message),
-            ]
-        }),
     )?;
-    write_csv(
-        &dir.join("errors.csv"),
+    let mut errors = csv_writer(
+        &errors_path,
         &["external_id", "op", "state", "http_status", "message"],
-        finished.iter().filter(|o| o.state != "done").map(|o| {
-            vec![
-                o.key.clone(),
-                o.kind.clone(),
-                o.state.clone(),
-                o.http_status.map(|s| s.to_string()).unwrap_or_default(),
-                opt(&o.message),
-            ]
-        }),
     )?;
+    finished(&mut |o: &FinishedOp| {
+        let status = o.http_status.map(|s| s.to_string()).unwrap_or_default();
+        let message = o.message.as_deref().unwrap_or_default();
+        if o.state == "done" {
+            let uuid = o.uuid.as_deref().unwrap_or_default();
+            write_row(
+                &mut success,
+                &success_path,
+                &[&o.key, &o.kind, uuid, &status, message],
+            )
+        } else {
+            write_row(
+                &mut errors,
+                &errors_path,
+                &[&o.key, &o.kind, &o.state, &status, message],
+            )
+        }
+    })?;
+    finish_csv(success, &success_path)?;
+    finish_csv(errors, &errors_path)?;
     Ok(dir.to_path_buf())
 }
 

@@ -11,17 +11,16 @@
 //! API did not acknowledge.
 
 pub mod journal;
+pub mod pace;
 pub mod progress;
 pub mod schedule;
 pub mod stop;
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use governor::{Quota, RateLimiter};
 use rand::Rng;
 use serde::Serialize;
 
@@ -30,7 +29,8 @@ use crate::ingest::normalize::fold;
 use crate::ledger::{Effect, Entry, Ledger, Op, OpKind, now_ms};
 use crate::targets::praesidium::client::{CallError, Client, ContentCall};
 use crate::targets::praesidium::model::User;
-use schedule::{Breaker, Next, Queue, Task, Work};
+use pace::{Answer, Pacer};
+use schedule::{Breaker, Feeder, Next, Queue, Task, Work};
 use stop::{Level, Stop};
 
 /// Backoff of retries: the first waits up to this, doubling per attempt...
@@ -60,6 +60,8 @@ pub struct ApplyStats {
     /// Seconds every worker spent paused by 429s (overlapping pauses counted once).
     #[serde(serialize_with = "hundredths")]
     pub rate_limit_pause_secs: f64,
+    /// The rate requests were paced at: configured, settled, lowest (see [`pace`]).
+    pub pacing: Pacing,
     /// Requests sent again after a 5xx, a connection error or a timeout.
     pub retries: u64,
     /// Ops left `sending` by a killed run, found at start and set in doubt.
@@ -90,6 +92,36 @@ pub struct ApplyStats {
     pub fatal: Option<String>,
 }
 
+/// What the pacing did over the run, in summary.json.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Pacing {
+    /// `requests_per_second`: the ceiling.
+    #[serde(serialize_with = "hundredths")]
+    pub configured_rate: f64,
+    /// The configured rate when the API never answered 429; else the rate requests were
+    /// accepted at once it did: what to configure to avoid the 429s.
+    #[serde(serialize_with = "hundredths")]
+    pub settled_rate: f64,
+    #[serde(serialize_with = "hundredths")]
+    pub lowest_rate: f64,
+    /// Times a 429 cut the rate.
+    pub slowdowns: u64,
+    #[serde(skip)]
+    pub paused_secs: f64,
+}
+
+impl From<pace::PaceReport> for Pacing {
+    fn from(report: pace::PaceReport) -> Pacing {
+        Pacing {
+            configured_rate: report.configured,
+            settled_rate: report.settled,
+            lowest_rate: report.lowest,
+            slowdowns: report.decreases,
+            paused_secs: report.paused_secs,
+        }
+    }
+}
+
 /// Seconds and rates in summary.json to the hundredth: 49.41234567 req/s says no more than
 /// 49.41.
 fn hundredths<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
@@ -102,29 +134,24 @@ impl ApplyStats {
     }
 }
 
-type Limiter = RateLimiter<
-    governor::state::NotKeyed,
-    governor::state::InMemoryState,
-    governor::clock::DefaultClock,
->;
-
 struct Shared {
     ledger: Arc<Mutex<Ledger>>,
     /// Every journal write goes through here (group commit); reads lock `ledger`.
     journal: journal::Journal,
     client: Arc<Client>,
-    limiter: Limiter,
+    /// When each request may leave: the rate the API accepts, up to the configured one.
+    pacer: Mutex<Pacer>,
     window: Duration,
     max_attempts: u32,
     queue: Mutex<Queue>,
+    /// Reads the pending ops in batches for the queue.
+    feeder: Mutex<Feeder>,
     /// Wakes workers waiting for deferred users or for others to finish.
     wake: tokio::sync::Notify,
-    /// No request leaves before this instant (a 429's Retry-After).
-    paused_until: Mutex<Option<Instant>>,
     stop: Stop,
     breaker: Mutex<Breaker>,
     /// Platform ids answered in this run, with their keys (see [`claim`]).
-    claimed: Mutex<std::collections::HashMap<String, String>>,
+    claimed: Mutex<Claims>,
     stats: Mutex<ApplyStats>,
     progress: progress::Progress,
 }
@@ -145,30 +172,37 @@ pub async fn apply(
     run_id: i64,
 ) -> Result<ApplyStats> {
     let started = Instant::now();
-    let (queue, interrupted) = {
+    let (queue, feeder, interrupted, total) = {
         let ledger = lock(&ledger);
         let interrupted = ledger.set_interrupted_in_doubt(run_id)?;
+        // The users with an op in doubt are queued whole (a handful: the breaker stops a run
+        // that loses many answers); everyone else is streamed from the ledger in batches.
+        let in_doubt = ledger.in_doubt_ops()?;
+        let theirs = if in_doubt.is_empty() {
+            Vec::new()
+        } else {
+            ledger.pending_ops_of_users_in_doubt()?
+        };
+        let skip = in_doubt.iter().map(|op| op.key.clone()).collect();
+        let (pending, doubtful) = ledger.waiting_ops()?;
         (
-            Queue::new(ledger.in_doubt_ops()?, ledger.pending_ops()?),
+            Queue::new(in_doubt, theirs).streaming(),
+            Feeder::new(skip),
             interrupted,
+            pending + doubtful,
         )
     };
-    let total = queue.waiting_ops();
-    // The config's bounds keep the period within 100 µs and 100 s.
-    let period = Duration::from_secs_f64(1.0 / api.requests_per_second);
-    let quota = Quota::with_period(period)
-        .context("requests_per_second is out of range")?
-        .allow_burst(NonZeroU32::MIN);
     let shared = Arc::new(Shared {
         journal: journal::Journal::start(ledger.clone(), run_id),
         ledger,
         client,
-        limiter: RateLimiter::direct(quota),
+        // The config's bounds keep the rate finite and positive.
+        pacer: Mutex::new(Pacer::new(api.requests_per_second, Instant::now())),
         window: Duration::from_secs(api.duplicate_window_secs),
         max_attempts: api.max_attempts,
         queue: Mutex::new(queue),
+        feeder: Mutex::new(feeder),
         wake: tokio::sync::Notify::new(),
-        paused_until: Mutex::new(None),
         stop: Stop::default(),
         breaker: Mutex::new(Breaker::default()),
         claimed: Mutex::default(),
@@ -176,7 +210,7 @@ pub async fn apply(
             interrupted_found: interrupted,
             ..ApplyStats::default()
         }),
-        progress: progress::Progress::new(total as u64),
+        progress: progress::Progress::new(total),
     });
     let signals = {
         // Weak: the listener must not keep the ledger (and its lock) alive once apply is over;
@@ -226,6 +260,8 @@ pub async fn apply(
     }
     stats.abandoned_in_flight = abandoned;
     stats.elapsed_secs = started.elapsed().as_secs_f64();
+    stats.pacing = Pacing::from(lock(&shared.pacer).report());
+    stats.rate_limit_pause_secs = stats.pacing.paused_secs;
     stats.achieved_rate = if stats.elapsed_secs > 0.0 {
         stats.requests as f64 / stats.elapsed_secs
     } else {
@@ -236,7 +272,7 @@ pub async fn apply(
         .map(|s| stats.count(s))
         .sum::<u64>()
         + abandoned;
-    stats.left_pending = (total as u64).saturating_sub(settled);
+    stats.left_pending = total.saturating_sub(settled);
     Ok(stats)
 }
 
@@ -368,6 +404,14 @@ async fn worker(shared: &Shared) -> Result<()> {
                     _ = woken => {}
                 }
             }
+            Next::Feed => {
+                let fed = feed(shared);
+                if fed.is_err() {
+                    shared.stop(Level::Stopping);
+                }
+                shared.wake.notify_waiters();
+                fed?;
+            }
             Next::Run(work) => {
                 let result = run_work(shared, work).await;
                 if result.is_err() {
@@ -379,6 +423,26 @@ async fn worker(shared: &Shared) -> Result<()> {
             }
         }
     }
+}
+
+/// Pending ops read from the ledger at a time: a batch is a few hundred users, a few
+/// megabytes decoded.
+const FEED_BATCH: usize = 1024;
+
+/// Reads the next batch of pending ops into the queue.
+fn feed(shared: &Shared) -> Result<()> {
+    let mut feeder = lock(&shared.feeder);
+    let batch = lock(&shared.ledger).pending_ops_after(feeder.after, FEED_BATCH);
+    let batch = match batch {
+        Ok(batch) => batch,
+        Err(error) => {
+            lock(&shared.queue).fed(Vec::new(), false);
+            return Err(error.context("cannot read the pending ops"));
+        }
+    };
+    let works = feeder.take(batch, FEED_BATCH);
+    lock(&shared.queue).fed(works, !feeder.done);
+    Ok(())
 }
 
 /// What became of one op.
@@ -613,49 +677,43 @@ fn settle(shared: &Shared, op: &Op, state: &str, adopted: bool) {
         }
     });
     shared.progress.tick(state != "done");
+    lock(&shared.claimed).release(&op.key);
 }
 
-/// Sends one request: after any 429 pause, within the rate limit. A 429 pauses every worker.
+/// Sends one request in its slot of the pacing schedule (after any 429 pause), and tells the
+/// pacing how it was answered.
 async fn send<T>(
     shared: &Shared,
     call: impl Future<Output = Result<T, CallError>>,
 ) -> Result<T, CallError> {
-    loop {
-        let until = *lock(&shared.paused_until);
-        match until {
-            Some(until) if until > Instant::now() => {
-                if !shared.stop.sleep_until(until).await {
-                    return Err(CallError::Stopped);
-                }
-            }
-            _ => break,
+    let slot = loop {
+        let slot = lock(&shared.pacer).reserve(Instant::now());
+        if !shared.stop.sleep_until(slot.at).await {
+            return Err(CallError::Stopped);
         }
-    }
-    tokio::select! {
-        () = shared.limiter.until_ready() => {}
-        () = shared.stop.stopping() => return Err(CallError::Stopped),
-    }
+        // A 429 answered meanwhile may have cut the rate or started a pause: the slot is then
+        // reserved again at the new pace (bounded: each pass waits for a later slot).
+        if lock(&shared.pacer).still_valid(slot, Instant::now()) {
+            break slot;
+        }
+    };
     if shared.stopping() {
         return Err(CallError::Stopped);
     }
     let result = call.await;
-    let mut paused = 0.0;
-    if let Err(CallError::RateLimited { retry_after }) = &result {
-        let until = Instant::now() + schedule::pause_for(*retry_after);
-        let mut current = lock(&shared.paused_until);
-        let from = current
-            .filter(|c| *c > Instant::now())
-            .unwrap_or_else(Instant::now);
-        if until > from {
-            paused = (until - from).as_secs_f64();
-            *current = Some(until);
-        }
+    let answer = match &result {
+        Err(CallError::RateLimited { retry_after }) => Some(Answer::RateLimited(*retry_after)),
+        // A lost answer or no connection says nothing of the rate the API accepts.
+        Err(CallError::Connect(_) | CallError::Ambiguous(_) | CallError::Stopped) => None,
+        _ => Some(Answer::Taken),
+    };
+    if let Some(answer) = answer {
+        lock(&shared.pacer).answered(slot, answer, Instant::now());
     }
     shared.stat(|stats| {
         stats.requests += 1;
         if let Err(CallError::RateLimited { .. }) = &result {
             stats.rate_limited_429 += 1;
-            stats.rate_limit_pause_secs += paused;
         }
     });
     let tripped = match &result {
@@ -820,12 +878,38 @@ async fn run_op(shared: &Shared, op: &Op) -> Result<Effect, CallError> {
     }
 }
 
+/// The platform ids answered in this run whose ops are not yet settled, with their keys. Once
+/// an op settles, the ledger holds what it recorded (an acknowledged id is in `users`, found by
+/// [`Ledger::other_key_of_uuid`]), so its claims are dropped: the map holds the ops in flight,
+/// not the whole run.
+#[derive(Default)]
+struct Claims {
+    by_uuid: std::collections::HashMap<String, String>,
+    by_key: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl Claims {
+    fn insert(&mut self, uuid: &str, key: &str) {
+        self.by_uuid.insert(uuid.to_owned(), key.to_owned());
+        self.by_key
+            .entry(key.to_owned())
+            .or_default()
+            .push(uuid.to_owned());
+    }
+
+    fn release(&mut self, key: &str) {
+        for uuid in self.by_key.remove(key).unwrap_or_default() {
+            self.by_uuid.remove(&uuid);
+        }
+    }
+}
+
 /// Records that `uuid` is the account of `op`'s key, refusing it when the ledger (or another
 /// answer in this run) has it for another key: one account standing for two people would be
 /// changed, and deactivated, for both of them.
 fn claim(shared: &Shared, op: &Op, uuid: &str, status: u16) -> Result<(), CallError> {
     let mut claimed = lock(&shared.claimed);
-    let other = match claimed.get(uuid) {
+    let other = match claimed.by_uuid.get(uuid) {
         Some(key) if key != &op.key => Some(key.clone()),
         Some(_) => None,
         None => lock(&shared.ledger)
@@ -841,7 +925,7 @@ fn claim(shared: &Shared, op: &Op, uuid: &str, status: u16) -> Result<(), CallEr
             ),
         }),
         None => {
-            claimed.insert(uuid.to_owned(), op.key.clone());
+            claimed.insert(uuid, &op.key);
             Ok(())
         }
     }

@@ -1,6 +1,6 @@
 //! Scheduling decisions of apply, free of I/O: which user's ops go next, how long a change
-//! must wait for the duplicate window, how long to back off before a retry, how long a 429
-//! pauses everyone.
+//! must wait for the duplicate window, how long to back off before a retry. (How fast requests
+//! leave, and how long a 429 pauses everyone, is [`super::pace`].)
 //!
 //! Owns the work queue (users ready now, users deferred until a time) and nothing else: it
 //! never sends, sleeps or touches the ledger.
@@ -9,12 +9,6 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::ledger::Op;
-
-/// A 429 without a usable Retry-After pauses this long.
-pub const DEFAULT_PAUSE: Duration = Duration::from_secs(5);
-/// The longest a single 429 pauses the run, whatever its Retry-After says: a nightly job must
-/// not sleep for an hour on one odd header (it will be asked to wait again if still needed).
-pub const MAX_PAUSE: Duration = Duration::from_secs(300);
 
 /// How long to wait before sending a change through an endpoint that last changed this user
 /// at `last_change_ms` (any run), so that the API does not take it for a repeat and ignore it.
@@ -39,13 +33,8 @@ pub fn backoff(attempt: u32, base: Duration, cap: Duration, unit: f64) -> Durati
     ceiling.mul_f64(unit.clamp(0.0, 1.0))
 }
 
-/// The pause a 429 imposes on every worker.
-pub fn pause_for(retry_after: Option<Duration>) -> Duration {
-    retry_after.unwrap_or(DEFAULT_PAUSE).min(MAX_PAUSE)
-}
-
 /// 429s in a row, across all workers, after which the run stops: each pauses everyone for up
-/// to [`MAX_PAUSE`], so this bounds a night the API spends refusing us to hours, not days.
+/// to [`super::pace::MAX_PAUSE`], so this bounds a night the API spends refusing us to hours, not days.
 pub const MAX_429_IN_A_ROW: u32 = 100;
 /// Of the last [`UNANSWERED_WINDOW`] requests, how many may have lost their answer (a timeout,
 /// a connection dropped after sending) before the run stops: a server that takes requests and
@@ -144,6 +133,9 @@ pub struct Work {
 #[derive(Debug)]
 pub enum Next {
     Run(Work),
+    /// Read the next batch of users from the ledger and hand it to [`Queue::fed`] (one worker
+    /// at a time is asked).
+    Feed,
     /// Nothing is ready; the earliest deferred user is ready at this time.
     WaitUntil(Instant),
     /// Nothing is ready or deferred, but other workers hold users that may come back.
@@ -152,7 +144,15 @@ pub enum Next {
     Finished,
 }
 
-/// Users ready now, in plan order, and users deferred until a time.
+/// Users held ready or deferred at most: the queue is fed from the ledger in batches while
+/// it holds fewer, so apply's memory does not grow with the plan. Deferred users count too:
+/// a night where every change waits for the duplicate window waits with this many at a time.
+pub const MOST_HELD: usize = 8192;
+/// A batch is read when fewer users than this are ready.
+pub const FEED_BELOW: usize = 512;
+
+/// Users ready now, in plan order, and users deferred until a time; fed from the ledger
+/// (see [`Feeder`]) while it holds fewer than [`MOST_HELD`].
 #[derive(Debug, Default)]
 pub struct Queue {
     ready: VecDeque<Work>,
@@ -161,6 +161,10 @@ pub struct Queue {
     /// Stopped: nothing more is handed out, and nobody waits for users still held (a worker
     /// that failed may never give its user back).
     stopped: bool,
+    /// More users may come from the ledger.
+    more: bool,
+    /// A worker is reading the next batch.
+    feeding: bool,
 }
 
 impl Queue {
@@ -192,9 +196,22 @@ impl Queue {
         }
         Queue {
             ready: order.into(),
-            deferred: Vec::new(),
-            taken: 0,
-            stopped: false,
+            ..Queue::default()
+        }
+    }
+
+    /// The queue will also be fed from the ledger, until [`Queue::fed`] says there is no more.
+    pub fn streaming(mut self) -> Queue {
+        self.more = true;
+        self
+    }
+
+    /// A batch read from the ledger (see [`Next::Feed`]); `more`: whether more may follow.
+    pub fn fed(&mut self, works: Vec<Work>, more: bool) {
+        self.feeding = false;
+        self.more = more;
+        if !self.stopped {
+            self.ready.extend(works);
         }
     }
 
@@ -213,6 +230,14 @@ impl Queue {
         if self.stopped {
             return Next::Finished;
         }
+        if self.more
+            && !self.feeding
+            && self.ready.len() < FEED_BELOW
+            && self.ready.len() + self.deferred.len() < MOST_HELD
+        {
+            self.feeding = true;
+            return Next::Feed;
+        }
         if let Some(index) = self
             .deferred
             .iter()
@@ -230,7 +255,7 @@ impl Queue {
         }
         match self.deferred.iter().map(|(at, _)| *at).min() {
             Some(at) => Next::WaitUntil(at),
-            None if self.taken > 0 => Next::WaitForOthers,
+            None if self.taken > 0 || self.feeding || self.more => Next::WaitForOthers,
             None => Next::Finished,
         }
     }
@@ -254,6 +279,58 @@ impl Queue {
         self.stopped = true;
         self.ready.clear();
         self.deferred.clear();
+    }
+}
+
+/// Turns batches of pending ops, read in plan order, into users: a user's ops are consecutive
+/// in a plan, but a batch may end in the middle of them, so the last user of a batch is
+/// carried into the next one. Users with an op in doubt are skipped: they were queued whole
+/// at the start, their pending ops behind their op in doubt.
+#[derive(Debug, Default)]
+pub struct Feeder {
+    /// The id of the last op read.
+    pub after: i64,
+    carry: Option<Work>,
+    skip: std::collections::HashSet<String>,
+    /// Everything has been read.
+    pub done: bool,
+}
+
+impl Feeder {
+    pub fn new(skip: std::collections::HashSet<String>) -> Feeder {
+        Feeder {
+            skip,
+            ..Feeder::default()
+        }
+    }
+
+    /// Takes a batch read with `limit`: a shorter one is the last.
+    pub fn take(&mut self, batch: Vec<Op>, limit: usize) -> Vec<Work> {
+        self.done = batch.len() < limit;
+        let mut works = Vec::new();
+        for op in batch {
+            self.after = op.id;
+            if self.skip.contains(&op.key) {
+                continue;
+            }
+            if self.carry.as_ref().is_some_and(|w| w.key != op.key) {
+                works.extend(self.carry.take());
+            }
+            let work = self.carry.get_or_insert_with(|| Work {
+                key: op.key.clone(),
+                tasks: VecDeque::new(),
+                recheck: false,
+            });
+            work.tasks.push_back(Task {
+                op,
+                in_doubt: false,
+                unanswered: 0,
+            });
+        }
+        if self.done {
+            works.extend(self.carry.take());
+        }
+        works
     }
 }
 
@@ -375,16 +452,6 @@ mod tests {
     }
 
     #[test]
-    fn a_429_pauses_by_its_retry_after_within_bounds() {
-        assert_eq!(pause_for(None), DEFAULT_PAUSE);
-        assert_eq!(
-            pause_for(Some(Duration::from_secs(2))),
-            Duration::from_secs(2)
-        );
-        assert_eq!(pause_for(Some(Duration::from_secs(86_400))), MAX_PAUSE);
-    }
-
-    #[test]
     fn ops_in_doubt_go_first_for_their_user_and_mark_the_user_for_rechecks() {
         let queue_ops = vec![
             op(10, "A", OpKind::Update),
@@ -408,6 +475,73 @@ mod tests {
         queue.release();
         queue.release();
         assert!(matches!(queue.take(now), Next::Finished));
+    }
+
+    #[test]
+    fn the_feeder_keeps_a_user_s_ops_together_across_batches_and_skips_users_in_doubt() {
+        let mut feeder = Feeder::new(["D".to_owned()].into());
+        let first = feeder.take(
+            vec![
+                op(1, "A", OpKind::Create),
+                op(2, "A", OpKind::Enroll),
+                op(3, "D", OpKind::Enroll),
+                op(4, "B", OpKind::Create),
+            ],
+            4,
+        );
+        // B may go on in the next batch: carried.
+        assert_eq!(
+            first.iter().map(|w| w.key.as_str()).collect::<Vec<_>>(),
+            ["A"]
+        );
+        assert_eq!(first[0].tasks.len(), 2);
+        assert!(!feeder.done);
+        assert_eq!(feeder.after, 4);
+        let second = feeder.take(
+            vec![op(5, "B", OpKind::Enroll), op(6, "C", OpKind::Create)],
+            4,
+        );
+        assert!(feeder.done);
+        let keys: Vec<_> = second
+            .iter()
+            .map(|w| {
+                (
+                    w.key.as_str(),
+                    w.tasks.iter().map(|t| t.op.id).collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert_eq!(keys, [("B", vec![4, 5]), ("C", vec![6])]);
+    }
+
+    #[test]
+    fn a_streaming_queue_asks_one_worker_to_feed_it_and_finishes_only_when_fed_out() {
+        let mut queue = Queue::new(vec![], vec![]).streaming();
+        let now = Instant::now();
+        assert!(matches!(queue.take(now), Next::Feed));
+        // Another worker waits for the batch instead of finishing.
+        assert!(matches!(queue.take(now), Next::WaitForOthers));
+        let mut feeder = Feeder::default();
+        let works = feeder.take(vec![op(1, "A", OpKind::Create)], 2);
+        queue.fed(works, !feeder.done);
+        assert!(matches!(queue.take(now), Next::Run(w) if w.key == "A"));
+        assert!(matches!(queue.take(now), Next::WaitForOthers));
+        queue.release();
+        assert!(matches!(queue.take(now), Next::Finished));
+        // A full queue is not fed: deferred users count.
+        let mut queue = Queue::new(vec![], vec![]).streaming();
+        let later = now + Duration::from_secs(60);
+        for i in 0..MOST_HELD {
+            queue.deferred.push((
+                later,
+                Work {
+                    key: format!("K{i}"),
+                    tasks: VecDeque::new(),
+                    recheck: false,
+                },
+            ));
+        }
+        assert!(matches!(queue.take(now), Next::WaitUntil(at) if at == later));
     }
 
     #[test]

@@ -398,9 +398,50 @@ impl Ledger {
     }
 
     /// Pending ops in the order planned: one user's ops are consecutive and in their order.
+    /// All of them at once: for tests and tools; apply reads them in batches
+    /// ([`Ledger::pending_ops_after`]).
     pub fn pending_ops(&self) -> Result<Vec<Op>> {
-        self.read_ops(&format!(
-            "SELECT id, key, seq, kind, payload FROM ops WHERE {PENDING} ORDER BY id"
+        self.read_ops(
+            &format!("SELECT id, key, seq, kind, payload FROM ops WHERE {PENDING} ORDER BY id"),
+            [],
+        )
+    }
+
+    /// At most `limit` pending ops with ids above `after`, in plan order: one batch of apply's
+    /// stream (a rowid range, so each batch costs its own rows only).
+    pub fn pending_ops_after(&self, after: i64, limit: usize) -> Result<Vec<Op>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read_ops(
+            &format!(
+                "SELECT id, key, seq, kind, payload FROM ops WHERE {PENDING} AND id > ?1 ORDER BY id LIMIT ?2"
+            ),
+            params![after, limit],
+        )
+    }
+
+    /// The pending ops of the users that have an op in doubt, in plan order: apply runs them
+    /// after the op in doubt is resolved (and streams everyone else's).
+    pub fn pending_ops_of_users_in_doubt(&self) -> Result<Vec<Op>> {
+        self.read_ops(
+            &format!(
+                "SELECT id, key, seq, kind, payload FROM ops WHERE {PENDING}
+                 AND key IN (SELECT key FROM ops WHERE {UNSETTLED} AND state = 'in_doubt') ORDER BY id"
+            ),
+            [],
+        )
+    }
+
+    /// How many ops are pending and how many in doubt.
+    pub fn waiting_ops(&self) -> Result<(u64, u64)> {
+        let count = |sql: &str| -> Result<u64> {
+            let n: i64 = self.conn.prepare_cached(sql)?.query_row([], |r| r.get(0))?;
+            Ok(n.max(0) as u64)
+        };
+        Ok((
+            count(&format!("SELECT count(*) FROM ops WHERE {PENDING}"))?,
+            count(&format!(
+                "SELECT count(*) FROM ops WHERE {UNSETTLED} AND state = 'in_doubt'"
+            ))?,
         ))
     }
 
@@ -420,14 +461,17 @@ impl Ledger {
     /// Ops whose outcome is unknown (a lost answer, a killed run), oldest first: apply
     /// resolves them before it sends anything else for their users.
     pub fn in_doubt_ops(&self) -> Result<Vec<Op>> {
-        self.read_ops(&format!(
-            "SELECT id, key, seq, kind, payload FROM ops WHERE {UNSETTLED} AND state = 'in_doubt' ORDER BY id"
-        ))
+        self.read_ops(
+            &format!(
+                "SELECT id, key, seq, kind, payload FROM ops WHERE {UNSETTLED} AND state = 'in_doubt' ORDER BY id"
+            ),
+            [],
+        )
     }
 
-    fn read_ops(&self, sql: &str) -> Result<Vec<Op>> {
+    fn read_ops(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Op>> {
         let mut statement = self.conn.prepare_cached(sql)?;
-        let mut rows = statement.query([])?;
+        let mut rows = statement.query(params)?;
         let mut ops = Vec::new();
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
@@ -565,23 +609,29 @@ impl Ledger {
         self.journal(run_id, &entries)
     }
 
-    /// Ops finished (done, failed, in doubt) by a run, for its reports.
-    pub fn finished_ops(&self, run_id: i64) -> Result<Vec<FinishedOp>> {
+    /// Ops finished (done, failed, in doubt) by a run, for its reports: handed to `each` one
+    /// at a time, in op order, so a million-op run is reported in constant memory.
+    pub fn for_each_finished(
+        &self,
+        run_id: i64,
+        each: &mut dyn FnMut(&FinishedOp) -> Result<()>,
+    ) -> Result<()> {
         let mut statement = self.conn.prepare_cached(
             "SELECT o.key, o.kind, o.state, o.http_status, o.message, u.uuid FROM ops o
              LEFT JOIN users u ON u.key = o.key WHERE o.done_run_id = ?1 ORDER BY o.id",
         )?;
-        let rows = statement.query_map([run_id], |row| {
-            Ok(FinishedOp {
+        let mut rows = statement.query([run_id])?;
+        while let Some(row) = rows.next()? {
+            each(&FinishedOp {
                 key: row.get(0)?,
                 kind: row.get(1)?,
                 state: row.get(2)?,
                 http_status: row.get(3)?,
                 message: row.get(4)?,
                 uuid: row.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })?;
+        }
+        Ok(())
     }
 }
 
