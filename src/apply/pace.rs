@@ -82,9 +82,10 @@ pub struct Slot {
 pub struct PaceReport {
     /// The configured ceiling.
     pub configured: f64,
-    /// The rate the run settled at: the configured one when no 429 ever came, else the
-    /// average rate requests were accepted at since the first 429 (weighted by requests):
-    /// about what to configure to avoid them.
+    /// The rate the run settled at: the configured one when no 429 ever came, else the rate
+    /// requests passed at since the first 429 (the pacing's rate at each acceptance, or the
+    /// count of acceptances over their time when that is lower): about what to configure to
+    /// avoid them.
     pub settled: f64,
     /// The lowest rate held.
     pub lowest: f64,
@@ -111,11 +112,12 @@ pub struct Pacer {
     accepted: VecDeque<Instant>,
     decreases: u64,
     lowest: f64,
-    /// Whether a 429 came yet; from then on, the rate at each acceptance is summed, for the
-    /// settled rate (weighted by requests, so time spent paused or idle does not count).
-    limited: bool,
+    /// When the first 429 came; from then on, the rate at each acceptance is summed and the
+    /// acceptances counted, for the settled rate.
+    limited_at: Option<Instant>,
     rate_sum: f64,
     rate_samples: u64,
+    last_accepted: Option<Instant>,
     paused_secs: f64,
 }
 
@@ -136,9 +138,10 @@ impl Pacer {
             accepted: VecDeque::with_capacity(ACCEPTED_KEPT),
             decreases: 0,
             lowest: ceiling,
-            limited: false,
+            limited_at: None,
             rate_sum: 0.0,
             rate_samples: 0,
+            last_accepted: None,
             paused_secs: 0.0,
         }
     }
@@ -185,9 +188,10 @@ impl Pacer {
             self.accepted.pop_front();
         }
         self.accepted.push_back(now);
-        if self.limited {
+        if self.limited_at.is_some() {
             self.rate_sum += self.rate;
             self.rate_samples += 1;
+            self.last_accepted = Some(now);
         }
         // Climb back only while the climb is being tested: a second without answers (the
         // duplicate window, a slow server) is not a second of evidence that more would pass.
@@ -208,7 +212,7 @@ impl Pacer {
         retry_after: Option<Duration>,
         now: Instant,
     ) -> Option<Duration> {
-        self.limited = true;
+        self.limited_at.get_or_insert(now);
         let current = slot.generation == self.generation;
         if current {
             self.refused_in_a_row = self.refused_in_a_row.saturating_add(1);
@@ -279,10 +283,23 @@ impl Pacer {
 
     /// What pacing did.
     pub fn report(&self) -> PaceReport {
-        let settled = match (self.limited, self.rate_samples) {
-            (false, _) => self.ceiling,
-            (true, 0) => self.rate,
-            (true, n) => self.rate_sum / n as f64,
+        let settled = match (self.limited_at, self.rate_samples) {
+            (None, _) => self.ceiling,
+            (Some(_), 0) => self.rate,
+            (Some(first), n) => {
+                // The rate held while requests passed (so time idle does not count)...
+                let held = self.rate_sum / n as f64;
+                // ...but no more than what passed: a limiter that answers with a Retry-After
+                // makes the run pause, and the rate between pauses says nothing of the limit.
+                let span = self.last_accepted.map_or(0.0, |last| {
+                    last.saturating_duration_since(first).as_secs_f64()
+                });
+                if span >= 1.0 {
+                    held.min(n as f64 / span)
+                } else {
+                    held
+                }
+            }
         };
         PaceReport {
             configured: self.ceiling,
@@ -550,6 +567,13 @@ mod tests {
                 "at {multiple}×R: {} of {} refused",
                 run.refused,
                 run.requests
+            );
+            // Paused by each Retry-After, the run passes R a second whatever its pace between
+            // pauses: that is what it settled at.
+            assert!(
+                (0.8 * rate..=1.1 * rate).contains(&run.report.settled),
+                "at {multiple}×R: settled at {}",
+                run.report.settled
             );
         }
     }
