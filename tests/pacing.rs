@@ -250,3 +250,54 @@ async fn at_the_limit_nothing_is_refused_and_the_pace_is_the_configured_one() {
     assert_eq!(run.apply["pacing"]["settled_rate"], rate);
     assert!(!run.stdout.contains("paced down"), "{}", run.stdout);
 }
+
+/// Apply reads the plan from the ledger in batches (issue 11): a plan of several batches,
+/// with each user's ops straddling the batch boundaries, converges with every user's ops in
+/// order, and a user with an op in doubt has it resolved before the rest of that user's ops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_of_many_batches_converges_user_by_user() {
+    const MANY: usize = 2600;
+    let sim = sim_with(
+        Faults {
+            duplicate_window_secs: 1.0,
+            ..Faults::default()
+        },
+        &[],
+    )
+    .await;
+    let work = Workdir::new(&sim.base_url());
+    work.set_api(&[("duplicate_window_secs", "1"), ("max_in_flight", "16")]);
+    let night = |last: &str, content: &str| -> Vec<Vec<String>> {
+        (0..MANY)
+            .map(|i| {
+                row(
+                    &format!("P{i:05}"),
+                    "Pat",
+                    &format!("{last}{i}"),
+                    &format!("pat{i}@example.com"),
+                    "Lakeside Camp",
+                    content,
+                )
+            })
+            .collect()
+    };
+    work.write_roster("roster.csv", &night("Person", "SAFE-101"));
+    let out = work.run(&["run"]).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // Night 2: everyone renamed and moved from one course to two others: an update, an enroll
+    // and a remove per person, one user's ops consecutive in the plan, 7,800 ops in all.
+    work.write_roster("roster.csv", &night("Renamed", "FA-100;RPT-100"));
+    let out = work.run(&["run", "--allow-updates", &MANY.to_string()]).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let apply = work.last_summary()["apply"].clone();
+    for kind in ["update", "enroll", "remove"] {
+        assert_eq!(apply["ops"][kind]["done"], MANY as u64, "{kind}: {apply}");
+    }
+    let users = sim_users(&sim.base_url()).await;
+    assert_eq!(
+        actual_from_sim(&users, true),
+        expected_from_csv(&work.path("roster.csv"), &[])
+    );
+    // success.csv, streamed from the ledger, lists every op of the night.
+    assert_eq!(work.last_report("success.csv").len(), 3 * MANY);
+}

@@ -50,9 +50,10 @@ const MIN_PAUSE: Duration = Duration::from_millis(10);
 const DECREASE: f64 = 0.8;
 /// The climb back per second, as a share of the rate at the last decrease.
 const INCREASE: f64 = 0.02;
-/// The rate never drops below this share of the ceiling, nor below [`ABSOLUTE_FLOOR`].
-const FLOOR_SHARE: f64 = 0.001;
-const ABSOLUTE_FLOOR: f64 = 0.01;
+/// The rate never drops below this (nor the ceiling, when that is lower): an API that answers
+/// 429 to everything is then asked once every 5 s, as before the pacing adapted, and the
+/// breaker's count of 429s in a row ends the night in minutes, not hours.
+const FLOOR: f64 = 0.2;
 /// Acceptances remembered to measure the accepted rate...
 const ACCEPTED_KEPT: usize = 64;
 /// ...over at most this long: older acceptances say nothing of the limit now.
@@ -124,7 +125,7 @@ pub struct Pacer {
 impl Pacer {
     /// A pacer at `ceiling` requests per second (finite, positive: the config's bounds).
     pub fn new(ceiling: f64, now: Instant) -> Pacer {
-        let floor = (ceiling * FLOOR_SHARE).max(ABSOLUTE_FLOOR).min(ceiling);
+        let floor = FLOOR.min(ceiling);
         Pacer {
             ceiling,
             floor,
@@ -636,7 +637,7 @@ mod tests {
             }
         }
         assert!(last <= DEFAULT_PAUSE);
-        assert!(pacer.rate() >= 0.1, "the floor holds: {}", pacer.rate());
+        assert!(pacer.rate() >= FLOOR, "the floor holds: {}", pacer.rate());
     }
 
     #[test]
