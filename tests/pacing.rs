@@ -124,12 +124,21 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_nginx(binary: &Path, dir: &Path, upstream: &str) -> Nginx {
+/// nginx limiting to 20 r/s with a burst of 5 in front of `upstream`; its 429s carry
+/// `Retry-After: N` when `retry_after` is given (nginx sends none of its own).
+fn start_nginx(binary: &Path, dir: &Path, upstream: &str, retry_after: Option<u32>) -> Nginx {
     let port = free_port();
     let upstream = upstream.trim_start_matches("http://").trim_end_matches('/');
     let d = dir.display();
     // One limit for everyone (the key is the server's name), the way an API gateway limits
     // a client; refusals are 429 with no Retry-After, as nginx sends them.
+    let refusals = match retry_after {
+        Some(secs) => format!(
+            "      error_page 429 = @limited;\n    }}\n    location @limited {{\n\
+                   add_header Retry-After {secs} always;\n      return 429;\n"
+        ),
+        None => String::new(),
+    };
     let conf = format!(
         "master_process off;\ndaemon off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
          error_log {d}/error.log warn;\n\
@@ -142,7 +151,7 @@ fn start_nginx(binary: &Path, dir: &Path, upstream: &str) -> Nginx {
            server {{\n    listen 127.0.0.1:{port};\n    server_name api;\n\
              location / {{\n      limit_req zone=api burst=5 nodelay;\n\
                proxy_pass http://sim;\n      proxy_http_version 1.1;\n\
-               proxy_set_header Connection \"\";\n      proxy_set_header Host $http_host;\n    }}\n  }}\n}}\n"
+               proxy_set_header Connection \"\";\n      proxy_set_header Host $http_host;\n{refusals}    }}\n  }}\n}}\n"
     );
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
@@ -168,25 +177,35 @@ fn start_nginx(binary: &Path, dir: &Path, upstream: &str) -> Nginx {
     nginx
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn behind_nginx_at_twice_its_limit_the_run_keeps_to_the_limit() {
+/// nginx at 20 r/s, burst 5, rostersync at 40/s; `None` when nginx is not installed.
+async fn behind_nginx(retry_after: Option<u32>) -> Option<(Paced, String)> {
     let Some(binary) = nginx_binary() else {
         eprintln!(
             "SKIPPED: nginx is not installed (apt-get install nginx, or set NGINX to its binary); \
              the pacing behind a real limiter was not tested"
         );
-        return;
+        return None;
     };
     let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let nginx = start_nginx(&binary, dir.path(), &sim.base_url());
+    let nginx = start_nginx(&binary, dir.path(), &sim.base_url(), retry_after);
     let through = format!("http://127.0.0.1:{}", nginx.port);
     let run = paced_run(&through, &sim.base_url(), 40.0).await;
     // nginx's pace: 20 requests a second (its burst of 5 saves a quarter second), 1,000
     // creates and a login.
-    assert_paced("nginx 20r/s burst=5, rostersync at 40/s", &run, 50.0);
-    // nginx's own count of its refusals agrees with ours.
+    let label = format!("nginx 20r/s burst=5 (Retry-After {retry_after:?}), rostersync at 40/s");
+    assert_paced(&label, &run, 50.0);
+    drop(nginx);
     let log = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
+    Some((run, log))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_nginx_at_twice_its_limit_the_run_keeps_to_the_limit() {
+    let Some((run, log)) = behind_nginx(None).await else {
+        return;
+    };
+    // nginx's own count of its refusals agrees with ours.
     let refused = log.lines().filter(|l| l.contains("\" 429 ")).count() as u64;
     assert_eq!(refused, run.rate_limited, "429s in nginx's access log");
     let settled = run.apply["pacing"]["settled_rate"].as_f64().unwrap();
@@ -199,7 +218,12 @@ async fn behind_nginx_at_twice_its_limit_the_run_keeps_to_the_limit() {
         "the closing lines say the rate to configure:\n{}",
         run.stdout
     );
-    drop(nginx);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_nginx_with_a_retry_after_of_a_second_the_run_keeps_to_the_limit() {
+    // Each 429 pauses every worker for the second it asks; the pacing keeps them rare.
+    behind_nginx(Some(1)).await;
 }
 
 /// The simulator's bucket at `rate` (burst `rate`), rostersync at `multiple` × it.
@@ -287,7 +311,9 @@ async fn a_plan_of_many_batches_converges_user_by_user() {
     // Night 2: everyone renamed and moved from one course to two others: an update, an enroll
     // and a remove per person, one user's ops consecutive in the plan, 7,800 ops in all.
     work.write_roster("roster.csv", &night("Renamed", "FA-100;RPT-100"));
-    let out = work.run(&["run", "--allow-updates", &MANY.to_string()]).await;
+    let out = work
+        .run(&["run", "--allow-updates", &MANY.to_string()])
+        .await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let apply = work.last_summary()["apply"].clone();
     for kind in ["update", "enroll", "remove"] {
