@@ -91,21 +91,22 @@ fn plan_step(
     let started = Instant::now();
     let plan_file = report::run_dir(&config.runs_dir(), run_id).join("plan.csv");
     let (planned, refusal) = ledger.write_plan(run_id, |tx| {
-        let mut planner = Planner::new(index, tx);
-        planner.read_roster(&mut reader, early)?;
-        let rows = reader.rows();
-        let outcome = planner.finish(|lines| reader.originals(lines), rows)?;
+        // plan.csv is written while the plan is made, op by op as the ledger stores them; it
+        // is written before the threshold is checked: a refused plan's file says who it would
+        // have deactivated.
+        report::prepare_run_dir(plan_file.parent().unwrap_or(Path::new(".")))?;
+        let (outcome, who) = plan_csv::write_while(&plan_file, &catalog, tx, |tx| {
+            let mut planner = Planner::new(index, tx);
+            planner.read_roster(&mut reader, early)?;
+            let rows = reader.rows();
+            planner.finish(|lines| reader.originals(lines), rows)
+        })?;
         tracing::debug!(
             secs = started.elapsed().as_secs_f64(),
             ops = outcome.plan.total(),
-            "roster read and diffed"
+            rewritten = tx.withdrew_ops(),
+            "roster read and diffed, plan.csv written"
         );
-        // Written before the threshold is checked: a refused plan's file says who it would
-        // have deactivated.
-        let started = Instant::now();
-        report::prepare_run_dir(plan_file.parent().unwrap_or(Path::new(".")))?;
-        let who = plan_csv::write(&plan_file, &catalog, |each| tx.for_each_op(each))?;
-        tracing::debug!(secs = started.elapsed().as_secs_f64(), "plan.csv written");
         let planned = Planned {
             outcome,
             roster_path,

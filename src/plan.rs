@@ -357,6 +357,10 @@ pub struct Remote {
     pub email: String,
     /// Content this tool enrolled.
     pub content: Vec<ContentRef>,
+    /// The profile last sent and acknowledged, as the ledger stores it (JSON), unread: only
+    /// plan.csv shows it, and it reads it on a thread of its own.
+    pub profile: String,
+    pub active: bool,
 }
 
 /// Where the planner reads the rest of a user and writes its ops: the ledger's plan
@@ -366,7 +370,13 @@ pub trait PlanIo {
     fn remote(&mut self, key: &str) -> Result<Option<Remote>>;
     /// Keys of active, acknowledged users whose fingerprint is in `wanted`.
     fn keys_of(&mut self, wanted: &HashSet<u64>) -> Result<Vec<String>>;
-    fn push(&mut self, op: NewOp) -> Result<()>;
+    /// Stores an op; `before` is its user as the ledger holds it (`None` for a create), for
+    /// plan.csv to show what the op changes.
+    fn push_op(&mut self, op: NewOp, before: Option<&Remote>) -> Result<()>;
+    /// Stores an op whose user the ledger does not hold.
+    fn push(&mut self, op: NewOp) -> Result<()> {
+        self.push_op(op, None)
+    }
     /// Remembers what a ledger user's roster row normalized to.
     fn remember(&mut self, key: &str, row: RowMemo) -> Result<()>;
     /// Withdraws the ops already pushed for these keys (refused later by a cross-row rule);
@@ -588,15 +598,24 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         (key_hash, Some(*known))
     }
 
-    fn push(&mut self, key: &str, kind: OpKind, payload: OpPayload) -> Result<()> {
+    fn push(
+        &mut self,
+        key: &str,
+        kind: OpKind,
+        payload: OpPayload,
+        before: Option<&Remote>,
+    ) -> Result<()> {
         self.plan.count(kind, 1);
         self.plan.ops_pushed += 1;
-        self.io.push(NewOp {
-            key: key.to_owned(),
-            seq: seq_of(kind),
-            kind,
-            payload,
-        })
+        self.io.push_op(
+            NewOp {
+                key: key.to_owned(),
+                seq: seq_of(kind),
+                kind,
+                payload,
+            },
+            before,
+        )
     }
 
     fn diff_one(
@@ -631,7 +650,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                     profile_hash: wanted.profile_hash,
                     row: memo,
                 };
-                self.push(&user.key, OpKind::Create, payload)?;
+                self.push(&user.key, OpKind::Create, payload, None)?;
             } else {
                 self.plan.skipped_inactive += 1;
             }
@@ -643,12 +662,13 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                     &user.key,
                     OpKind::Deactivate,
                     OpPayload {
-                        uuid: Some(remote.uuid),
+                        uuid: Some(remote.uuid.clone()),
                         user: None,
                         items: vec![],
                         profile_hash: 0,
                         row: None,
                     },
+                    Some(&remote),
                 )?;
             }
             return Ok(());
@@ -667,7 +687,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                 profile_hash: hash,
                 row: None,
             };
-            self.push(&user.key, OpKind::Update, payload)?;
+            self.push(&user.key, OpKind::Update, payload, Some(&remote))?;
         }
         if content_changed {
             let added = missing_from(&user.content, &remote.content);
@@ -684,6 +704,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                             profile_hash: 0,
                             row: None,
                         },
+                        Some(&remote),
                     )?;
                 }
             }
@@ -802,7 +823,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                     continue;
                 }
             }
-            deactivations.push((key, remote.uuid));
+            deactivations.push((key, remote));
         }
         // A row that cannot be split and names nobody who would be deactivated may still be
         // one of them (its key mistyped as well): none of them is certain.
@@ -825,17 +846,18 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             self.plan.withheld = deactivations.len();
             deactivations.clear();
         }
-        for (key, uuid) in deactivations {
+        for (key, remote) in deactivations {
             self.push(
                 &key,
                 OpKind::Deactivate,
                 OpPayload {
-                    uuid: Some(uuid),
+                    uuid: Some(remote.uuid.clone()),
                     user: None,
                     items: vec![],
                     profile_hash: 0,
                     row: None,
                 },
+                Some(&remote),
             )?;
         }
         self.plan.unchanged =
@@ -895,7 +917,7 @@ mod tests {
                 .cloned()
                 .collect())
         }
-        fn push(&mut self, op: NewOp) -> Result<()> {
+        fn push_op(&mut self, op: NewOp, _before: Option<&Remote>) -> Result<()> {
             self.ops.push(op);
             Ok(())
         }
@@ -952,6 +974,8 @@ mod tests {
                     uuid: format!("uuid-{}", user.key),
                     email: user.email.clone(),
                     content: user.content.to_vec(),
+                    profile: String::new(),
+                    active: user.active,
                 },
             );
         }
@@ -1143,6 +1167,8 @@ mod tests {
                     uuid: format!("uuid-{}", op.key),
                     email: user.principal.email.clone().unwrap(),
                     content,
+                    profile: String::new(),
+                    active: true,
                 },
             );
         }

@@ -11,7 +11,7 @@ mod payload;
 mod plan_writer;
 
 pub use history::{LedgerStatus, OpCount, RunRow};
-pub use plan_writer::{Before, PlanTx, PlannedOp};
+pub use plan_writer::{Before, PlanTx, PlannedOp, PushedOp};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -1,13 +1,16 @@
 //! Writing a plan into the ledger while it is being made.
 //!
 //! A first import writes a million ops; done inline, SQLite's inserts and the roster's parsing
-//! took turns on one core. Here the planner's thread encodes ops and hands them over in
-//! batches to a writer thread that owns the plan's transaction, while reads of the users
-//! table go through a second, read-only connection (the plan writes only the users' row memo,
-//! which those reads never look at, so they see exactly what the transaction would). Owns
-//! that hand-over, and reading the plan back from inside the transaction (for plan.csv, also
-//! of a plan that is refused or a dry run and so never committed); it must never commit a
-//! plan the caller did not commit, nor lose an op it accepted.
+//! took turns on one core. Here the planner's thread hands ops over in batches to a writer
+//! thread that owns the plan's transaction and encodes and inserts them, while reads of the
+//! users table go through a second, read-only connection (the plan writes only the users'
+//! row memo, which those reads never look at, so they see exactly what the transaction
+//! would). The writer passes each batch it stored on to whoever shows the plan (plan.csv, on
+//! a thread of its own), so the plan is never read back from the ledger to be shown, except
+//! after an op was withdrawn ([`PlanTx::withdrew_ops`]). Owns that hand-over, and reading the
+//! plan back from inside the transaction (for plan.csv, also of a plan that is refused or a
+//! dry run and so never committed); it must never commit a plan the caller did not commit,
+//! nor lose an op it accepted.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -51,18 +54,36 @@ pub struct Before {
 /// Ops handed to the writer at a time: large enough that the channel costs nothing per op.
 const BATCH: usize = 4096;
 
-/// An op ready to insert: its payload already encoded.
-struct EncodedOp {
-    key: String,
-    seq: u32,
-    kind: OpKind,
-    payload: Vec<u8>,
+/// An op as the planner pushed it, with its user as the ledger holds it (`None` for a
+/// create), for plan.csv.
+#[derive(Debug, Clone)]
+pub struct PushedOp {
+    pub op: NewOp,
+    pub before: Option<Remote>,
+}
+
+impl PushedOp {
+    /// The op as plan.csv shows it (the stored profile is read here, on the caller's thread).
+    pub fn planned(self) -> PlannedOp {
+        PlannedOp {
+            key: self.op.key,
+            kind: self.op.kind,
+            payload: self.op.payload,
+            before: self.before.map(|remote| Before {
+                profile: serde_json::from_str(&remote.profile).ok(),
+                active: remote.active,
+                content: remote.content,
+            }),
+        }
+    }
 }
 
 type Reply<T> = SyncSender<Result<T>>;
 
 enum Command {
-    Insert(Vec<EncodedOp>),
+    Insert(Vec<PushedOp>),
+    /// Passes every batch stored from now on to this channel; `None` stops (closing it).
+    Forward(Option<SyncSender<Vec<PushedOp>>>),
     Remember(Vec<(String, RowMemo)>),
     Retract(Vec<String>, Reply<Vec<(String, OpKind)>>),
     Rejects(Vec<RejectRow>),
@@ -75,9 +96,11 @@ enum Command {
 pub struct PlanTx {
     reader: Connection,
     to_writer: SyncSender<Command>,
-    batch: Vec<EncodedOp>,
+    batch: Vec<PushedOp>,
     memos: Vec<(String, RowMemo)>,
     replaced: usize,
+    /// Ops withdrawn after they were stored (and so perhaps already shown).
+    withdrawn: usize,
     committed: bool,
 }
 
@@ -105,6 +128,7 @@ pub(super) fn write_plan<T>(
                 batch: Vec::with_capacity(BATCH),
                 memos: Vec::new(),
                 replaced,
+                withdrawn: 0,
                 committed: false,
             };
             produce(&mut tx)
@@ -144,23 +168,33 @@ fn writer(
         }
     };
     let now = now_ms();
+    let mut forward: Option<SyncSender<Vec<PushedOp>>> = None;
     for command in commands {
         match command {
             Command::Insert(ops) => {
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO ops (run_id, key, seq, kind, payload, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
                 )?;
-                for op in ops {
+                for pushed in &ops {
+                    let op = &pushed.op;
                     insert.execute(params![
                         run_id,
                         op.key,
                         op.seq,
                         op.kind.as_str(),
-                        op.payload,
+                        payload::encode(&op.payload),
                         now
                     ])?;
                 }
+                // Shown only once stored. A reader that hung up has failed on its own and
+                // says why when it is joined; the plan itself goes on.
+                if let Some(to) = &forward
+                    && to.send(ops).is_err()
+                {
+                    forward = None;
+                }
             }
+            Command::Forward(to) => forward = to,
             Command::Remember(memos) => {
                 let mut update = tx.prepare_cached(
                     "UPDATE users SET row_digest = ?2, row_state = ?3, row_email = ?4 WHERE key = ?1",
@@ -298,6 +332,26 @@ impl PlanTx {
             .map_err(|_| anyhow!("the plan writer stopped"))
     }
 
+    /// Whether ops were withdrawn after they were stored: batches passed on
+    /// ([`PlanTx::forward_ops`]) then include ops the plan no longer holds.
+    pub fn withdrew_ops(&self) -> bool {
+        self.withdrawn > 0
+    }
+
+    /// Passes every op stored from now on to `to`, in plan order, batch by batch, with what
+    /// the ledger holds of its user: plan.csv is written from these while the plan is made.
+    /// Blocks when `to` is full: whoever reads it must keep up.
+    pub fn forward_ops(&mut self, to: SyncSender<Vec<PushedOp>>) -> Result<()> {
+        self.flush()?;
+        self.send(Command::Forward(Some(to)))
+    }
+
+    /// Passes on the ops pushed so far and closes the channel of [`PlanTx::forward_ops`].
+    pub fn stop_forwarding(&mut self) -> Result<()> {
+        self.flush()?;
+        self.send(Command::Forward(None))
+    }
+
     fn flush(&mut self) -> Result<()> {
         if !self.batch.is_empty() {
             let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
@@ -347,16 +401,23 @@ impl PlanTx {
 
 impl PlanIo for PlanTx {
     fn remote(&mut self, key: &str) -> Result<Option<Remote>> {
-        let found: Option<(Option<String>, String, String)> = self
+        type Row = (Option<String>, String, String, String, bool);
+        let found: Option<Row> = self
             .reader
-            .prepare_cached("SELECT uuid, email, content FROM users WHERE key = ?1")?
-            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .prepare_cached(
+                "SELECT uuid, email, content, profile, active FROM users WHERE key = ?1",
+            )?
+            .query_row([key], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .optional()?;
-        Ok(found.and_then(|(uuid, email, content)| {
+        Ok(found.and_then(|(uuid, email, content, profile, active)| {
             Some(Remote {
                 uuid: uuid?,
                 email,
                 content: serde_json::from_str(&content).unwrap_or_default(),
+                profile,
+                active,
             })
         }))
     }
@@ -376,12 +437,11 @@ impl PlanIo for PlanTx {
         Ok(keys)
     }
 
-    fn push(&mut self, op: NewOp) -> Result<()> {
-        self.batch.push(EncodedOp {
-            payload: payload::encode(&op.payload),
-            key: op.key,
-            seq: op.seq,
-            kind: op.kind,
+    fn push_op(&mut self, op: NewOp, before: Option<&Remote>) -> Result<()> {
+        // Encoded on the writer's thread: this one reads and diffs the roster, the longer job.
+        self.batch.push(PushedOp {
+            op,
+            before: before.cloned(),
         });
         if self.batch.len() >= BATCH {
             self.flush()?;
@@ -401,8 +461,10 @@ impl PlanIo for PlanTx {
         self.flush()?;
         let (reply, answer) = sync_channel(1);
         self.send(Command::Retract(keys.to_vec(), reply))?;
-        answer
+        let withdrawn = answer
             .recv()
-            .map_err(|_| anyhow!("the plan writer stopped"))?
+            .map_err(|_| anyhow!("the plan writer stopped"))??;
+        self.withdrawn += withdrawn.len();
+        Ok(withdrawn)
     }
 }
