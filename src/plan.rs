@@ -386,15 +386,19 @@ pub trait PlanIo {
 
 /// Rows read ahead while the ledger's index loads (the two long steps of a big night, which
 /// need nothing from each other), with a mark every [`EarlyRows::MARK_EVERY`] rows to read
-/// them again from.
+/// them again from, and one after the last.
 #[derive(Default)]
 pub struct EarlyRows {
     rows: Vec<RawRow>,
     marks: Vec<Mark>,
+    end: Option<Mark>,
 }
 
 impl EarlyRows {
-    const MARK_EVERY: usize = 4096;
+    /// Close together: a night's changed rows are scattered all over the file (1% of a
+    /// million rows is one in a hundred), and only the rows between a mark and a changed row
+    /// are parsed again. A mark is a few dozen bytes.
+    const MARK_EVERY: usize = 16;
 
     /// Reads rows while `more()` says so and rows remain.
     pub fn read(reader: &mut RosterReader<'_>, more: impl Fn() -> bool) -> Result<EarlyRows> {
@@ -408,6 +412,7 @@ impl EarlyRows {
                 None => break,
             }
         }
+        early.end = Some(reader.mark());
         Ok(early)
     }
 
@@ -480,31 +485,42 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
 
     /// Diffs every row of a roster: first the rows read ahead, then the rest of `reader`. A
     /// row is normalized only when the ledger cannot settle it from its fingerprints; rows
-    /// read ahead that need it are read again, from the mark before the first of them.
+    /// read ahead that need it are read again, each from the mark before it (the rows in
+    /// between are parsed again, not the whole file).
     pub fn read_roster(&mut self, reader: &mut RosterReader<'_>, early: EarlyRows) -> Result<()> {
-        let unsettled: Vec<u64> = early
-            .rows
-            .iter()
-            .filter(|raw| !self.settled(raw))
-            .map(|raw| raw.line)
+        let unsettled: Vec<usize> = (0..early.rows.len())
+            .filter(|&i| !self.settled(&early.rows[i]))
             .collect();
-        if let (Some(&first), Some(last)) = (unsettled.first(), early.rows.last()) {
-            let from = early.rows.partition_point(|raw| raw.line < first);
-            reader.rewind(&early.marks[from / EarlyRows::MARK_EVERY])?;
-            let mut pending = unsettled.iter().peekable();
-            while let Some(raw) = reader.next_raw()? {
-                if pending.next_if_eq(&&raw.line).is_some() {
-                    self.row(reader.resolve(), Some(raw.digest))?;
+        if !unsettled.is_empty() {
+            // The row the reader gives next, by its place among the rows read ahead.
+            let mut next = early.rows.len();
+            let label = reader.label().to_owned();
+            let changed = || anyhow::anyhow!("{label}: the roster changed while it was being read");
+            for &wanted in &unsettled {
+                let mark = wanted / EarlyRows::MARK_EVERY;
+                if next > wanted || next / EarlyRows::MARK_EVERY < mark {
+                    reader.rewind(&early.marks[mark])?;
+                    next = mark * EarlyRows::MARK_EVERY;
                 }
-                if raw.line >= last.line {
-                    break;
+                loop {
+                    let raw = reader.next_raw()?.ok_or_else(changed)?;
+                    let expected = &early.rows[next];
+                    next += 1;
+                    if (raw.line, raw.digest) != (expected.line, expected.digest) {
+                        return Err(changed());
+                    }
+                    if next > wanted {
+                        self.row(reader.resolve(), Some(raw.digest))?;
+                        break;
+                    }
                 }
             }
-            anyhow::ensure!(
-                pending.peek().is_none(),
-                "{}: the roster changed while it was being read",
-                reader.label()
-            );
+            // On after the last row read ahead. A broken row ends what is read ahead and is
+            // never settled, so the reader stands after it already, knowing the file broken.
+            if next < early.rows.len() {
+                let end = early.end.as_ref().ok_or_else(changed)?;
+                reader.rewind(end)?;
+            }
         }
         while let Some(raw) = reader.next_raw()? {
             if !self.settled(&raw) {
