@@ -71,11 +71,31 @@ fn plan_step(
         .roster
         .clone()
         .unwrap_or_else(|| config.files.roster.clone());
+    // The plan's pages stay in the WAL until a command sends requests (see
+    // `ledger::checkpoint`); an earlier plan's are copied out meanwhile.
+    ledger.defer_checkpoints()?;
+    let checkpointing = ledger.checkpoint_in_background();
+    let planned = plan_steps(config, ledger, command, options, &catalog, roster_path);
+    if let Some(checkpointing) = checkpointing {
+        // The thread logs its own failure; a panic there is no reason to fail the plan.
+        let _ = checkpointing.join();
+    }
+    planned
+}
+
+fn plan_steps(
+    config: &Config,
+    ledger: &mut Ledger,
+    command: &str,
+    options: &PlanOptions,
+    catalog: &Catalog,
+    roster_path: PathBuf,
+) -> Result<(i64, Planned)> {
     let started = Instant::now();
     let (mut reader, index, early) = read_index_and_roster(ledger, || {
         RosterReader::open(
             &roster_path,
-            &catalog,
+            catalog,
             &config.defaults,
             &config.columns,
             &config.read,
@@ -95,7 +115,7 @@ fn plan_step(
         // is written before the threshold is checked: a refused plan's file says who it would
         // have deactivated.
         report::prepare_run_dir(plan_file.parent().unwrap_or(Path::new(".")))?;
-        let (outcome, who) = plan_csv::write_while(&plan_file, &catalog, tx, |tx| {
+        let (outcome, who) = plan_csv::write_while(&plan_file, catalog, tx, |tx| {
             let mut planner = Planner::new(index, tx);
             planner.read_roster(&mut reader, early)?;
             let rows = reader.rows();
@@ -480,6 +500,12 @@ async fn execute(
     planned: Option<Planned>,
 ) -> Result<Finish> {
     let client = Arc::new(Client::new(&config.api)?);
+    // Before the first request: every page the plan committed goes into the database file,
+    // synced, and SQLite checkpoints on its own again during apply.
+    ledger
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .make_durable()?;
     let stats = apply::apply(ledger.clone(), client, &config.api, run_id).await?;
     print_apply(&stats);
     let ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());

@@ -14,12 +14,12 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 
 use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{NewOp, OpKind, OpPayload, PENDING, RejectRow, RowMemo, now_ms, payload};
+use super::{NewOp, OpKind, OpPayload, RejectRow, RowMemo, now_ms, payload};
 use crate::ingest::roster::fingerprint;
 use crate::plan::{PlanIo, Remote};
 use crate::targets::praesidium::model::{ContentRef, User};
@@ -90,6 +90,10 @@ enum Command {
     /// Reads the plan's ops back, in plan order, into the channel (closed at the end).
     Export(SyncSender<Result<Vec<PlannedOp>>>),
     Commit(Reply<()>),
+    /// Deletes the replaced plan's ops now rather than when idle (for tests that need them
+    /// gone before the next op is stored).
+    #[cfg(test)]
+    DeleteReplaced(Reply<()>),
 }
 
 /// A plan being written. Dropped without [`PlanTx::commit`], it leaves the ledger as it was.
@@ -98,7 +102,6 @@ pub struct PlanTx {
     to_writer: SyncSender<Command>,
     batch: Vec<PushedOp>,
     memos: Vec<(String, RowMemo)>,
-    replaced: usize,
     /// Ops withdrawn after they were stored (and so perhaps already shown).
     withdrawn: usize,
     committed: bool,
@@ -115,11 +118,11 @@ pub(super) fn write_plan<T>(
     reader.busy_timeout(std::time::Duration::from_secs(5))?;
     // Two batches in flight at most: the planner never runs far ahead of the disk.
     let (to_writer, commands) = sync_channel::<Command>(2);
-    let (started_tx, started) = sync_channel::<Result<usize>>(1);
+    let (started_tx, started) = sync_channel::<Result<()>>(1);
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || writer(conn, run_id, commands, started_tx));
         let outcome = (|| {
-            let replaced = started
+            started
                 .recv()
                 .map_err(|_| anyhow!("the plan writer stopped before starting"))??;
             let mut tx = PlanTx {
@@ -127,7 +130,6 @@ pub(super) fn write_plan<T>(
                 to_writer,
                 batch: Vec::with_capacity(BATCH),
                 memos: Vec::new(),
-                replaced,
                 withdrawn: 0,
                 committed: false,
             };
@@ -151,16 +153,31 @@ fn writer(
     conn: &mut Connection,
     run_id: i64,
     commands: Receiver<Command>,
-    started: SyncSender<Result<usize>>,
+    started: SyncSender<Result<()>>,
 ) -> Result<()> {
     // A bigger page cache for the bulk insert: SQLite otherwise spills pages to the WAL again
     // and again while a million-op plan is written.
     conn.pragma_update(None, "cache_size", -65536)?;
+    // The commit syncs the WAL: the checkpoint that used to sync a plan is deferred (see
+    // `super::checkpoint`), and a committed plan must survive a power loss as it did.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let written = write(conn, run_id, commands, started);
+    // Apply's many small commits are left to the checkpoint to sync, as before.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    written
+}
+
+fn write(
+    conn: &mut Connection,
+    run_id: i64,
+    commands: Receiver<Command>,
+    started: SyncSender<Result<()>>,
+) -> Result<()> {
     let begin = begin_plan(conn, run_id);
-    let (tx, ops_from) = match begin {
-        Ok((tx, replaced, ops_from)) => {
-            let _ = started.send(Ok(replaced));
-            (tx, ops_from)
+    let (tx, mut replaced, ops_from) = match begin {
+        Ok(begun) => {
+            let _ = started.send(Ok(()));
+            begun
         }
         Err(e) => {
             let _ = started.send(Err(anyhow!("cannot start writing the plan: {e:#}")));
@@ -168,16 +185,37 @@ fn writer(
         }
     };
     let now = now_ms();
+    // Ids are given, not left to SQLite: it would number after the highest id left, and the
+    // replaced ops deleted meanwhile may leave that below this plan's first id.
+    let mut next_id = ops_from;
     let mut forward: Option<SyncSender<Vec<PushedOp>>> = None;
-    for command in commands {
+    loop {
+        // The replaced plan's ops are deleted a slice at a time whenever the planner has
+        // nothing for this thread: its thread reading the roster is the longer job.
+        let command = if replaced.is_empty() {
+            match commands.recv() {
+                Ok(command) => command,
+                Err(_) => break,
+            }
+        } else {
+            match commands.try_recv() {
+                Ok(command) => command,
+                Err(TryRecvError::Empty) => {
+                    replaced.delete_some(&tx)?;
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => break,
+            }
+        };
         match command {
             Command::Insert(ops) => {
                 let mut insert = tx.prepare_cached(
-                    "INSERT INTO ops (run_id, key, seq, kind, payload, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+                    "INSERT INTO ops (id, run_id, key, seq, kind, payload, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
                 )?;
                 for pushed in &ops {
                     let op = &pushed.op;
                     insert.execute(params![
+                        next_id,
                         run_id,
                         op.key,
                         op.seq,
@@ -185,6 +223,7 @@ fn writer(
                         payload::encode(&op.payload),
                         now
                     ])?;
+                    next_id += 1;
                 }
                 // Shown only once stored. A reader that hung up has failed on its own and
                 // says why when it is joined; the plan itself goes on.
@@ -225,8 +264,16 @@ fn writer(
                     let _ = out.send(Err(error));
                 }
             }
+            #[cfg(test)]
+            Command::DeleteReplaced(reply) => {
+                let _ = reply.send(replaced.delete_all(&tx));
+            }
             Command::Commit(reply) => {
-                let _ = reply.send(tx.commit().context("cannot commit the plan"));
+                let committed = replaced
+                    .delete_all(&tx)
+                    .and_then(|()| Ok(tx.commit()?))
+                    .context("cannot commit the plan");
+                let _ = reply.send(committed);
                 return Ok(());
             }
         }
@@ -235,17 +282,62 @@ fn writer(
     Ok(())
 }
 
-/// Opens the plan's transaction: the pending ops of the last plan go, and this plan's ops
-/// start after every op there is. Returns the transaction, the ops replaced and the first id.
-fn begin_plan(conn: &mut Connection, run_id: i64) -> Result<(Transaction<'_>, usize, i64)> {
+/// The ops of the plan this one replaces that are still to be deleted: the pending ones among
+/// ids `next..end`.
+///
+/// Pending ops are the ones at or after the newest plan's first id (`PENDING`), so the moment
+/// this plan's first id is recorded, the older plan's ops are pending no more to anyone
+/// reading inside the transaction; deleting them is only tidying up, done while the planner
+/// is busy elsewhere, and always before the commit: a committed plan never leaves them
+/// behind, and a plan not committed leaves them as they were.
+struct Replaced {
+    next: i64,
+    end: i64,
+}
+
+impl Replaced {
+    /// Ids deleted at a time: a few milliseconds of work.
+    const SLICE: i64 = 4096;
+
+    fn is_empty(&self) -> bool {
+        self.next >= self.end
+    }
+
+    fn delete_some(&mut self, tx: &Transaction) -> Result<()> {
+        let to = self.end.min(self.next + Self::SLICE);
+        tx.prepare_cached("DELETE FROM ops WHERE id >= ?1 AND id < ?2 AND state = 'pending'")?
+            .execute(params![self.next, to])?;
+        self.next = to;
+        Ok(())
+    }
+
+    fn delete_all(&mut self, tx: &Transaction) -> Result<()> {
+        while !self.is_empty() {
+            self.delete_some(tx)?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens the plan's transaction: this plan's ops start after every op there is, which
+/// withdraws the last plan's pending ops (see [`Replaced`]). Returns the transaction, the
+/// ops to delete and this plan's first id.
+fn begin_plan(conn: &mut Connection, run_id: i64) -> Result<(Transaction<'_>, Replaced, i64)> {
     let tx = conn.transaction()?;
-    let replaced = tx.execute(&format!("DELETE FROM ops WHERE {PENDING}"), [])?;
+    let pending_from: i64 =
+        tx.query_row("SELECT coalesce(max(ops_from), 0) FROM runs", [], |r| {
+            r.get(0)
+        })?;
     let ops_from: i64 =
         tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM ops", [], |r| r.get(0))?;
     tx.execute(
         "UPDATE runs SET ops_from = ?2 WHERE id = ?1",
         params![run_id, ops_from],
     )?;
+    let replaced = Replaced {
+        next: pending_from,
+        end: ops_from,
+    };
     Ok((tx, replaced, ops_from))
 }
 
@@ -321,11 +413,6 @@ fn retract(tx: &Transaction, ops_from: i64, keys: &[String]) -> Result<Vec<(Stri
 }
 
 impl PlanTx {
-    /// Pending ops of an earlier plan that this one replaces.
-    pub fn replaced(&self) -> usize {
-        self.replaced
-    }
-
     fn send(&self, command: Command) -> Result<()> {
         self.to_writer
             .send(command)
@@ -383,6 +470,17 @@ impl PlanTx {
             }
         }
         Ok(())
+    }
+
+    /// Waits until the replaced plan's ops are deleted.
+    #[cfg(test)]
+    pub fn delete_replaced(&mut self) -> Result<()> {
+        self.flush()?;
+        let (reply, answer) = sync_channel(1);
+        self.send(Command::DeleteReplaced(reply))?;
+        answer
+            .recv()
+            .map_err(|_| anyhow!("the plan writer stopped"))?
     }
 
     /// Stores the plan: every op pushed and every reject written, or nothing.
