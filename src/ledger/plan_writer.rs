@@ -188,6 +188,7 @@ fn write(
     // Ids are given, not left to SQLite: it would number after the highest id left, and the
     // replaced ops deleted meanwhile may leave that below this plan's first id.
     let mut next_id = ops_from;
+    let mut encoder = payload::Encoder::default();
     let mut forward: Option<SyncSender<Vec<PushedOp>>> = None;
     loop {
         // The replaced plan's ops are deleted a slice at a time whenever the planner has
@@ -220,7 +221,7 @@ fn write(
                         op.key,
                         op.seq,
                         op.kind.as_str(),
-                        payload::encode(&op.payload),
+                        encoder.encode(&op.payload),
                         now
                     ])?;
                     next_id += 1;
