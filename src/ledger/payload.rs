@@ -151,6 +151,8 @@ pub struct Encoder {
 impl Encoder {
     /// Catalog UUIDs remembered at most (a catalog has far fewer).
     const MAX_KNOWN: usize = 4096;
+    /// Bytes of the buffer to begin with: a payload is a few hundred.
+    const FIRST_BUFFER: usize = 4096;
 
     /// The stored form of `payload`, valid until the next call.
     pub fn encode(&mut self, payload: &OpPayload) -> &[u8] {
@@ -194,15 +196,32 @@ impl Encoder {
             items: stored_content(&payload.items, known),
             profile_hash: payload.profile_hash,
         };
-        let mut bytes = std::mem::take(&mut self.bytes);
-        bytes.clear();
-        let mut bytes = postcard::to_extend(&stored, bytes).expect("an op payload always encodes");
-        // The row memo trails the record, so payloads written before it existed still decode.
-        if let Some(row) = &payload.row {
-            bytes = postcard::to_extend(row, bytes).expect("a row memo always encodes");
+        // Into the buffer as it stands (a slice is postcard's fastest output), grown and tried
+        // again when a payload does not fit.
+        loop {
+            if self.bytes.len() < Self::FIRST_BUFFER {
+                self.bytes.resize(Self::FIRST_BUFFER, 0);
+            }
+            let written = postcard::to_slice(&stored, &mut self.bytes)
+                .map(|b| b.len())
+                .and_then(|used| {
+                    // The row memo trails the record, so payloads written before it existed
+                    // still decode.
+                    let memo = match &payload.row {
+                        Some(row) => postcard::to_slice(row, &mut self.bytes[used..])?.len(),
+                        None => 0,
+                    };
+                    Ok(used + memo)
+                });
+            match written {
+                Ok(len) => return &self.bytes[..len],
+                Err(postcard::Error::SerializeBufferFull) => {
+                    let grown = self.bytes.len() * 2;
+                    self.bytes.resize(grown, 0);
+                }
+                Err(error) => panic!("an op payload always encodes: {error}"),
+            }
         }
-        self.bytes = bytes;
-        &self.bytes
     }
 }
 
@@ -346,9 +365,12 @@ mod tests {
             profile_hash: 0,
             row: None,
         };
+        // Larger than the encoder's first buffer.
+        let mut long = full_payload();
+        long.user.as_mut().unwrap().principal.first_name = Some("Zoë".repeat(3000));
         // Twice each: the second time the catalog UUIDs (and the texts that are not UUIDs)
         // come from what the encoder remembers.
-        for payload in [&full, &bare, &full, &bare] {
+        for payload in [&full, &bare, &long, &full, &bare, &long] {
             let bytes = encoder.encode(payload).to_vec();
             assert_eq!(bytes, encode(payload));
             assert_eq!(&decode(ValueRef::Blob(&bytes)).unwrap(), payload);
