@@ -266,15 +266,16 @@ pub fn content_hash(items: &[ContentRef]) -> i64 {
     hasher.finish()
 }
 
-/// The user object the API receives for a desired user.
-pub fn user_object(user: &DesiredUser, active: bool, content: Option<Vec<ContentRef>>) -> User {
+/// The user object the API receives for a desired user (taken apart: a first import builds
+/// a million of these, and copying each text again costs more than reading it did).
+pub fn user_object(user: DesiredUser, active: bool, content: Option<Vec<ContentRef>>) -> User {
     User {
         uuid: None,
         principal: Principal {
-            first_name: Some(user.first_name.clone()),
-            last_name: Some(user.last_name.clone()),
-            email: Some(user.email.clone()),
-            client_external_id: Some(user.key.clone()),
+            first_name: Some(user.first_name),
+            last_name: Some(user.last_name),
+            email: Some(user.email),
+            client_external_id: Some(user.key),
         },
         system: System {
             status: Some(
@@ -294,8 +295,8 @@ pub fn user_object(user: &DesiredUser, active: bool, content: Option<Vec<Content
             content,
         },
         attributes: Attributes {
-            position: user.position.clone(),
-            program_type: user.program_type.clone(),
+            position: user.position,
+            program_type: user.program_type,
         },
     }
 }
@@ -590,9 +591,10 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                     self.io.remember(&user.key, memo)?;
                 }
                 let before = self.plan.ops_pushed;
-                self.diff_one(&user, wanted, known, memo)?;
+                let line = user.line;
+                self.diff_one(user, wanted, known, memo)?;
                 if self.plan.ops_pushed > before {
-                    self.lines_with_ops.push(user.line);
+                    self.lines_with_ops.push(line);
                 }
             }
         }
@@ -618,7 +620,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
 
     fn push(
         &mut self,
-        key: &str,
+        key: String,
         kind: OpKind,
         payload: OpPayload,
         before: Option<&Remote>,
@@ -627,7 +629,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         self.plan.ops_pushed += 1;
         self.io.push_op(
             NewOp {
-                key: key.to_owned(),
+                key,
                 seq: seq_of(kind),
                 kind,
                 payload,
@@ -638,7 +640,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
 
     fn diff_one(
         &mut self,
-        user: &DesiredUser,
+        user: DesiredUser,
         wanted: Wanted,
         known: Option<Known>,
         memo: Option<RowMemo>,
@@ -661,14 +663,16 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         };
         let (Some(known), Some(remote)) = (known, remote) else {
             if user.active {
+                let key = user.key.clone();
+                let content = user.content.to_vec();
                 let payload = OpPayload {
                     uuid: None,
-                    user: Some(user_object(user, true, Some(user.content.to_vec()))),
+                    user: Some(user_object(user, true, Some(content))),
                     items: vec![],
                     profile_hash: wanted.profile_hash,
                     row: memo,
                 };
-                self.push(&user.key, OpKind::Create, payload, None)?;
+                self.push(key, OpKind::Create, payload, None)?;
             } else {
                 self.plan.skipped_inactive += 1;
             }
@@ -677,7 +681,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         if !user.active {
             if known.active {
                 self.push(
-                    &user.key,
+                    user.key,
                     OpKind::Deactivate,
                     OpPayload {
                         uuid: Some(remote.uuid.clone()),
@@ -697,6 +701,16 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         if !profile_changed && !content_changed {
             return Ok(());
         }
+        // Worked out before the user is taken apart for the update; sent after it.
+        let content_ops = if content_changed {
+            [
+                (OpKind::Enroll, missing_from(&user.content, &remote.content)),
+                (OpKind::Remove, missing_from(&remote.content, &user.content)),
+            ]
+        } else {
+            [(OpKind::Enroll, Vec::new()), (OpKind::Remove, Vec::new())]
+        };
+        let key = user.key.clone();
         if profile_changed {
             let payload = OpPayload {
                 uuid: Some(remote.uuid.clone()),
@@ -705,26 +719,22 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                 profile_hash: hash,
                 row: None,
             };
-            self.push(&user.key, OpKind::Update, payload, Some(&remote))?;
+            self.push(key.clone(), OpKind::Update, payload, Some(&remote))?;
         }
-        if content_changed {
-            let added = missing_from(&user.content, &remote.content);
-            let removed = missing_from(&remote.content, &user.content);
-            for (kind, items) in [(OpKind::Enroll, added), (OpKind::Remove, removed)] {
-                if !items.is_empty() {
-                    self.push(
-                        &user.key,
-                        kind,
-                        OpPayload {
-                            uuid: Some(remote.uuid.clone()),
-                            user: None,
-                            items,
-                            profile_hash: 0,
-                            row: None,
-                        },
-                        Some(&remote),
-                    )?;
-                }
+        for (kind, items) in content_ops {
+            if !items.is_empty() {
+                self.push(
+                    key.clone(),
+                    kind,
+                    OpPayload {
+                        uuid: Some(remote.uuid.clone()),
+                        user: None,
+                        items,
+                        profile_hash: 0,
+                        row: None,
+                    },
+                    Some(&remote),
+                )?;
             }
         }
         Ok(())
@@ -866,7 +876,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         }
         for (key, remote) in deactivations {
             self.push(
-                &key,
+                key,
                 OpKind::Deactivate,
                 OpPayload {
                     uuid: Some(remote.uuid.clone()),
