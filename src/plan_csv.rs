@@ -520,6 +520,90 @@ mod tests {
         assert_eq!(nobody.email, NOT_RECORDED);
     }
 
+    fn create(key: &str) -> crate::ledger::NewOp {
+        let mut user = user("Ana", "Lima", "ana@x.com", "Lakeside Camp");
+        user.principal.client_external_id = Some(key.into());
+        crate::ledger::NewOp {
+            key: key.into(),
+            seq: 0,
+            kind: OpKind::Create,
+            payload: OpPayload {
+                uuid: None,
+                user: Some(user),
+                items: vec![],
+                profile_hash: 1,
+                row: None,
+            },
+        }
+    }
+
+    fn keys_in(path: &Path) -> Vec<String> {
+        csv::Reader::from_path(path)
+            .unwrap()
+            .records()
+            .map(|r| r.unwrap()[0].to_owned())
+            .collect()
+    }
+
+    /// Issue 11: plan.csv is written while the plan is made, from the ops as they are stored;
+    /// an op withdrawn afterwards (its key found again further down) must not stay listed.
+    #[test]
+    fn ops_are_listed_as_stored_and_a_withdrawn_one_is_not() {
+        use crate::plan::PlanIo;
+        let catalog = crate::samples::catalog();
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = crate::ledger::Ledger::open(&dir.path().join("l.db")).unwrap();
+        let run = ledger.begin_run("test").unwrap();
+        let path = dir.path().join("plan.csv");
+        let file = ledger
+            .write_plan(run, |tx| {
+                let (_, file) = write_while(&path, &catalog, tx, |tx| {
+                    // More than a batch, so that some are written before the withdrawal.
+                    for i in 0..5000 {
+                        tx.push(create(&format!("E{i}")))?;
+                    }
+                    tx.retract(&["E7".to_owned()])
+                })?;
+                Ok(file)
+            })
+            .unwrap();
+        let keys = keys_in(&path);
+        assert_eq!(keys.len(), 4999);
+        assert!(!keys.contains(&"E7".to_owned()));
+        assert_eq!(file.written["create"], 4999);
+
+        let run = ledger.begin_run("test").unwrap();
+        let file = ledger
+            .write_plan(run, |tx| {
+                let (_, file) = write_while(&path, &catalog, tx, |tx| {
+                    tx.push(create("F1"))?;
+                    tx.push(create("F2"))
+                })?;
+                Ok(file)
+            })
+            .unwrap();
+        assert_eq!(keys_in(&path), ["F1", "F2"]);
+        assert_eq!(file.first["create"][1].external_id, "F2");
+    }
+
+    #[test]
+    fn a_plan_that_fails_leaves_no_plan_csv() {
+        use crate::plan::PlanIo;
+        let catalog = crate::samples::catalog();
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = crate::ledger::Ledger::open(&dir.path().join("l.db")).unwrap();
+        let run = ledger.begin_run("test").unwrap();
+        let path = dir.path().join("plan.csv");
+        let failed = ledger.write_plan(run, |tx| {
+            write_while(&path, &catalog, tx, |tx| -> Result<()> {
+                tx.push(create("G1"))?;
+                anyhow::bail!("the roster changed while it was being read")
+            })
+        });
+        assert!(failed.is_err());
+        assert!(!path.exists());
+    }
+
     #[test]
     fn the_file_is_csv_with_formula_cells_defused_and_a_few_lines_kept() {
         let catalog = crate::samples::catalog();
