@@ -71,11 +71,31 @@ fn plan_step(
         .roster
         .clone()
         .unwrap_or_else(|| config.files.roster.clone());
+    // The plan's pages stay in the WAL until a command sends requests (see
+    // `ledger::checkpoint`); an earlier plan's are copied out meanwhile.
+    ledger.defer_checkpoints()?;
+    let checkpointing = ledger.checkpoint_in_background();
+    let planned = plan_steps(config, ledger, command, options, &catalog, roster_path);
+    if let Some(checkpointing) = checkpointing {
+        // The thread logs its own failure; a panic there is no reason to fail the plan.
+        let _ = checkpointing.join();
+    }
+    planned
+}
+
+fn plan_steps(
+    config: &Config,
+    ledger: &mut Ledger,
+    command: &str,
+    options: &PlanOptions,
+    catalog: &Catalog,
+    roster_path: PathBuf,
+) -> Result<(i64, Planned)> {
     let started = Instant::now();
     let (mut reader, index, early) = read_index_and_roster(ledger, || {
         RosterReader::open(
             &roster_path,
-            &catalog,
+            catalog,
             &config.defaults,
             &config.columns,
             &config.read,
@@ -91,21 +111,22 @@ fn plan_step(
     let started = Instant::now();
     let plan_file = report::run_dir(&config.runs_dir(), run_id).join("plan.csv");
     let (planned, refusal) = ledger.write_plan(run_id, |tx| {
-        let mut planner = Planner::new(index, tx);
-        planner.read_roster(&mut reader, early)?;
-        let rows = reader.rows();
-        let outcome = planner.finish(|lines| reader.originals(lines), rows)?;
+        // plan.csv is written while the plan is made, op by op as the ledger stores them; it
+        // is written before the threshold is checked: a refused plan's file says who it would
+        // have deactivated.
+        report::prepare_run_dir(plan_file.parent().unwrap_or(Path::new(".")))?;
+        let (outcome, who) = plan_csv::write_while(&plan_file, catalog, tx, |tx| {
+            let mut planner = Planner::new(index, tx);
+            planner.read_roster(&mut reader, early)?;
+            let rows = reader.rows();
+            planner.finish(|lines| reader.originals(lines), rows)
+        })?;
         tracing::debug!(
             secs = started.elapsed().as_secs_f64(),
             ops = outcome.plan.total(),
-            "roster read and diffed"
+            rewritten = tx.withdrew_ops(),
+            "roster read and diffed, plan.csv written"
         );
-        // Written before the threshold is checked: a refused plan's file says who it would
-        // have deactivated.
-        let started = Instant::now();
-        report::prepare_run_dir(plan_file.parent().unwrap_or(Path::new(".")))?;
-        let who = plan_csv::write(&plan_file, &catalog, |each| tx.for_each_op(each))?;
-        tracing::debug!(secs = started.elapsed().as_secs_f64(), "plan.csv written");
         let planned = Planned {
             outcome,
             roster_path,
@@ -498,6 +519,12 @@ async fn execute(
     planned: Option<Planned>,
 ) -> Result<Finish> {
     let client = Arc::new(Client::new(&config.api)?);
+    // Before the first request: every page the plan committed goes into the database file,
+    // synced, and SQLite checkpoints on its own again during apply.
+    ledger
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .make_durable()?;
     let stats = apply::apply(ledger.clone(), client, &config.api, run_id).await?;
     print_apply(&stats);
     let ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());

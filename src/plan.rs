@@ -184,17 +184,19 @@ impl Plan {
 
 /// XXH3-64 over parts, each followed by a unit separator. XXH3 is a published algorithm
 /// (unlike `DefaultHasher`, which may change between Rust releases), so a new rostersync does
-/// not see every user as changed. Streaming: no buffer is built per user.
-struct PartsHasher(xxhash_rust::xxh3::Xxh3);
+/// not see every user as changed. The parts are gathered in a buffer and hashed at once,
+/// which gives exactly the digest the streaming hasher gives: that hasher's state is over
+/// half a kilobyte, set up and copied part by part, a good share of a first import's time.
+struct PartsHasher(Vec<u8>);
 
 impl PartsHasher {
     fn new() -> Self {
-        PartsHasher(xxhash_rust::xxh3::Xxh3::new())
+        PartsHasher(Vec::with_capacity(256))
     }
 
     fn part(&mut self, part: &str) -> &mut Self {
-        self.0.update(part.as_bytes());
-        self.0.update(b"\x1f");
+        self.0.extend_from_slice(part.as_bytes());
+        self.0.push(0x1f);
         self
     }
 
@@ -202,16 +204,16 @@ impl PartsHasher {
     fn joined<'a>(&mut self, values: impl IntoIterator<Item = &'a str>) -> &mut Self {
         for (i, value) in values.into_iter().enumerate() {
             if i > 0 {
-                self.0.update(b";");
+                self.0.push(b';');
             }
-            self.0.update(value.as_bytes());
+            self.0.extend_from_slice(value.as_bytes());
         }
-        self.0.update(b"\x1f");
+        self.0.push(0x1f);
         self
     }
 
     fn finish(&self) -> i64 {
-        self.0.digest() as i64
+        xxhash_rust::xxh3::xxh3_64(&self.0) as i64
     }
 }
 
@@ -264,15 +266,16 @@ pub fn content_hash(items: &[ContentRef]) -> i64 {
     hasher.finish()
 }
 
-/// The user object the API receives for a desired user.
-pub fn user_object(user: &DesiredUser, active: bool, content: Option<Vec<ContentRef>>) -> User {
+/// The user object the API receives for a desired user (taken apart: a first import builds
+/// a million of these, and copying each text again costs more than reading it did).
+pub fn user_object(user: DesiredUser, active: bool, content: Option<Vec<ContentRef>>) -> User {
     User {
         uuid: None,
         principal: Principal {
-            first_name: Some(user.first_name.clone()),
-            last_name: Some(user.last_name.clone()),
-            email: Some(user.email.clone()),
-            client_external_id: Some(user.key.clone()),
+            first_name: Some(user.first_name),
+            last_name: Some(user.last_name),
+            email: Some(user.email),
+            client_external_id: Some(user.key),
         },
         system: System {
             status: Some(
@@ -292,8 +295,8 @@ pub fn user_object(user: &DesiredUser, active: bool, content: Option<Vec<Content
             content,
         },
         attributes: Attributes {
-            position: user.position.clone(),
-            program_type: user.program_type.clone(),
+            position: user.position,
+            program_type: user.program_type,
         },
     }
 }
@@ -357,6 +360,10 @@ pub struct Remote {
     pub email: String,
     /// Content this tool enrolled.
     pub content: Vec<ContentRef>,
+    /// The profile last sent and acknowledged, as the ledger stores it (JSON), unread: only
+    /// plan.csv shows it, and it reads it on a thread of its own.
+    pub profile: String,
+    pub active: bool,
 }
 
 /// Where the planner reads the rest of a user and writes its ops: the ledger's plan
@@ -366,7 +373,13 @@ pub trait PlanIo {
     fn remote(&mut self, key: &str) -> Result<Option<Remote>>;
     /// Keys of active, acknowledged users whose fingerprint is in `wanted`.
     fn keys_of(&mut self, wanted: &HashSet<u64>) -> Result<Vec<String>>;
-    fn push(&mut self, op: NewOp) -> Result<()>;
+    /// Stores an op; `before` is its user as the ledger holds it (`None` for a create), for
+    /// plan.csv to show what the op changes.
+    fn push_op(&mut self, op: NewOp, before: Option<&Remote>) -> Result<()>;
+    /// Stores an op whose user the ledger does not hold.
+    fn push(&mut self, op: NewOp) -> Result<()> {
+        self.push_op(op, None)
+    }
     /// Remembers what a ledger user's roster row normalized to.
     fn remember(&mut self, key: &str, row: RowMemo) -> Result<()>;
     /// Withdraws the ops already pushed for these keys (refused later by a cross-row rule);
@@ -376,15 +389,19 @@ pub trait PlanIo {
 
 /// Rows read ahead while the ledger's index loads (the two long steps of a big night, which
 /// need nothing from each other), with a mark every [`EarlyRows::MARK_EVERY`] rows to read
-/// them again from.
+/// them again from, and one after the last.
 #[derive(Default)]
 pub struct EarlyRows {
     rows: Vec<RawRow>,
     marks: Vec<Mark>,
+    end: Option<Mark>,
 }
 
 impl EarlyRows {
-    const MARK_EVERY: usize = 4096;
+    /// Close together: a night's changed rows are scattered all over the file (1% of a
+    /// million rows is one in a hundred), and only the rows between a mark and a changed row
+    /// are parsed again. A mark is a few dozen bytes.
+    const MARK_EVERY: usize = 16;
 
     /// Reads rows while `more()` says so and rows remain.
     pub fn read(reader: &mut RosterReader<'_>, more: impl Fn() -> bool) -> Result<EarlyRows> {
@@ -398,6 +415,7 @@ impl EarlyRows {
                 None => break,
             }
         }
+        early.end = Some(reader.mark());
         Ok(early)
     }
 
@@ -470,31 +488,42 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
 
     /// Diffs every row of a roster: first the rows read ahead, then the rest of `reader`. A
     /// row is normalized only when the ledger cannot settle it from its fingerprints; rows
-    /// read ahead that need it are read again, from the mark before the first of them.
+    /// read ahead that need it are read again, each from the mark before it (the rows in
+    /// between are parsed again, not the whole file).
     pub fn read_roster(&mut self, reader: &mut RosterReader<'_>, early: EarlyRows) -> Result<()> {
-        let unsettled: Vec<u64> = early
-            .rows
-            .iter()
-            .filter(|raw| !self.settled(raw))
-            .map(|raw| raw.line)
+        let unsettled: Vec<usize> = (0..early.rows.len())
+            .filter(|&i| !self.settled(&early.rows[i]))
             .collect();
-        if let (Some(&first), Some(last)) = (unsettled.first(), early.rows.last()) {
-            let from = early.rows.partition_point(|raw| raw.line < first);
-            reader.rewind(&early.marks[from / EarlyRows::MARK_EVERY])?;
-            let mut pending = unsettled.iter().peekable();
-            while let Some(raw) = reader.next_raw()? {
-                if pending.next_if_eq(&&raw.line).is_some() {
-                    self.row(reader.resolve(), Some(raw.digest))?;
+        if !unsettled.is_empty() {
+            // The row the reader gives next, by its place among the rows read ahead.
+            let mut next = early.rows.len();
+            let label = reader.label().to_owned();
+            let changed = || anyhow::anyhow!("{label}: the roster changed while it was being read");
+            for &wanted in &unsettled {
+                let mark = wanted / EarlyRows::MARK_EVERY;
+                if next > wanted || next / EarlyRows::MARK_EVERY < mark {
+                    reader.rewind(&early.marks[mark])?;
+                    next = mark * EarlyRows::MARK_EVERY;
                 }
-                if raw.line >= last.line {
-                    break;
+                loop {
+                    let raw = reader.next_raw()?.ok_or_else(changed)?;
+                    let expected = &early.rows[next];
+                    next += 1;
+                    if (raw.line, raw.digest) != (expected.line, expected.digest) {
+                        return Err(changed());
+                    }
+                    if next > wanted {
+                        self.row(reader.resolve(), Some(raw.digest))?;
+                        break;
+                    }
                 }
             }
-            anyhow::ensure!(
-                pending.peek().is_none(),
-                "{}: the roster changed while it was being read",
-                reader.label()
-            );
+            // On after the last row read ahead. A broken row ends what is read ahead and is
+            // never settled, so the reader stands after it already, knowing the file broken.
+            if next < early.rows.len() {
+                let end = early.end.as_ref().ok_or_else(changed)?;
+                reader.rewind(end)?;
+            }
         }
         while let Some(raw) = reader.next_raw()? {
             if !self.settled(&raw) {
@@ -562,9 +591,10 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                     self.io.remember(&user.key, memo)?;
                 }
                 let before = self.plan.ops_pushed;
-                self.diff_one(&user, wanted, known, memo)?;
+                let line = user.line;
+                self.diff_one(user, wanted, known, memo)?;
                 if self.plan.ops_pushed > before {
-                    self.lines_with_ops.push(user.line);
+                    self.lines_with_ops.push(line);
                 }
             }
         }
@@ -588,20 +618,29 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         (key_hash, Some(*known))
     }
 
-    fn push(&mut self, key: &str, kind: OpKind, payload: OpPayload) -> Result<()> {
+    fn push(
+        &mut self,
+        key: String,
+        kind: OpKind,
+        payload: OpPayload,
+        before: Option<&Remote>,
+    ) -> Result<()> {
         self.plan.count(kind, 1);
         self.plan.ops_pushed += 1;
-        self.io.push(NewOp {
-            key: key.to_owned(),
-            seq: seq_of(kind),
-            kind,
-            payload,
-        })
+        self.io.push_op(
+            NewOp {
+                key,
+                seq: seq_of(kind),
+                kind,
+                payload,
+            },
+            before,
+        )
     }
 
     fn diff_one(
         &mut self,
-        user: &DesiredUser,
+        user: DesiredUser,
         wanted: Wanted,
         known: Option<Known>,
         memo: Option<RowMemo>,
@@ -624,14 +663,16 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         };
         let (Some(known), Some(remote)) = (known, remote) else {
             if user.active {
+                let key = user.key.clone();
+                let content = user.content.to_vec();
                 let payload = OpPayload {
                     uuid: None,
-                    user: Some(user_object(user, true, Some(user.content.to_vec()))),
+                    user: Some(user_object(user, true, Some(content))),
                     items: vec![],
                     profile_hash: wanted.profile_hash,
                     row: memo,
                 };
-                self.push(&user.key, OpKind::Create, payload)?;
+                self.push(key, OpKind::Create, payload, None)?;
             } else {
                 self.plan.skipped_inactive += 1;
             }
@@ -640,15 +681,16 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         if !user.active {
             if known.active {
                 self.push(
-                    &user.key,
+                    user.key,
                     OpKind::Deactivate,
                     OpPayload {
-                        uuid: Some(remote.uuid),
+                        uuid: Some(remote.uuid.clone()),
                         user: None,
                         items: vec![],
                         profile_hash: 0,
                         row: None,
                     },
+                    Some(&remote),
                 )?;
             }
             return Ok(());
@@ -659,6 +701,16 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         if !profile_changed && !content_changed {
             return Ok(());
         }
+        // Worked out before the user is taken apart for the update; sent after it.
+        let content_ops = if content_changed {
+            [
+                (OpKind::Enroll, missing_from(&user.content, &remote.content)),
+                (OpKind::Remove, missing_from(&remote.content, &user.content)),
+            ]
+        } else {
+            [(OpKind::Enroll, Vec::new()), (OpKind::Remove, Vec::new())]
+        };
+        let key = user.key.clone();
         if profile_changed {
             let payload = OpPayload {
                 uuid: Some(remote.uuid.clone()),
@@ -667,25 +719,22 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                 profile_hash: hash,
                 row: None,
             };
-            self.push(&user.key, OpKind::Update, payload)?;
+            self.push(key.clone(), OpKind::Update, payload, Some(&remote))?;
         }
-        if content_changed {
-            let added = missing_from(&user.content, &remote.content);
-            let removed = missing_from(&remote.content, &user.content);
-            for (kind, items) in [(OpKind::Enroll, added), (OpKind::Remove, removed)] {
-                if !items.is_empty() {
-                    self.push(
-                        &user.key,
-                        kind,
-                        OpPayload {
-                            uuid: Some(remote.uuid.clone()),
-                            user: None,
-                            items,
-                            profile_hash: 0,
-                            row: None,
-                        },
-                    )?;
-                }
+        for (kind, items) in content_ops {
+            if !items.is_empty() {
+                self.push(
+                    key.clone(),
+                    kind,
+                    OpPayload {
+                        uuid: Some(remote.uuid.clone()),
+                        user: None,
+                        items,
+                        profile_hash: 0,
+                        row: None,
+                    },
+                    Some(&remote),
+                )?;
             }
         }
         Ok(())
@@ -802,7 +851,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                     continue;
                 }
             }
-            deactivations.push((key, remote.uuid));
+            deactivations.push((key, remote));
         }
         // A row that cannot be split and names nobody who would be deactivated may still be
         // one of them (its key mistyped as well): none of them is certain.
@@ -825,17 +874,18 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             self.plan.withheld = deactivations.len();
             deactivations.clear();
         }
-        for (key, uuid) in deactivations {
+        for (key, remote) in deactivations {
             self.push(
-                &key,
+                key,
                 OpKind::Deactivate,
                 OpPayload {
-                    uuid: Some(uuid),
+                    uuid: Some(remote.uuid.clone()),
                     user: None,
                     items: vec![],
                     profile_hash: 0,
                     row: None,
                 },
+                Some(&remote),
             )?;
         }
         self.plan.unchanged =
@@ -895,7 +945,7 @@ mod tests {
                 .cloned()
                 .collect())
         }
-        fn push(&mut self, op: NewOp) -> Result<()> {
+        fn push_op(&mut self, op: NewOp, _before: Option<&Remote>) -> Result<()> {
             self.ops.push(op);
             Ok(())
         }
@@ -952,6 +1002,8 @@ mod tests {
                     uuid: format!("uuid-{}", user.key),
                     email: user.email.clone(),
                     content: user.content.to_vec(),
+                    profile: String::new(),
+                    active: user.active,
                 },
             );
         }
@@ -1143,6 +1195,8 @@ mod tests {
                     uuid: format!("uuid-{}", op.key),
                     email: user.principal.email.clone().unwrap(),
                     content,
+                    profile: String::new(),
+                    active: true,
                 },
             );
         }
@@ -1381,6 +1435,24 @@ mod tests {
             ..Safety::default()
         };
         assert!(plan.check_threshold(&counted, None, None).is_err());
+    }
+
+    #[test]
+    fn parts_hash_as_the_streaming_hasher_did_whatever_the_length() {
+        // Lengths around XXH3's internal boundaries (16, 128, 240 bytes, its 256-byte
+        // buffer, its 1 KiB stripes): the digest must not move for any profile.
+        for n in [
+            0, 1, 15, 16, 17, 100, 127, 128, 129, 239, 240, 241, 255, 256, 257, 1100,
+        ] {
+            let long = "x".repeat(n);
+            let parts = [long.as_str(), "Ana", "", "ana@example.com"];
+            let mut streaming = xxhash_rust::xxh3::Xxh3::new();
+            for part in parts {
+                streaming.update(part.as_bytes());
+                streaming.update(b"\x1f");
+            }
+            assert_eq!(parts_hash(&parts), streaming.digest() as i64, "length {n}");
+        }
     }
 
     #[test]

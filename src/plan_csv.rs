@@ -12,17 +12,21 @@
 //! Owns the file's format and the handful of lines printed from it. Every cell goes through
 //! [`crate::report::guard`] as in the other reports; the file is created 0600, never through
 //! a symlink ([`crate::fsmode::create_private_new`]). It must never hold more than a handful
-//! of ops in memory: the plan is streamed from the ledger into the file.
+//! of ops in memory: the plan is streamed into the file while it is made
+//! ([`write_while`]), each op as the plan transaction stores it; only a plan that withdrew
+//! ops it had stored (a key found on two rows) is read back from the transaction, so that
+//! the file never lists an op the plan does not hold.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::ingest::catalog::Catalog;
-use crate::ledger::{Before, OpKind, PlannedOp};
+use crate::ledger::{Before, OpKind, PlanTx, PlannedOp, PushedOp};
 use crate::report::guarded;
 use crate::targets::praesidium::model::{ContentRef, STATUS_INACTIVE, User};
 
@@ -120,6 +124,56 @@ impl<'c> Names<'c> {
     }
 }
 
+/// Writes plan.csv at `path` while `plan` makes the plan in `tx`: every batch of ops the
+/// transaction stores is passed to a thread of its own that describes and writes them, so
+/// that neither the planner's thread nor the ledger's writer waits for the file, and the
+/// plan is not read back from the ledger afterwards. If the plan withdrew ops it had stored
+/// ([`PlanTx::withdrew_ops`]), the file is written again from the transaction. When `plan`
+/// fails, the file is removed: it lists a plan that was never made.
+pub fn write_while<T>(
+    path: &Path,
+    catalog: &Catalog,
+    tx: &mut PlanTx,
+    plan: impl FnOnce(&mut PlanTx) -> Result<T>,
+) -> Result<(T, PlanFile)> {
+    let streamed = std::thread::scope(|scope| {
+        // Two batches on their way at most: the file cannot fall far behind the ledger.
+        let (to_file, stored) = sync_channel::<Vec<PushedOp>>(2);
+        let writing = scope.spawn(move || {
+            write(path, catalog, |each| {
+                for batch in stored {
+                    for op in batch {
+                        each(op.planned())?;
+                    }
+                }
+                Ok(())
+            })
+        });
+        let planned = tx.forward_ops(to_file).and_then(|()| plan(tx));
+        // Closes the channel whatever happened, so that the thread ends before it is joined;
+        // a writer that stopped has closed it already.
+        let stopped = tx.stop_forwarding();
+        let written = writing
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the plan.csv writer panicked")));
+        let planned = planned?;
+        stopped?;
+        Ok((planned, written?))
+    });
+    let (planned, file) = match streamed {
+        Ok(done) => done,
+        Err(error) => {
+            let _ = std::fs::remove_file(path);
+            return Err(error);
+        }
+    };
+    if !tx.withdrew_ops() {
+        return Ok((planned, file));
+    }
+    let file = write(path, catalog, |each| tx.for_each_op(each))?;
+    Ok((planned, file))
+}
+
 /// Writes plan.csv at `path` from the ops `source` hands over (see
 /// [`crate::ledger::PlanTx::for_each_op`]).
 pub fn write(
@@ -128,7 +182,10 @@ pub fn write(
     source: impl FnOnce(&mut dyn FnMut(PlannedOp) -> Result<()>) -> Result<()>,
 ) -> Result<PlanFile> {
     let context = || format!("cannot write {}", path.display());
-    let mut writer = csv::Writer::from_writer(crate::fsmode::create_private_new(path)?);
+    // A large buffer: a million-op plan is a file of a few hundred megabytes.
+    let mut writer = csv::WriterBuilder::new()
+        .buffer_capacity(1 << 18)
+        .from_writer(crate::fsmode::create_private_new(path)?);
     writer.write_record(HEADER).with_context(context)?;
     let mut file = PlanFile {
         path: path.to_path_buf(),
@@ -265,24 +322,35 @@ fn describe_with(op: &PlannedOp, catalog: &Catalog, names: &Names<'_>) -> PlanLi
     }
 }
 
-/// A new person: everything they are created with beyond their name and email.
+/// A new person: everything they are created with beyond their name and email, as
+/// `new user; field: value; ...`. Built in place: a first import describes a million.
 fn created(user: Option<&User>, catalog: &Catalog, names: &Names<'_>) -> String {
     let Some(user) = user else {
         return NOT_RECORDED.to_owned();
     };
-    let mut parts: Vec<String> = FIELDS[3..]
-        .iter()
-        .map(|f| (f, field(user, f, catalog, names)))
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(f, v)| format!("{f}: {v}"))
-        .collect();
+    let mut shown = String::with_capacity(192);
+    shown.push_str("new user");
+    let part = |shown: &mut String, name: &str, value: &str| {
+        shown.push_str("; ");
+        shown.push_str(name);
+        shown.push_str(": ");
+        shown.push_str(value);
+    };
+    for name in &FIELDS[3..] {
+        let value = field(user, name, catalog, names);
+        if !value.is_empty() {
+            part(&mut shown, name, &value);
+        }
+    }
     let items = user.context.content.as_deref().unwrap_or_default();
     if !items.is_empty() {
-        parts.push(format!("content: {}", content(items, catalog, names)));
+        part(&mut shown, "content", &content(items, catalog, names));
     }
-    format!("new user; {}", parts.join("; "))
-        .trim_end_matches("; ")
-        .to_owned()
+    // As the parts joined after "new user; " would be, with that separator trimmed off the
+    // end (all of it when there are no parts).
+    let end = shown.trim_end_matches("; ").len();
+    shown.truncate(end);
+    shown
 }
 
 /// Each field an update changes, `before → after`.
@@ -450,6 +518,90 @@ mod tests {
         assert_eq!(describe(&enroll, &catalog).changes, "adds content: FA-100");
         let nobody = describe(&op(OpKind::Deactivate, None, None), &catalog);
         assert_eq!(nobody.email, NOT_RECORDED);
+    }
+
+    fn create(key: &str) -> crate::ledger::NewOp {
+        let mut user = user("Ana", "Lima", "ana@x.com", "Lakeside Camp");
+        user.principal.client_external_id = Some(key.into());
+        crate::ledger::NewOp {
+            key: key.into(),
+            seq: 0,
+            kind: OpKind::Create,
+            payload: OpPayload {
+                uuid: None,
+                user: Some(user),
+                items: vec![],
+                profile_hash: 1,
+                row: None,
+            },
+        }
+    }
+
+    fn keys_in(path: &Path) -> Vec<String> {
+        csv::Reader::from_path(path)
+            .unwrap()
+            .records()
+            .map(|r| r.unwrap()[0].to_owned())
+            .collect()
+    }
+
+    /// Issue 11: plan.csv is written while the plan is made, from the ops as they are stored;
+    /// an op withdrawn afterwards (its key found again further down) must not stay listed.
+    #[test]
+    fn ops_are_listed_as_stored_and_a_withdrawn_one_is_not() {
+        use crate::plan::PlanIo;
+        let catalog = crate::samples::catalog();
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = crate::ledger::Ledger::open(&dir.path().join("l.db")).unwrap();
+        let run = ledger.begin_run("test").unwrap();
+        let path = dir.path().join("plan.csv");
+        let file = ledger
+            .write_plan(run, |tx| {
+                let (_, file) = write_while(&path, &catalog, tx, |tx| {
+                    // More than a batch, so that some are written before the withdrawal.
+                    for i in 0..5000 {
+                        tx.push(create(&format!("E{i}")))?;
+                    }
+                    tx.retract(&["E7".to_owned()])
+                })?;
+                Ok(file)
+            })
+            .unwrap();
+        let keys = keys_in(&path);
+        assert_eq!(keys.len(), 4999);
+        assert!(!keys.contains(&"E7".to_owned()));
+        assert_eq!(file.written["create"], 4999);
+
+        let run = ledger.begin_run("test").unwrap();
+        let file = ledger
+            .write_plan(run, |tx| {
+                let (_, file) = write_while(&path, &catalog, tx, |tx| {
+                    tx.push(create("F1"))?;
+                    tx.push(create("F2"))
+                })?;
+                Ok(file)
+            })
+            .unwrap();
+        assert_eq!(keys_in(&path), ["F1", "F2"]);
+        assert_eq!(file.first["create"][1].external_id, "F2");
+    }
+
+    #[test]
+    fn a_plan_that_fails_leaves_no_plan_csv() {
+        use crate::plan::PlanIo;
+        let catalog = crate::samples::catalog();
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = crate::ledger::Ledger::open(&dir.path().join("l.db")).unwrap();
+        let run = ledger.begin_run("test").unwrap();
+        let path = dir.path().join("plan.csv");
+        let failed = ledger.write_plan(run, |tx| {
+            write_while(&path, &catalog, tx, |tx| -> Result<()> {
+                tx.push(create("G1"))?;
+                anyhow::bail!("the roster changed while it was being read")
+            })
+        });
+        assert!(failed.is_err());
+        assert!(!path.exists());
     }
 
     #[test]

@@ -433,12 +433,20 @@ impl<R: Read + Seek> RecordReader<R> {
         self.at
     }
 
-    /// Reads again from a position [`RecordReader::position`] gave.
+    /// Reads again from a position [`RecordReader::position`] gave. A position inside what
+    /// is buffered is read from the buffer: reading scattered rows again (a night's changed
+    /// rows, a few in every chunk) seeks to each of them.
     pub fn seek(&mut self, to: Position) -> io::Result<()> {
-        self.source.seek(SeekFrom::Start(to.byte))?;
+        // `at` is the position of `buf[pos]`, so `buf` holds the bytes from `base` on.
+        let base = self.at.byte - self.pos as u64;
+        if (base..base + self.filled as u64).contains(&to.byte) {
+            self.pos = (to.byte - base) as usize;
+        } else {
+            self.source.seek(SeekFrom::Start(to.byte))?;
+            self.pos = 0;
+            self.filled = 0;
+        }
         self.core.reset();
-        self.pos = 0;
-        self.filled = 0;
         self.eof = false;
         self.at = to;
         Ok(())
@@ -724,6 +732,36 @@ mod tests {
         assert_eq!((record.line(), record.as_slice().to_vec()), first);
         assert_eq!(first.0, 2);
         assert_eq!(record.original(), "1,2,3");
+    }
+
+    #[test]
+    fn seeking_within_the_buffer_and_beyond_it_reads_the_same_records() {
+        // Records of 100 bytes or so, far more than one chunk of them.
+        let text: String = (0..10_000)
+            .map(|i| format!("{i},{}\n", "x".repeat(90)))
+            .collect();
+        let mut reader = RecordReader::new(io::Cursor::new(text.into_bytes()));
+        let mut record = Record::default();
+        let mut marks = Vec::new();
+        loop {
+            let mark = reader.position();
+            if !reader.read(&mut record).unwrap() {
+                break;
+            }
+            marks.push((mark, record.line(), record.as_slice().to_vec()));
+        }
+        // Forward a little (in the buffer), back a little, far back, far forward.
+        for i in [0, 3, 2, 5_000, 4_999, 5_001, 9_999, 10, 7_777] {
+            let (mark, line, ref cells) = marks[i];
+            reader.seek(mark).unwrap();
+            assert!(reader.read(&mut record).unwrap());
+            assert_eq!(
+                (record.line(), record.as_slice()),
+                (line, &cells[..]),
+                "row {i}"
+            );
+            assert_eq!(line, i as u64 + 1);
+        }
     }
 
     #[test]

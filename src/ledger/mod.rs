@@ -5,13 +5,14 @@
 //! and every read and write of it. It must never record a remote state the API did not
 //! acknowledge, and never hold a secret or a token.
 
+mod checkpoint;
 mod history;
 pub mod migrate;
 mod payload;
 mod plan_writer;
 
 pub use history::{LedgerStatus, OpCount, RunRow};
-pub use plan_writer::{Before, PlanTx, PlannedOp};
+pub use plan_writer::{Before, PlanTx, PlannedOp, PushedOp};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -1005,6 +1006,92 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((remote.uuid.as_str(), remote.content.len()), ("u-1", 1));
+    }
+
+    fn plan_creates(ledger: &mut Ledger, keys: &[&str], commit: bool) -> i64 {
+        let run = ledger.begin_run("test").unwrap();
+        ledger
+            .write_plan(run, |tx| {
+                tx.delete_replaced()?;
+                for key in keys {
+                    tx.push(NewOp {
+                        key: (*key).into(),
+                        seq: 0,
+                        kind: OpKind::Create,
+                        payload: OpPayload {
+                            uuid: None,
+                            user: Some(User::default()),
+                            items: vec![],
+                            profile_hash: 1,
+                            row: None,
+                        },
+                    })?;
+                }
+                if commit { tx.commit() } else { Ok(()) }
+            })
+            .unwrap();
+        run
+    }
+
+    fn pending_keys(ledger: &Ledger) -> Vec<String> {
+        ledger
+            .pending_ops()
+            .unwrap()
+            .into_iter()
+            .map(|op| op.key)
+            .collect()
+    }
+
+    /// Issue 11: the replaced plan's pending ops are withdrawn by id range and deleted while
+    /// the new plan is written. The newest ops of the old plan were pending (the ones after
+    /// the last done one), so a new op numbered by SQLite after them would fall below the new
+    /// plan's first id and never be pending.
+    #[test]
+    fn a_new_plan_replaces_the_pending_ops_of_a_partly_applied_one_and_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(&dir.path().join("l.db")).unwrap();
+        let first = plan_creates(&mut ledger, &["A", "B", "C", "D", "E"], true);
+        let done: Vec<(Op, Effect)> = ledger.pending_ops().unwrap()[..2]
+            .iter()
+            .map(|op| {
+                let effect = Effect {
+                    uuid: Some(format!("u-{}", op.key)),
+                    http_status: Some(201),
+                    message: None,
+                    adopted: false,
+                };
+                (op.clone(), effect)
+            })
+            .collect();
+        ledger.complete_many(first, &done).unwrap();
+        assert_eq!(pending_keys(&ledger), ["C", "D", "E"]);
+
+        // Not committed: the old plan stays as it was.
+        plan_creates(&mut ledger, &["X"], false);
+        assert_eq!(pending_keys(&ledger), ["C", "D", "E"]);
+
+        plan_creates(&mut ledger, &["C", "D", "E", "F"], true);
+        assert_eq!(pending_keys(&ledger), ["C", "D", "E", "F"]);
+        let states: Vec<(String, String)> = ledger
+            .conn
+            .prepare("SELECT key, state FROM ops ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let expected: Vec<(String, String)> = [
+            ("A", "done"),
+            ("B", "done"),
+            ("C", "pending"),
+            ("D", "pending"),
+            ("E", "pending"),
+            ("F", "pending"),
+        ]
+        .iter()
+        .map(|(k, s)| ((*k).into(), (*s).into()))
+        .collect();
+        assert_eq!(states, expected, "the replaced ops are deleted");
     }
 
     #[test]

@@ -26,16 +26,28 @@ enum Id<'a> {
 
 impl<'a> Id<'a> {
     fn of(text: &'a str) -> Id<'a> {
-        match uuid::Uuid::try_parse(text) {
-            Ok(uuid)
-                if uuid
-                    .hyphenated()
-                    .encode_lower(&mut uuid::Uuid::encode_buffer())
-                    == text =>
-            {
-                Id::Uuid(uuid)
+        match canonical_uuid(text) {
+            Some(uuid) => Id::Uuid(uuid),
+            None => Id::Text(Cow::Borrowed(text)),
+        }
+    }
+
+    /// [`Id::of`], for a UUID that comes back op after op (a catalog's client, location or
+    /// content item), through `known`.
+    fn of_catalog(text: &'a str, known: &mut Known) -> Id<'a> {
+        let uuid = match known.get(text) {
+            Some(&uuid) => uuid,
+            None => {
+                let uuid = canonical_uuid(text);
+                if known.len() < Encoder::MAX_KNOWN {
+                    known.insert(text.to_owned(), uuid);
+                }
+                uuid
             }
-            _ => Id::Text(Cow::Borrowed(text)),
+        };
+        match uuid {
+            Some(uuid) => Id::Uuid(uuid),
+            None => Id::Text(Cow::Borrowed(text)),
         }
     }
 
@@ -46,6 +58,19 @@ impl<'a> Id<'a> {
         }
     }
 }
+
+/// `text` as a UUID when it is one written the canonical way (lower case, hyphenated), so
+/// that it reads back as exactly `text`.
+fn canonical_uuid(text: &str) -> Option<uuid::Uuid> {
+    uuid::Uuid::try_parse(text).ok().filter(|uuid| {
+        uuid.hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer())
+            == text
+    })
+}
+
+/// Catalog UUIDs already parsed, by their text.
+type Known = rustc_hash::FxHashMap<String, Option<uuid::Uuid>>;
 
 type Text<'a> = Option<Cow<'a, str>>;
 
@@ -89,11 +114,11 @@ fn owned(value: Text<'_>) -> Option<String> {
     value.map(Cow::into_owned)
 }
 
-fn stored_content(items: &[ContentRef]) -> Vec<StoredContent<'_>> {
+fn stored_content<'a>(items: &'a [ContentRef], known: &mut Known) -> Vec<StoredContent<'a>> {
     items
         .iter()
         .map(|item| StoredContent {
-            uuid: Id::of(&item.uuid),
+            uuid: Id::of_catalog(&item.uuid, known),
             kind: Cow::Borrowed(&item.kind),
         })
         .collect()
@@ -110,38 +135,94 @@ fn content_refs(items: Vec<StoredContent<'_>>) -> Vec<ContentRef> {
 }
 
 /// The stored form of a payload.
+#[cfg(test)]
 pub fn encode(payload: &OpPayload) -> Vec<u8> {
-    let user = payload.user.as_ref().map(|user| StoredUser {
-        uuid: text(&user.uuid),
-        first_name: text(&user.principal.first_name),
-        last_name: text(&user.principal.last_name),
-        email: text(&user.principal.email),
-        client_external_id: text(&user.principal.client_external_id),
-        status: text(&user.system.status),
-        role: text(&user.system.role),
-        person: if user.person.is_empty() {
-            Cow::Borrowed("")
-        } else {
-            Cow::Owned(serde_json::Value::Object(user.person.clone()).to_string())
-        },
-        client: user.context.client.as_deref().map(Id::of),
-        locations: user.context.locations.iter().map(|l| Id::of(l)).collect(),
-        content: user.context.content.as_deref().map(stored_content),
-        position: text(&user.attributes.position),
-        program_type: text(&user.attributes.program_type),
-    });
-    let stored = Stored {
-        uuid: payload.uuid.as_deref().map(Id::of),
-        user,
-        items: stored_content(&payload.items),
-        profile_hash: payload.profile_hash,
-    };
-    let mut bytes = postcard::to_allocvec(&stored).expect("an op payload always encodes");
-    // The row memo trails the record, so payloads written before it existed still decode.
-    if let Some(row) = &payload.row {
-        bytes.extend(postcard::to_allocvec(row).expect("a row memo always encodes"));
+    Encoder::default().encode(payload).to_vec()
+}
+
+/// Encodes payload after payload into one buffer, parsing each catalog UUID once: a first
+/// import encodes a million payloads with the same few dozen clients, locations and items.
+#[derive(Default)]
+pub struct Encoder {
+    bytes: Vec<u8>,
+    known: Known,
+}
+
+impl Encoder {
+    /// Catalog UUIDs remembered at most (a catalog has far fewer).
+    const MAX_KNOWN: usize = 4096;
+    /// Bytes of the buffer to begin with: a payload is a few hundred.
+    const FIRST_BUFFER: usize = 4096;
+
+    /// The stored form of `payload`, valid until the next call.
+    pub fn encode(&mut self, payload: &OpPayload) -> &[u8] {
+        let known = &mut self.known;
+        let user = payload.user.as_ref().map(|user| StoredUser {
+            uuid: text(&user.uuid),
+            first_name: text(&user.principal.first_name),
+            last_name: text(&user.principal.last_name),
+            email: text(&user.principal.email),
+            client_external_id: text(&user.principal.client_external_id),
+            status: text(&user.system.status),
+            role: text(&user.system.role),
+            person: if user.person.is_empty() {
+                Cow::Borrowed("")
+            } else {
+                Cow::Owned(serde_json::Value::Object(user.person.clone()).to_string())
+            },
+            client: user
+                .context
+                .client
+                .as_deref()
+                .map(|c| Id::of_catalog(c, known)),
+            locations: user
+                .context
+                .locations
+                .iter()
+                .map(|l| Id::of_catalog(l, known))
+                .collect(),
+            content: user
+                .context
+                .content
+                .as_deref()
+                .map(|items| stored_content(items, known)),
+            position: text(&user.attributes.position),
+            program_type: text(&user.attributes.program_type),
+        });
+        let stored = Stored {
+            // The user's own platform id: one per op, not worth remembering.
+            uuid: payload.uuid.as_deref().map(Id::of),
+            user,
+            items: stored_content(&payload.items, known),
+            profile_hash: payload.profile_hash,
+        };
+        // Into the buffer as it stands (a slice is postcard's fastest output), grown and tried
+        // again when a payload does not fit.
+        loop {
+            if self.bytes.len() < Self::FIRST_BUFFER {
+                self.bytes.resize(Self::FIRST_BUFFER, 0);
+            }
+            let written = postcard::to_slice(&stored, &mut self.bytes)
+                .map(|b| b.len())
+                .and_then(|used| {
+                    // The row memo trails the record, so payloads written before it existed
+                    // still decode.
+                    let memo = match &payload.row {
+                        Some(row) => postcard::to_slice(row, &mut self.bytes[used..])?.len(),
+                        None => 0,
+                    };
+                    Ok(used + memo)
+                });
+            match written {
+                Ok(len) => return &self.bytes[..len],
+                Err(postcard::Error::SerializeBufferFull) => {
+                    let grown = self.bytes.len() * 2;
+                    self.bytes.resize(grown, 0);
+                }
+                Err(error) => panic!("an op payload always encodes: {error}"),
+            }
+        }
     }
-    bytes
 }
 
 /// Reads a stored payload: the binary form, or the JSON text of an older ledger.
@@ -271,6 +352,29 @@ mod tests {
             row: None,
         };
         assert_eq!(decode(ValueRef::Blob(&encode(&bare))).unwrap(), bare);
+    }
+
+    #[test]
+    fn an_encoder_reused_for_many_payloads_encodes_each_as_alone() {
+        let mut encoder = Encoder::default();
+        let full = full_payload();
+        let bare = OpPayload {
+            uuid: Some("u-1".into()),
+            user: None,
+            items: vec![],
+            profile_hash: 0,
+            row: None,
+        };
+        // Larger than the encoder's first buffer.
+        let mut long = full_payload();
+        long.user.as_mut().unwrap().principal.first_name = Some("Zoë".repeat(3000));
+        // Twice each: the second time the catalog UUIDs (and the texts that are not UUIDs)
+        // come from what the encoder remembers.
+        for payload in [&full, &bare, &long, &full, &bare, &long] {
+            let bytes = encoder.encode(payload).to_vec();
+            assert_eq!(bytes, encode(payload));
+            assert_eq!(&decode(ValueRef::Blob(&bytes)).unwrap(), payload);
+        }
     }
 
     #[test]

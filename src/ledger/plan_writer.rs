@@ -1,22 +1,25 @@
 //! Writing a plan into the ledger while it is being made.
 //!
 //! A first import writes a million ops; done inline, SQLite's inserts and the roster's parsing
-//! took turns on one core. Here the planner's thread encodes ops and hands them over in
-//! batches to a writer thread that owns the plan's transaction, while reads of the users
-//! table go through a second, read-only connection (the plan writes only the users' row memo,
-//! which those reads never look at, so they see exactly what the transaction would). Owns
-//! that hand-over, and reading the plan back from inside the transaction (for plan.csv, also
-//! of a plan that is refused or a dry run and so never committed); it must never commit a
-//! plan the caller did not commit, nor lose an op it accepted.
+//! took turns on one core. Here the planner's thread hands ops over in batches to a writer
+//! thread that owns the plan's transaction and encodes and inserts them, while reads of the
+//! users table go through a second, read-only connection (the plan writes only the users'
+//! row memo, which those reads never look at, so they see exactly what the transaction
+//! would). The writer passes each batch it stored on to whoever shows the plan (plan.csv, on
+//! a thread of its own), so the plan is never read back from the ledger to be shown, except
+//! after an op was withdrawn ([`PlanTx::withdrew_ops`]). Owns that hand-over, and reading the
+//! plan back from inside the transaction (for plan.csv, also of a plan that is refused or a
+//! dry run and so never committed); it must never commit a plan the caller did not commit,
+//! nor lose an op it accepted.
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 
 use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{NewOp, OpKind, OpPayload, PENDING, RejectRow, RowMemo, now_ms, payload};
+use super::{NewOp, OpKind, OpPayload, RejectRow, RowMemo, now_ms, payload};
 use crate::ingest::roster::fingerprint;
 use crate::plan::{PlanIo, Remote};
 use crate::targets::praesidium::model::{ContentRef, User};
@@ -51,33 +54,56 @@ pub struct Before {
 /// Ops handed to the writer at a time: large enough that the channel costs nothing per op.
 const BATCH: usize = 4096;
 
-/// An op ready to insert: its payload already encoded.
-struct EncodedOp {
-    key: String,
-    seq: u32,
-    kind: OpKind,
-    payload: Vec<u8>,
+/// An op as the planner pushed it, with its user as the ledger holds it (`None` for a
+/// create), for plan.csv.
+#[derive(Debug, Clone)]
+pub struct PushedOp {
+    pub op: NewOp,
+    pub before: Option<Remote>,
+}
+
+impl PushedOp {
+    /// The op as plan.csv shows it (the stored profile is read here, on the caller's thread).
+    pub fn planned(self) -> PlannedOp {
+        PlannedOp {
+            key: self.op.key,
+            kind: self.op.kind,
+            payload: self.op.payload,
+            before: self.before.map(|remote| Before {
+                profile: serde_json::from_str(&remote.profile).ok(),
+                active: remote.active,
+                content: remote.content,
+            }),
+        }
+    }
 }
 
 type Reply<T> = SyncSender<Result<T>>;
 
 enum Command {
-    Insert(Vec<EncodedOp>),
+    Insert(Vec<PushedOp>),
+    /// Passes every batch stored from now on to this channel; `None` stops (closing it).
+    Forward(Option<SyncSender<Vec<PushedOp>>>),
     Remember(Vec<(String, RowMemo)>),
     Retract(Vec<String>, Reply<Vec<(String, OpKind)>>),
     Rejects(Vec<RejectRow>),
     /// Reads the plan's ops back, in plan order, into the channel (closed at the end).
     Export(SyncSender<Result<Vec<PlannedOp>>>),
     Commit(Reply<()>),
+    /// Deletes the replaced plan's ops now rather than when idle (for tests that need them
+    /// gone before the next op is stored).
+    #[cfg(test)]
+    DeleteReplaced(Reply<()>),
 }
 
 /// A plan being written. Dropped without [`PlanTx::commit`], it leaves the ledger as it was.
 pub struct PlanTx {
     reader: Connection,
     to_writer: SyncSender<Command>,
-    batch: Vec<EncodedOp>,
+    batch: Vec<PushedOp>,
     memos: Vec<(String, RowMemo)>,
-    replaced: usize,
+    /// Ops withdrawn after they were stored (and so perhaps already shown).
+    withdrawn: usize,
     committed: bool,
 }
 
@@ -92,11 +118,11 @@ pub(super) fn write_plan<T>(
     reader.busy_timeout(std::time::Duration::from_secs(5))?;
     // Two batches in flight at most: the planner never runs far ahead of the disk.
     let (to_writer, commands) = sync_channel::<Command>(2);
-    let (started_tx, started) = sync_channel::<Result<usize>>(1);
+    let (started_tx, started) = sync_channel::<Result<()>>(1);
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || writer(conn, run_id, commands, started_tx));
         let outcome = (|| {
-            let replaced = started
+            started
                 .recv()
                 .map_err(|_| anyhow!("the plan writer stopped before starting"))??;
             let mut tx = PlanTx {
@@ -104,7 +130,7 @@ pub(super) fn write_plan<T>(
                 to_writer,
                 batch: Vec::with_capacity(BATCH),
                 memos: Vec::new(),
-                replaced,
+                withdrawn: 0,
                 committed: false,
             };
             produce(&mut tx)
@@ -127,16 +153,31 @@ fn writer(
     conn: &mut Connection,
     run_id: i64,
     commands: Receiver<Command>,
-    started: SyncSender<Result<usize>>,
+    started: SyncSender<Result<()>>,
 ) -> Result<()> {
     // A bigger page cache for the bulk insert: SQLite otherwise spills pages to the WAL again
     // and again while a million-op plan is written.
     conn.pragma_update(None, "cache_size", -65536)?;
+    // The commit syncs the WAL: the checkpoint that used to sync a plan is deferred (see
+    // `super::checkpoint`), and a committed plan must survive a power loss as it did.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let written = write(conn, run_id, commands, started);
+    // Apply's many small commits are left to the checkpoint to sync, as before.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    written
+}
+
+fn write(
+    conn: &mut Connection,
+    run_id: i64,
+    commands: Receiver<Command>,
+    started: SyncSender<Result<()>>,
+) -> Result<()> {
     let begin = begin_plan(conn, run_id);
-    let (tx, ops_from) = match begin {
-        Ok((tx, replaced, ops_from)) => {
-            let _ = started.send(Ok(replaced));
-            (tx, ops_from)
+    let (tx, mut replaced, ops_from) = match begin {
+        Ok(begun) => {
+            let _ = started.send(Ok(()));
+            begun
         }
         Err(e) => {
             let _ = started.send(Err(anyhow!("cannot start writing the plan: {e:#}")));
@@ -144,23 +185,56 @@ fn writer(
         }
     };
     let now = now_ms();
-    for command in commands {
+    // Ids are given, not left to SQLite: it would number after the highest id left, and the
+    // replaced ops deleted meanwhile may leave that below this plan's first id.
+    let mut next_id = ops_from;
+    let mut encoder = payload::Encoder::default();
+    let mut forward: Option<SyncSender<Vec<PushedOp>>> = None;
+    loop {
+        // The replaced plan's ops are deleted a slice at a time whenever the planner has
+        // nothing for this thread: its thread reading the roster is the longer job.
+        let command = if replaced.is_empty() {
+            match commands.recv() {
+                Ok(command) => command,
+                Err(_) => break,
+            }
+        } else {
+            match commands.try_recv() {
+                Ok(command) => command,
+                Err(TryRecvError::Empty) => {
+                    replaced.delete_some(&tx)?;
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => break,
+            }
+        };
         match command {
             Command::Insert(ops) => {
                 let mut insert = tx.prepare_cached(
-                    "INSERT INTO ops (run_id, key, seq, kind, payload, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+                    "INSERT INTO ops (id, run_id, key, seq, kind, payload, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
                 )?;
-                for op in ops {
+                for pushed in &ops {
+                    let op = &pushed.op;
                     insert.execute(params![
+                        next_id,
                         run_id,
                         op.key,
                         op.seq,
                         op.kind.as_str(),
-                        op.payload,
+                        encoder.encode(&op.payload),
                         now
                     ])?;
+                    next_id += 1;
+                }
+                // Shown only once stored. A reader that hung up has failed on its own and
+                // says why when it is joined; the plan itself goes on.
+                if let Some(to) = &forward
+                    && to.send(ops).is_err()
+                {
+                    forward = None;
                 }
             }
+            Command::Forward(to) => forward = to,
             Command::Remember(memos) => {
                 let mut update = tx.prepare_cached(
                     "UPDATE users SET row_digest = ?2, row_state = ?3, row_email = ?4 WHERE key = ?1",
@@ -191,8 +265,16 @@ fn writer(
                     let _ = out.send(Err(error));
                 }
             }
+            #[cfg(test)]
+            Command::DeleteReplaced(reply) => {
+                let _ = reply.send(replaced.delete_all(&tx));
+            }
             Command::Commit(reply) => {
-                let _ = reply.send(tx.commit().context("cannot commit the plan"));
+                let committed = replaced
+                    .delete_all(&tx)
+                    .and_then(|()| Ok(tx.commit()?))
+                    .context("cannot commit the plan");
+                let _ = reply.send(committed);
                 return Ok(());
             }
         }
@@ -201,17 +283,62 @@ fn writer(
     Ok(())
 }
 
-/// Opens the plan's transaction: the pending ops of the last plan go, and this plan's ops
-/// start after every op there is. Returns the transaction, the ops replaced and the first id.
-fn begin_plan(conn: &mut Connection, run_id: i64) -> Result<(Transaction<'_>, usize, i64)> {
+/// The ops of the plan this one replaces that are still to be deleted: the pending ones among
+/// ids `next..end`.
+///
+/// Pending ops are the ones at or after the newest plan's first id (`PENDING`), so the moment
+/// this plan's first id is recorded, the older plan's ops are pending no more to anyone
+/// reading inside the transaction; deleting them is only tidying up, done while the planner
+/// is busy elsewhere, and always before the commit: a committed plan never leaves them
+/// behind, and a plan not committed leaves them as they were.
+struct Replaced {
+    next: i64,
+    end: i64,
+}
+
+impl Replaced {
+    /// Ids deleted at a time: a few milliseconds of work.
+    const SLICE: i64 = 4096;
+
+    fn is_empty(&self) -> bool {
+        self.next >= self.end
+    }
+
+    fn delete_some(&mut self, tx: &Transaction) -> Result<()> {
+        let to = self.end.min(self.next + Self::SLICE);
+        tx.prepare_cached("DELETE FROM ops WHERE id >= ?1 AND id < ?2 AND state = 'pending'")?
+            .execute(params![self.next, to])?;
+        self.next = to;
+        Ok(())
+    }
+
+    fn delete_all(&mut self, tx: &Transaction) -> Result<()> {
+        while !self.is_empty() {
+            self.delete_some(tx)?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens the plan's transaction: this plan's ops start after every op there is, which
+/// withdraws the last plan's pending ops (see [`Replaced`]). Returns the transaction, the
+/// ops to delete and this plan's first id.
+fn begin_plan(conn: &mut Connection, run_id: i64) -> Result<(Transaction<'_>, Replaced, i64)> {
     let tx = conn.transaction()?;
-    let replaced = tx.execute(&format!("DELETE FROM ops WHERE {PENDING}"), [])?;
+    let pending_from: i64 =
+        tx.query_row("SELECT coalesce(max(ops_from), 0) FROM runs", [], |r| {
+            r.get(0)
+        })?;
     let ops_from: i64 =
         tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM ops", [], |r| r.get(0))?;
     tx.execute(
         "UPDATE runs SET ops_from = ?2 WHERE id = ?1",
         params![run_id, ops_from],
     )?;
+    let replaced = Replaced {
+        next: pending_from,
+        end: ops_from,
+    };
     Ok((tx, replaced, ops_from))
 }
 
@@ -287,15 +414,30 @@ fn retract(tx: &Transaction, ops_from: i64, keys: &[String]) -> Result<Vec<(Stri
 }
 
 impl PlanTx {
-    /// Pending ops of an earlier plan that this one replaces.
-    pub fn replaced(&self) -> usize {
-        self.replaced
-    }
-
     fn send(&self, command: Command) -> Result<()> {
         self.to_writer
             .send(command)
             .map_err(|_| anyhow!("the plan writer stopped"))
+    }
+
+    /// Whether ops were withdrawn after they were stored: batches passed on
+    /// ([`PlanTx::forward_ops`]) then include ops the plan no longer holds.
+    pub fn withdrew_ops(&self) -> bool {
+        self.withdrawn > 0
+    }
+
+    /// Passes every op stored from now on to `to`, in plan order, batch by batch, with what
+    /// the ledger holds of its user: plan.csv is written from these while the plan is made.
+    /// Blocks when `to` is full: whoever reads it must keep up.
+    pub fn forward_ops(&mut self, to: SyncSender<Vec<PushedOp>>) -> Result<()> {
+        self.flush()?;
+        self.send(Command::Forward(Some(to)))
+    }
+
+    /// Passes on the ops pushed so far and closes the channel of [`PlanTx::forward_ops`].
+    pub fn stop_forwarding(&mut self) -> Result<()> {
+        self.flush()?;
+        self.send(Command::Forward(None))
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -331,6 +473,17 @@ impl PlanTx {
         Ok(())
     }
 
+    /// Waits until the replaced plan's ops are deleted.
+    #[cfg(test)]
+    pub fn delete_replaced(&mut self) -> Result<()> {
+        self.flush()?;
+        let (reply, answer) = sync_channel(1);
+        self.send(Command::DeleteReplaced(reply))?;
+        answer
+            .recv()
+            .map_err(|_| anyhow!("the plan writer stopped"))?
+    }
+
     /// Stores the plan: every op pushed and every reject written, or nothing.
     pub fn commit(&mut self) -> Result<()> {
         anyhow::ensure!(!self.committed, "the plan is already committed");
@@ -347,16 +500,23 @@ impl PlanTx {
 
 impl PlanIo for PlanTx {
     fn remote(&mut self, key: &str) -> Result<Option<Remote>> {
-        let found: Option<(Option<String>, String, String)> = self
+        type Row = (Option<String>, String, String, String, bool);
+        let found: Option<Row> = self
             .reader
-            .prepare_cached("SELECT uuid, email, content FROM users WHERE key = ?1")?
-            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .prepare_cached(
+                "SELECT uuid, email, content, profile, active FROM users WHERE key = ?1",
+            )?
+            .query_row([key], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .optional()?;
-        Ok(found.and_then(|(uuid, email, content)| {
+        Ok(found.and_then(|(uuid, email, content, profile, active)| {
             Some(Remote {
                 uuid: uuid?,
                 email,
                 content: serde_json::from_str(&content).unwrap_or_default(),
+                profile,
+                active,
             })
         }))
     }
@@ -376,12 +536,11 @@ impl PlanIo for PlanTx {
         Ok(keys)
     }
 
-    fn push(&mut self, op: NewOp) -> Result<()> {
-        self.batch.push(EncodedOp {
-            payload: payload::encode(&op.payload),
-            key: op.key,
-            seq: op.seq,
-            kind: op.kind,
+    fn push_op(&mut self, op: NewOp, before: Option<&Remote>) -> Result<()> {
+        // Encoded on the writer's thread: this one reads and diffs the roster, the longer job.
+        self.batch.push(PushedOp {
+            op,
+            before: before.cloned(),
         });
         if self.batch.len() >= BATCH {
             self.flush()?;
@@ -401,8 +560,10 @@ impl PlanIo for PlanTx {
         self.flush()?;
         let (reply, answer) = sync_channel(1);
         self.send(Command::Retract(keys.to_vec(), reply))?;
-        answer
+        let withdrawn = answer
             .recv()
-            .map_err(|_| anyhow!("the plan writer stopped"))?
+            .map_err(|_| anyhow!("the plan writer stopped"))??;
+        self.withdrawn += withdrawn.len();
+        Ok(withdrawn)
     }
 }
