@@ -23,6 +23,9 @@
 //!   `INCREASE × (rate at the last decrease)` per second, up to the ceiling. Proportional to
 //!   the rate found, so a limit of 5/s and one of 500/s are probed in the same number of seconds.
 //!   Slowly, because overshooting a leaky bucket costs one 429 per request above its burst.
+//!   The rate found is the one at the first decrease of a run of 429s: the decreases that
+//!   follow with nothing accepted in between (a limiter shut for a while) find nothing, and
+//!   climbing back at a share of the floor they reach would take hours.
 //! - **The pause** after a 429 without a usable Retry-After is one send interval at the
 //!   accepted rate (what a leaky bucket needs to take the next request), doubled with each
 //!   further 429 of the same generation answered without an acceptance in between (a fixed
@@ -105,7 +108,8 @@ pub struct Pacer {
     next_slot: Instant,
     paused_until: Option<Instant>,
     generation: u64,
-    /// The rate at the last decrease: sets the pace of the climb back.
+    /// The rate at the last decrease after an acceptance (the first of a run of 429s): sets
+    /// the pace of the climb back.
     decreased_from: f64,
     last_growth: Instant,
     /// 429s of the current generation since the last acceptance: doubles the pause.
@@ -219,7 +223,13 @@ impl Pacer {
             self.refused_in_a_row = self.refused_in_a_row.saturating_add(1);
             let accepted = self.accepted_rate(now);
             let cut = accepted.map_or(self.rate * DECREASE, |a| (self.rate * DECREASE).min(a));
-            self.decreased_from = self.rate;
+            // Only the first cut of a run of 429s finds a rate. The cuts that follow while
+            // nothing passes (a limiter shut for a minute, an API refusing everything for a
+            // while) take the rate to the floor: a climb proportional to that would take hours
+            // to get back to a limit that has opened again.
+            if self.refused_in_a_row == 1 {
+                self.decreased_from = self.rate;
+            }
             self.set_rate(cut.max(self.floor));
             self.generation += 1;
             self.decreases += 1;
@@ -575,6 +585,46 @@ mod tests {
                 (0.8 * rate..=1.1 * rate).contains(&run.report.settled),
                 "at {multiple}×R: settled at {}",
                 run.report.settled
+            );
+        }
+    }
+
+    /// A limiter shut (everything refused, with `retry_after`) until `opens` seconds, then
+    /// `then`.
+    struct ShutThenOpen {
+        opens: f64,
+        retry_after: Option<Duration>,
+        then: Nginx,
+    }
+
+    impl Limiter for ShutThenOpen {
+        fn check(&mut self, t: f64) -> Result<(), Option<Duration>> {
+            if t < self.opens {
+                Err(self.retry_after)
+            } else {
+                self.then.check(t)
+            }
+        }
+    }
+
+    #[test]
+    fn a_limiter_shut_for_a_minute_is_followed_at_its_rate_once_it_opens() {
+        // Each 429 in a row cut the rate towards the floor, and the climb back was a share of
+        // the rate at the last cut: a share of the floor, hours to get back to 50/s.
+        for retry_after in [None, Some(Duration::ZERO), Some(Duration::from_secs(1))] {
+            let mut limiter = ShutThenOpen {
+                opens: 60.0,
+                retry_after,
+                then: nginx(50.0, 5.0),
+            };
+            let run = drive(50.0, 16, 6000, &mut limiter);
+            // The limiter's own pace: shut for 60 s, then 6,000 at 50/s.
+            let pace = 60.0 + 120.0;
+            assert!(
+                run.secs <= 1.5 * pace,
+                "Retry-After {retry_after:?}: took {:.1} s against {pace} s, {:?}",
+                run.secs,
+                run.report
             );
         }
     }
