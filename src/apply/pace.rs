@@ -89,7 +89,7 @@ pub struct PaceReport {
     /// The rate the run settled at: the configured one when no 429 ever came, else the rate
     /// requests passed at since the first 429 (the pacing's rate at each acceptance, or the
     /// count of acceptances over their time when that is lower): about what to configure to
-    /// avoid them.
+    /// avoid them. 0 when nothing was accepted after the first 429: no rate is known to pass.
     pub settled: f64,
     /// The lowest rate held.
     pub lowest: f64,
@@ -296,7 +296,9 @@ impl Pacer {
     pub fn report(&self) -> PaceReport {
         let settled = match (self.limited_at, self.rate_samples) {
             (None, _) => self.ceiling,
-            (Some(_), 0) => self.rate,
+            // The rate the pacing was cut to says nothing of what the API takes: it took
+            // nothing (an API refusing everything, a run stopped during the first pause).
+            (Some(_), 0) => 0.0,
             (Some(first), n) => {
                 // The rate held while requests passed (so time idle does not count)...
                 let held = self.rate_sum / n as f64;
@@ -688,6 +690,24 @@ mod tests {
         }
         assert!(last <= DEFAULT_PAUSE);
         assert!(pacer.rate() >= FLOOR, "the floor holds: {}", pacer.rate());
+    }
+
+    #[test]
+    fn nothing_accepted_after_the_first_429_settles_at_no_rate() {
+        let start = Instant::now();
+        let mut pacer = Pacer::new(40.0, start);
+        let slot = pacer.reserve(start);
+        pacer.answered(slot, Answer::Taken, start);
+        let mut t = start;
+        for _ in 0..10 {
+            t += Duration::from_secs(5);
+            let slot = pacer.reserve(t);
+            pacer.answered(slot, Answer::RateLimited(None), t);
+        }
+        let report = pacer.report();
+        // Not the rate the pacing was cut to: no request passed at it.
+        assert_eq!(report.settled, 0.0, "{report:?}");
+        assert!(report.decreases > 0 && report.lowest < 40.0, "{report:?}");
     }
 
     #[test]
