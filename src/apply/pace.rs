@@ -25,7 +25,8 @@
 //!   Slowly, because overshooting a leaky bucket costs one 429 per request above its burst.
 //!   The rate found is the one at the first decrease of a run of 429s: the decreases that
 //!   follow with nothing accepted in between (a limiter shut for a while) find nothing, and
-//!   climbing back at a share of the floor they reach would take hours.
+//!   climbing back at a share of the floor they reach would take hours. Past the rate found,
+//!   the climb is a share of the current rate (a limit raised mid-run is found in minutes).
 //! - **The pause** after a 429 without a usable Retry-After is one send interval at the
 //!   accepted rate (what a leaky bucket needs to take the next request), doubled with each
 //!   further 429 of the same generation answered without an acceptance in between (a fixed
@@ -205,8 +206,11 @@ impl Pacer {
             .min(Duration::from_secs(1));
         self.last_growth = now;
         if self.rate < self.ceiling {
-            let grown = (self.rate + INCREASE * self.decreased_from * elapsed.as_secs_f64())
-                .min(self.ceiling);
+            // Above the rate found, nothing has been refused yet: the limit has moved up (a
+            // shared quota freed, a limit raised), and a climb at a share of the old one would
+            // take hours to find one 100 times higher. The climb grows with the rate there.
+            let step = INCREASE * self.decreased_from.max(self.rate);
+            let grown = (self.rate + step * elapsed.as_secs_f64()).min(self.ceiling);
             self.set_rate(grown);
         }
     }
@@ -629,6 +633,46 @@ mod tests {
                 run.report
             );
         }
+    }
+
+    /// nginx's limit at `before.rate` until `at` seconds, then at `after.rate`: a shared
+    /// quota whose other user has finished, a limit raised mid-run.
+    struct Raised {
+        at: f64,
+        before: Nginx,
+        after: Nginx,
+    }
+
+    impl Limiter for Raised {
+        fn check(&mut self, t: f64) -> Result<(), Option<Duration>> {
+            if t < self.at {
+                self.before.check(t)
+            } else {
+                self.after.check(t)
+            }
+        }
+    }
+
+    #[test]
+    fn a_limit_raised_mid_run_is_found_in_minutes() {
+        // The climb was a share of the rate found at the last cut, however long no 429 came:
+        // found at 2/s, a limit raised to 500/s took 3.5 hours to reach (this run of 60,000
+        // took 1,556 s, still at 60/s at its end).
+        let mut limiter = Raised {
+            at: 60.0,
+            before: nginx(2.0, 5.0),
+            after: nginx(500.0, 50.0),
+        };
+        let run = drive(500.0, 16, 60_000, &mut limiter);
+        // The limiter's own pace: about 120 in the first minute, then 500 a second; the
+        // climb from 2/s to 500/s at 2% a second takes about 280 s of it.
+        let pace = 60.0 + (60_000.0 - 120.0) / 500.0;
+        assert!(
+            run.secs <= 2.5 * pace,
+            "took {:.1} s against {pace} s, {:?}",
+            run.secs,
+            run.report
+        );
     }
 
     #[test]
