@@ -88,9 +88,8 @@ pub struct PaceReport {
     /// The configured ceiling.
     pub configured: f64,
     /// The rate the run settled at: the configured one when no 429 ever came, else the rate
-    /// requests passed at since the first 429 (the pacing's rate at each acceptance, or the
-    /// count of acceptances over their time when that is lower): about what to configure to
-    /// avoid them. 0 when nothing was accepted after the first 429: no rate is known to pass.
+    /// requests passed at since the first 429 (the pacing's rate at each acceptance, slowed by
+    /// the pauses the 429s caused): about what to configure to avoid them. 0 when nothing was accepted after the first 429: no rate is known to pass.
     pub settled: f64,
     /// The lowest rate held.
     pub lowest: f64,
@@ -123,7 +122,6 @@ pub struct Pacer {
     limited_at: Option<Instant>,
     rate_sum: f64,
     rate_samples: u64,
-    last_accepted: Option<Instant>,
     paused_secs: f64,
 }
 
@@ -147,7 +145,6 @@ impl Pacer {
             limited_at: None,
             rate_sum: 0.0,
             rate_samples: 0,
-            last_accepted: None,
             paused_secs: 0.0,
         }
     }
@@ -197,7 +194,6 @@ impl Pacer {
         if self.limited_at.is_some() {
             self.rate_sum += self.rate;
             self.rate_samples += 1;
-            self.last_accepted = Some(now);
         }
         // Climb back only while the climb is being tested: a second without answers (the
         // duplicate window, a slow server) is not a second of evidence that more would pass.
@@ -303,19 +299,16 @@ impl Pacer {
             // The rate the pacing was cut to says nothing of what the API takes: it took
             // nothing (an API refusing everything, a run stopped during the first pause).
             (Some(_), 0) => 0.0,
-            (Some(first), n) => {
+            (Some(_), n) => {
                 // The rate held while requests passed (so time idle does not count)...
                 let held = self.rate_sum / n as f64;
-                // ...but no more than what passed: a limiter that answers with a Retry-After
-                // makes the run pause, and the rate between pauses says nothing of the limit.
-                let span = self.last_accepted.map_or(0.0, |last| {
-                    last.saturating_duration_since(first).as_secs_f64()
-                });
-                if span >= 1.0 {
-                    held.min(n as f64 / span)
-                } else {
-                    held
-                }
+                // ...but no more than what passed with the pauses counted: a limiter that
+                // answers with a Retry-After makes the run pause, and the rate between pauses
+                // says nothing of the limit. Only the pauses: the time since the first 429
+                // spent on anything else (a slow server, fewer requests in flight than the
+                // rate allows, the duplicate window) says nothing of the limit either.
+                let n = n as f64;
+                n / (n / held + self.paused_secs)
             }
         };
         PaceReport {
@@ -734,6 +727,25 @@ mod tests {
         }
         assert!(last <= DEFAULT_PAUSE);
         assert!(pacer.rate() >= FLOOR, "the floor holds: {}", pacer.rate());
+    }
+
+    #[test]
+    fn a_run_bound_by_something_else_is_not_advised_a_rate_below_the_pacing_s() {
+        // One 429 early, then ten minutes of requests passing at 2/s because the server is
+        // slow and few are in flight: the limit is not what held the run at 2/s (the settled
+        // rate was the count over the time since the 429: 2/s, advised as 1).
+        let start = Instant::now();
+        let mut pacer = Pacer::new(40.0, start);
+        let slot = pacer.reserve(start);
+        pacer.answered(slot, Answer::RateLimited(None), start);
+        let mut t = start;
+        for _ in 0..1200 {
+            t += Duration::from_millis(500);
+            let slot = pacer.reserve(t);
+            pacer.answered(slot, Answer::Taken, t);
+        }
+        let report = pacer.report();
+        assert!(report.settled >= 32.0, "{report:?}");
     }
 
     #[test]
