@@ -287,7 +287,9 @@ async fn a_plan_of_many_batches_converges_user_by_user() {
     // Night 2: everyone renamed and moved from one course to two others: an update, an enroll
     // and a remove per person, one user's ops consecutive in the plan, 7,800 ops in all.
     work.write_roster("roster.csv", &night("Renamed", "FA-100;RPT-100"));
-    let out = work.run(&["run", "--allow-updates", &MANY.to_string()]).await;
+    let out = work
+        .run(&["run", "--allow-updates", &MANY.to_string()])
+        .await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let apply = work.last_summary()["apply"].clone();
     for kind in ["update", "enroll", "remove"] {
