@@ -388,7 +388,17 @@ fn print_apply(stats: &ApplyStats) {
         );
     }
     let pacing = &stats.pacing;
-    if pacing.slowdowns > 0 {
+    if pacing.slowdowns > 0 && pacing.settled_rate <= 0.0 {
+        // No request passed after the first 429: no rate is known to avoid them, and one
+        // derived from the pacing's own cuts would be a guess presented as a finding.
+        println!(
+            "       paced down {} times by 429s (configured {}, lowest {}); the API accepted no \
+             request after its first 429, so no requests_per_second can be advised",
+            pacing.slowdowns,
+            human::rate(pacing.configured_rate),
+            human::rate(pacing.lowest_rate),
+        );
+    } else if pacing.slowdowns > 0 {
         // What the operator needs to stop the 429s: the rate the API took, not ours.
         // A little under the settled rate: the pacing probed above the limit to find it.
         let advice = pacing.settled_rate * 0.95;

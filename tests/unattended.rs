@@ -776,3 +776,63 @@ async fn commands_that_send_nothing_need_no_secret() {
     assert!(out.stderr.contains(SECRET_ENV), "{}", out.stderr);
     assert!(server.requests().is_empty(), "nothing was sent");
 }
+
+/// An API that answers 429 to every create, with a Retry-After of an hour, none, 0 or a date
+/// in the past: a signal stops the run within seconds whether it is paused or paced down, and
+/// the closing line advised a `requests_per_second` "that would avoid them" from the rate the
+/// pacing had cut itself to, when the API had accepted nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_refusing_everything_is_stopped_at_once_and_no_rate_is_advised() {
+    for retry_after in [
+        Some("3600"),
+        None,
+        Some("0"),
+        Some("Wed, 21 Oct 2015 07:28:00 GMT"),
+    ] {
+        let app = axum::Router::new()
+            .route(LOGIN_PATH, post(|| async { token(900) }))
+            .route(
+                USER_PATH,
+                post(move || async move {
+                    match retry_after {
+                        Some(wait) => {
+                            (StatusCode::TOO_MANY_REQUESTS, [("retry-after", wait)]).into_response()
+                        }
+                        None => StatusCode::TOO_MANY_REQUESTS.into_response(),
+                    }
+                }),
+            );
+        let server = Hostile::serve(app).await;
+        let work = Workdir::new(&server.base_url());
+        work.set_api(&[("requests_per_second", "40.0"), ("max_in_flight", "8")]);
+        roster_of(&work, 20);
+        let running = spawn(&work, &["run"]);
+        wait_for_requests(&server, USER_PATH, 1).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let signalled = Instant::now();
+        running.signal("INT");
+        let ended = running.ended_within(Duration::from_secs(30)).await;
+        let label = format!("Retry-After {retry_after:?}");
+        assert_eq!(ended.code, Some(2), "{label}: {}", ended.output);
+        assert!(
+            signalled.elapsed() < Duration::from_secs(5),
+            "{label}: SIGINT took {:?}",
+            signalled.elapsed()
+        );
+        assert_eq!(op_states(&work).get("pending"), Some(&20), "{label}");
+        let pacing = work.last_summary()["apply"]["pacing"].clone();
+        assert!(
+            pacing["slowdowns"].as_u64().unwrap() > 0,
+            "{label}: {pacing}"
+        );
+        assert_eq!(pacing["settled_rate"], 0.0, "{label}: {pacing}");
+        assert!(
+            !ended.output.contains("would avoid them")
+                && ended
+                    .output
+                    .contains("no requests_per_second can be advised"),
+            "{label}: {}",
+            ended.output
+        );
+    }
+}

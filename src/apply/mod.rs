@@ -99,7 +99,7 @@ pub struct Pacing {
     #[serde(serialize_with = "hundredths")]
     pub configured_rate: f64,
     /// The configured rate when the API never answered 429; else the rate requests were
-    /// accepted at once it did: what to configure to avoid the 429s.
+    /// accepted at once it did: what to configure to avoid the 429s (0 when none was).
     #[serde(serialize_with = "hundredths")]
     pub settled_rate: f64,
     #[serde(serialize_with = "hundredths")]

@@ -23,6 +23,10 @@
 //!   `INCREASE × (rate at the last decrease)` per second, up to the ceiling. Proportional to
 //!   the rate found, so a limit of 5/s and one of 500/s are probed in the same number of seconds.
 //!   Slowly, because overshooting a leaky bucket costs one 429 per request above its burst.
+//!   The rate found is the one at the first decrease of a run of 429s: the decreases that
+//!   follow with nothing accepted in between (a limiter shut for a while) find nothing, and
+//!   climbing back at a share of the floor they reach would take hours. Past the rate found,
+//!   the climb is a share of the current rate (a limit raised mid-run is found in minutes).
 //! - **The pause** after a 429 without a usable Retry-After is one send interval at the
 //!   accepted rate (what a leaky bucket needs to take the next request), doubled with each
 //!   further 429 of the same generation answered without an acceptance in between (a fixed
@@ -84,9 +88,8 @@ pub struct PaceReport {
     /// The configured ceiling.
     pub configured: f64,
     /// The rate the run settled at: the configured one when no 429 ever came, else the rate
-    /// requests passed at since the first 429 (the pacing's rate at each acceptance, or the
-    /// count of acceptances over their time when that is lower): about what to configure to
-    /// avoid them.
+    /// requests passed at since the first 429 (the pacing's rate at each acceptance, slowed by
+    /// the pauses the 429s caused): about what to configure to avoid them. 0 when nothing was accepted after the first 429: no rate is known to pass.
     pub settled: f64,
     /// The lowest rate held.
     pub lowest: f64,
@@ -105,7 +108,8 @@ pub struct Pacer {
     next_slot: Instant,
     paused_until: Option<Instant>,
     generation: u64,
-    /// The rate at the last decrease: sets the pace of the climb back.
+    /// The rate at the last decrease after an acceptance (the first of a run of 429s): sets
+    /// the pace of the climb back.
     decreased_from: f64,
     last_growth: Instant,
     /// 429s of the current generation since the last acceptance: doubles the pause.
@@ -118,7 +122,6 @@ pub struct Pacer {
     limited_at: Option<Instant>,
     rate_sum: f64,
     rate_samples: u64,
-    last_accepted: Option<Instant>,
     paused_secs: f64,
 }
 
@@ -142,7 +145,6 @@ impl Pacer {
             limited_at: None,
             rate_sum: 0.0,
             rate_samples: 0,
-            last_accepted: None,
             paused_secs: 0.0,
         }
     }
@@ -192,7 +194,6 @@ impl Pacer {
         if self.limited_at.is_some() {
             self.rate_sum += self.rate;
             self.rate_samples += 1;
-            self.last_accepted = Some(now);
         }
         // Climb back only while the climb is being tested: a second without answers (the
         // duplicate window, a slow server) is not a second of evidence that more would pass.
@@ -201,8 +202,11 @@ impl Pacer {
             .min(Duration::from_secs(1));
         self.last_growth = now;
         if self.rate < self.ceiling {
-            let grown = (self.rate + INCREASE * self.decreased_from * elapsed.as_secs_f64())
-                .min(self.ceiling);
+            // Above the rate found, nothing has been refused yet: the limit has moved up (a
+            // shared quota freed, a limit raised), and a climb at a share of the old one would
+            // take hours to find one 100 times higher. The climb grows with the rate there.
+            let step = INCREASE * self.decreased_from.max(self.rate);
+            let grown = (self.rate + step * elapsed.as_secs_f64()).min(self.ceiling);
             self.set_rate(grown);
         }
     }
@@ -219,7 +223,13 @@ impl Pacer {
             self.refused_in_a_row = self.refused_in_a_row.saturating_add(1);
             let accepted = self.accepted_rate(now);
             let cut = accepted.map_or(self.rate * DECREASE, |a| (self.rate * DECREASE).min(a));
-            self.decreased_from = self.rate;
+            // Only the first cut of a run of 429s finds a rate. The cuts that follow while
+            // nothing passes (a limiter shut for a minute, an API refusing everything for a
+            // while) take the rate to the floor: a climb proportional to that would take hours
+            // to get back to a limit that has opened again.
+            if self.refused_in_a_row == 1 {
+                self.decreased_from = self.rate;
+            }
             self.set_rate(cut.max(self.floor));
             self.generation += 1;
             self.decreases += 1;
@@ -286,20 +296,19 @@ impl Pacer {
     pub fn report(&self) -> PaceReport {
         let settled = match (self.limited_at, self.rate_samples) {
             (None, _) => self.ceiling,
-            (Some(_), 0) => self.rate,
-            (Some(first), n) => {
+            // The rate the pacing was cut to says nothing of what the API takes: it took
+            // nothing (an API refusing everything, a run stopped during the first pause).
+            (Some(_), 0) => 0.0,
+            (Some(_), n) => {
                 // The rate held while requests passed (so time idle does not count)...
                 let held = self.rate_sum / n as f64;
-                // ...but no more than what passed: a limiter that answers with a Retry-After
-                // makes the run pause, and the rate between pauses says nothing of the limit.
-                let span = self.last_accepted.map_or(0.0, |last| {
-                    last.saturating_duration_since(first).as_secs_f64()
-                });
-                if span >= 1.0 {
-                    held.min(n as f64 / span)
-                } else {
-                    held
-                }
+                // ...but no more than what passed with the pauses counted: a limiter that
+                // answers with a Retry-After makes the run pause, and the rate between pauses
+                // says nothing of the limit. Only the pauses: the time since the first 429
+                // spent on anything else (a slow server, fewer requests in flight than the
+                // rate allows, the duplicate window) says nothing of the limit either.
+                let n = n as f64;
+                n / (n / held + self.paused_secs)
             }
         };
         PaceReport {
@@ -579,6 +588,86 @@ mod tests {
         }
     }
 
+    /// A limiter shut (everything refused, with `retry_after`) until `opens` seconds, then
+    /// `then`.
+    struct ShutThenOpen {
+        opens: f64,
+        retry_after: Option<Duration>,
+        then: Nginx,
+    }
+
+    impl Limiter for ShutThenOpen {
+        fn check(&mut self, t: f64) -> Result<(), Option<Duration>> {
+            if t < self.opens {
+                Err(self.retry_after)
+            } else {
+                self.then.check(t)
+            }
+        }
+    }
+
+    #[test]
+    fn a_limiter_shut_for_a_minute_is_followed_at_its_rate_once_it_opens() {
+        // Each 429 in a row cut the rate towards the floor, and the climb back was a share of
+        // the rate at the last cut: a share of the floor, hours to get back to 50/s.
+        for retry_after in [None, Some(Duration::ZERO), Some(Duration::from_secs(1))] {
+            let mut limiter = ShutThenOpen {
+                opens: 60.0,
+                retry_after,
+                then: nginx(50.0, 5.0),
+            };
+            let run = drive(50.0, 16, 6000, &mut limiter);
+            // The limiter's own pace: shut for 60 s, then 6,000 at 50/s.
+            let pace = 60.0 + 120.0;
+            assert!(
+                run.secs <= 1.5 * pace,
+                "Retry-After {retry_after:?}: took {:.1} s against {pace} s, {:?}",
+                run.secs,
+                run.report
+            );
+        }
+    }
+
+    /// nginx's limit at `before.rate` until `at` seconds, then at `after.rate`: a shared
+    /// quota whose other user has finished, a limit raised mid-run.
+    struct Raised {
+        at: f64,
+        before: Nginx,
+        after: Nginx,
+    }
+
+    impl Limiter for Raised {
+        fn check(&mut self, t: f64) -> Result<(), Option<Duration>> {
+            if t < self.at {
+                self.before.check(t)
+            } else {
+                self.after.check(t)
+            }
+        }
+    }
+
+    #[test]
+    fn a_limit_raised_mid_run_is_found_in_minutes() {
+        // The climb was a share of the rate found at the last cut, however long no 429 came:
+        // found at 2/s, a limit raised to 500/s took 3.5 hours to reach (this run of 60,000
+        // took 1,556 s, still at 60/s at its end).
+        let mut limiter = Raised {
+            at: 60.0,
+            before: nginx(2.0, 5.0),
+            after: nginx(500.0, 50.0),
+        };
+        let run = drive(500.0, 16, 60_000, &mut limiter);
+        // The limiter's own pace: about 120 in the first minute, then 500 a second; the
+        // climb from 2/s to 500/s at 2% a second takes about 280 s of it.
+        let pace = 60.0 + (60_000.0 - 120.0) / 500.0;
+        assert!(
+            run.secs <= 2.5 * pace,
+            "took {:.1} s against {pace} s, {:?}",
+            run.secs,
+            run.report
+        );
+    }
+
     #[test]
     fn a_decrease_happens_once_per_congestion_event() {
         let start = Instant::now();
@@ -638,6 +727,43 @@ mod tests {
         }
         assert!(last <= DEFAULT_PAUSE);
         assert!(pacer.rate() >= FLOOR, "the floor holds: {}", pacer.rate());
+    }
+
+    #[test]
+    fn a_run_bound_by_something_else_is_not_advised_a_rate_below_the_pacing_s() {
+        // One 429 early, then ten minutes of requests passing at 2/s because the server is
+        // slow and few are in flight: the limit is not what held the run at 2/s (the settled
+        // rate was the count over the time since the 429: 2/s, advised as 1).
+        let start = Instant::now();
+        let mut pacer = Pacer::new(40.0, start);
+        let slot = pacer.reserve(start);
+        pacer.answered(slot, Answer::RateLimited(None), start);
+        let mut t = start;
+        for _ in 0..1200 {
+            t += Duration::from_millis(500);
+            let slot = pacer.reserve(t);
+            pacer.answered(slot, Answer::Taken, t);
+        }
+        let report = pacer.report();
+        assert!(report.settled >= 32.0, "{report:?}");
+    }
+
+    #[test]
+    fn nothing_accepted_after_the_first_429_settles_at_no_rate() {
+        let start = Instant::now();
+        let mut pacer = Pacer::new(40.0, start);
+        let slot = pacer.reserve(start);
+        pacer.answered(slot, Answer::Taken, start);
+        let mut t = start;
+        for _ in 0..10 {
+            t += Duration::from_secs(5);
+            let slot = pacer.reserve(t);
+            pacer.answered(slot, Answer::RateLimited(None), t);
+        }
+        let report = pacer.report();
+        // Not the rate the pacing was cut to: no request passed at it.
+        assert_eq!(report.settled, 0.0, "{report:?}");
+        assert!(report.decreases > 0 && report.lowest < 40.0, "{report:?}");
     }
 
     #[test]
