@@ -18,7 +18,7 @@ use crate::ingest::catalog::Catalog;
 use crate::ingest::roster::RosterReader;
 use crate::ingest::source::Format;
 use crate::ledger::{Ledger, OpKind, RejectRow};
-use crate::plan::{self, EarlyRows, LedgerIndex, Plan, Planner, ThresholdExceeded};
+use crate::plan::{self, EarlyRows, KnownKeys, LedgerIndex, Plan, Planner, ThresholdExceeded};
 use crate::plan_csv::{self, PlanFile};
 use crate::targets::praesidium::client::Client;
 use crate::{human, report};
@@ -92,7 +92,7 @@ fn plan_steps(
     roster_path: PathBuf,
 ) -> Result<(i64, Planned)> {
     let started = Instant::now();
-    let (mut reader, index, early) = read_index_and_roster(ledger, || {
+    let (mut reader, (index, keys), early) = read_index_and_roster(ledger, || {
         RosterReader::open(
             &roster_path,
             catalog,
@@ -115,6 +115,7 @@ fn plan_steps(
         // is written before the threshold is checked: a refused plan's file says who it would
         // have deactivated.
         report::prepare_run_dir(plan_file.parent().unwrap_or(Path::new(".")))?;
+        tx.use_known_keys(keys);
         let (outcome, who) = plan_csv::write_while(&plan_file, catalog, tx, |tx| {
             let mut planner = Planner::new(index, tx);
             planner.read_roster(&mut reader, early)?;
@@ -186,10 +187,10 @@ fn plan_steps(
 fn read_index_and_roster<'c>(
     ledger: &Ledger,
     open: impl FnOnce() -> Result<RosterReader<'c>>,
-) -> Result<(RosterReader<'c>, LedgerIndex, EarlyRows)> {
+) -> Result<(RosterReader<'c>, (LedgerIndex, KnownKeys), EarlyRows)> {
     let path = ledger.path().to_owned();
     std::thread::scope(|scope| {
-        let loading = scope.spawn(move || Ledger::open_read_only(&path)?.index());
+        let loading = scope.spawn(move || Ledger::open_read_only(&path)?.index_and_keys());
         let mut reader = open()?;
         let early = EarlyRows::read(&mut reader, || !loading.is_finished())?;
         let index = loading

@@ -22,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::ingest::roster::fingerprint;
-use crate::plan::{Known, LedgerIndex};
+use crate::plan::{Known, KnownKeys, LedgerIndex};
 use crate::targets::praesidium::model::{ContentRef, User};
 
 /// The ledger is held by another rostersync process (exit code 4).
@@ -356,14 +356,20 @@ impl Ledger {
 
     /// The index the planner diffs against: every key with its fingerprints and status.
     pub fn index(&self) -> Result<LedgerIndex> {
+        self.index_and_keys().map(|(index, _)| index)
+    }
+
+    /// The index, and the keys of the users a plan could deactivate ([`KnownKeys`]).
+    pub fn index_and_keys(&self) -> Result<(LedgerIndex, KnownKeys)> {
         self.read_index().with_context(|| self.named())
     }
 
-    fn read_index(&self) -> Result<LedgerIndex> {
+    fn read_index(&self) -> Result<(LedgerIndex, KnownKeys)> {
         let count: i64 = self
             .conn
             .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
         let mut index = LedgerIndex::with_capacity_and_hasher(count as usize, Default::default());
+        let mut keys = KnownKeys::with_capacity(count as usize);
         let mut statement = self.conn.prepare_cached(
             "SELECT key, profile_hash, content_hash, active, uuid IS NOT NULL, row_digest, row_state, row_email
              FROM users INDEXED BY users_digest",
@@ -379,12 +385,16 @@ impl Ledger {
                 }),
                 _ => None,
             };
+            let (active, has_uuid) = (row.get(3)?, row.get(4)?);
+            if active && has_uuid {
+                keys.push(key);
+            }
             index.insert(
                 fingerprint(key),
-                Known::new(row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row_memo),
+                Known::new(row.get(1)?, row.get(2)?, active, has_uuid, row_memo),
             );
         }
-        Ok(index)
+        Ok((index, keys))
     }
 
     /// Writes a plan: `produce` pushes ops into a [`PlanTx`] while a second thread inserts

@@ -105,6 +105,8 @@ pub struct PlanTx {
     /// Ops withdrawn after they were stored (and so perhaps already shown).
     withdrawn: usize,
     committed: bool,
+    /// The deactivatable keys read with the index, when the caller has them.
+    known_keys: Option<crate::plan::KnownKeys>,
 }
 
 pub(super) fn write_plan<T>(
@@ -132,6 +134,7 @@ pub(super) fn write_plan<T>(
                 memos: Vec::new(),
                 withdrawn: 0,
                 committed: false,
+                known_keys: None,
             };
             produce(&mut tx)
             // `tx` is dropped here, closing the channel: the writer rolls back unless the plan
@@ -414,6 +417,12 @@ fn retract(tx: &Transaction, ops_from: i64, keys: &[String]) -> Result<Vec<(Stri
 }
 
 impl PlanTx {
+    /// The keys read with the planner's index ([`super::Ledger::index_and_keys`]): the people who
+    /// left are then found among them, not by a second scan of the users.
+    pub fn use_known_keys(&mut self, keys: crate::plan::KnownKeys) {
+        self.known_keys = Some(keys);
+    }
+
     fn send(&self, command: Command) -> Result<()> {
         self.to_writer
             .send(command)
@@ -522,6 +531,9 @@ impl PlanIo for PlanTx {
     }
 
     fn keys_of(&mut self, wanted: &HashSet<u64>) -> Result<Vec<String>> {
+        if let Some(keys) = &self.known_keys {
+            return Ok(keys.of(wanted));
+        }
         let mut statement = self.reader.prepare_cached(
             "SELECT key FROM users INDEXED BY users_digest WHERE active AND uuid IS NOT NULL",
         )?;
