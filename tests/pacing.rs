@@ -226,17 +226,22 @@ async fn behind_nginx_with_a_retry_after_of_a_second_the_run_keeps_to_the_limit(
     behind_nginx(Some(1)).await;
 }
 
-/// The simulator's bucket at `rate` (burst `rate`), rostersync at `multiple` × it.
-async fn against_the_simulator_bucket(multiple: f64) {
-    let rate = 50.0;
-    let sim = sim_with(
+/// A simulator whose token bucket takes `rate` requests a second (its burst `rate`).
+async fn bucket_sim(rate: f64) -> rostersync::targets::praesidium::sim::RunningSim {
+    sim_with(
         Faults {
             rate_limit: rate,
             ..Faults::default()
         },
         &[],
     )
-    .await;
+    .await
+}
+
+/// The simulator's bucket at `rate` (burst `rate`), rostersync at `multiple` × it.
+async fn against_the_simulator_bucket(multiple: f64) {
+    let rate = 50.0;
+    let sim = bucket_sim(rate).await;
     let run = paced_run(&sim.base_url(), &sim.base_url(), multiple * rate).await;
     // The bucket's pace: its burst at once, then R a second.
     let pace = (PEOPLE as f64 + 1.0 - rate) / rate;
@@ -260,14 +265,7 @@ async fn the_simulator_s_bucket_at_five_times_its_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_limit_nothing_is_refused_and_the_pace_is_the_configured_one() {
     let rate = 50.0;
-    let sim = sim_with(
-        Faults {
-            rate_limit: rate,
-            ..Faults::default()
-        },
-        &[],
-    )
-    .await;
+    let sim = bucket_sim(rate).await;
     let run = paced_run(&sim.base_url(), &sim.base_url(), rate).await;
     assert_eq!(run.rate_limited, 0, "{}", run.apply);
     assert_eq!(run.apply["pacing"]["slowdowns"], 0);

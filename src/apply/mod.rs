@@ -106,8 +106,6 @@ pub struct Pacing {
     pub lowest_rate: f64,
     /// Times a 429 cut the rate.
     pub slowdowns: u64,
-    #[serde(skip)]
-    pub paused_secs: f64,
 }
 
 impl From<pace::PaceReport> for Pacing {
@@ -117,7 +115,6 @@ impl From<pace::PaceReport> for Pacing {
             settled_rate: report.settled,
             lowest_rate: report.lowest,
             slowdowns: report.decreases,
-            paused_secs: report.paused_secs,
         }
     }
 }
@@ -260,8 +257,9 @@ pub async fn apply(
     }
     stats.abandoned_in_flight = abandoned;
     stats.elapsed_secs = started.elapsed().as_secs_f64();
-    stats.pacing = Pacing::from(lock(&shared.pacer).report());
-    stats.rate_limit_pause_secs = stats.pacing.paused_secs;
+    let pacing = lock(&shared.pacer).report();
+    stats.rate_limit_pause_secs = pacing.paused_secs;
+    stats.pacing = Pacing::from(pacing);
     stats.achieved_rate = if stats.elapsed_secs > 0.0 {
         stats.requests as f64 / stats.elapsed_secs
     } else {

@@ -117,9 +117,9 @@ pub struct Pacer {
     accepted: VecDeque<Instant>,
     decreases: u64,
     lowest: f64,
-    /// When the first 429 came; from then on, the rate at each acceptance is summed and the
+    /// Whether a 429 came yet; from then on, the rate at each acceptance is summed and the
     /// acceptances counted, for the settled rate.
-    limited_at: Option<Instant>,
+    limited: bool,
     rate_sum: f64,
     rate_samples: u64,
     paused_secs: f64,
@@ -142,7 +142,7 @@ impl Pacer {
             accepted: VecDeque::with_capacity(ACCEPTED_KEPT),
             decreases: 0,
             lowest: ceiling,
-            limited_at: None,
+            limited: false,
             rate_sum: 0.0,
             rate_samples: 0,
             paused_secs: 0.0,
@@ -191,7 +191,7 @@ impl Pacer {
             self.accepted.pop_front();
         }
         self.accepted.push_back(now);
-        if self.limited_at.is_some() {
+        if self.limited {
             self.rate_sum += self.rate;
             self.rate_samples += 1;
         }
@@ -217,7 +217,7 @@ impl Pacer {
         retry_after: Option<Duration>,
         now: Instant,
     ) -> Option<Duration> {
-        self.limited_at.get_or_insert(now);
+        self.limited = true;
         let current = slot.generation == self.generation;
         if current {
             self.refused_in_a_row = self.refused_in_a_row.saturating_add(1);
@@ -294,12 +294,12 @@ impl Pacer {
 
     /// What pacing did.
     pub fn report(&self) -> PaceReport {
-        let settled = match (self.limited_at, self.rate_samples) {
-            (None, _) => self.ceiling,
+        let settled = match (self.limited, self.rate_samples) {
+            (false, _) => self.ceiling,
             // The rate the pacing was cut to says nothing of what the API takes: it took
             // nothing (an API refusing everything, a run stopped during the first pause).
-            (Some(_), 0) => 0.0,
-            (Some(_), n) => {
+            (true, 0) => 0.0,
+            (true, n) => {
                 // The rate held while requests passed (so time idle does not count)...
                 let held = self.rate_sum / n as f64;
                 // ...but no more than what passed with the pauses counted: a limiter that

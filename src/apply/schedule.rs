@@ -215,7 +215,9 @@ impl Queue {
         }
     }
 
-    /// Ops not yet finished (ready, deferred or held by a worker is not counted here).
+    /// Ops not yet finished (ready, deferred or held by a worker is not counted here). Apply
+    /// counts the ledger's instead (the queue holds one batch at a time).
+    #[cfg(test)]
     pub fn waiting_ops(&self) -> usize {
         self.ready
             .iter()

@@ -339,18 +339,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_payload_decodes_to_exactly_what_was_encoded() {
-        let payload = full_payload();
-        let bytes = encode(&payload);
-        assert_eq!(decode(ValueRef::Blob(&bytes)).unwrap(), payload);
-        let bare = OpPayload {
+    /// An op's payload with only a UUID (a deactivation's).
+    fn bare_payload() -> OpPayload {
+        OpPayload {
             uuid: Some("u-1".into()),
             user: None,
             items: vec![],
             profile_hash: 0,
             row: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_payload_decodes_to_exactly_what_was_encoded() {
+        let payload = full_payload();
+        let bytes = encode(&payload);
+        assert_eq!(decode(ValueRef::Blob(&bytes)).unwrap(), payload);
+        let bare = bare_payload();
         assert_eq!(decode(ValueRef::Blob(&encode(&bare))).unwrap(), bare);
     }
 
@@ -358,13 +363,7 @@ mod tests {
     fn an_encoder_reused_for_many_payloads_encodes_each_as_alone() {
         let mut encoder = Encoder::default();
         let full = full_payload();
-        let bare = OpPayload {
-            uuid: Some("u-1".into()),
-            user: None,
-            items: vec![],
-            profile_hash: 0,
-            row: None,
-        };
+        let bare = bare_payload();
         // Larger than the encoder's first buffer.
         let mut long = full_payload();
         long.user.as_mut().unwrap().principal.first_name = Some("Zoë".repeat(3000));
