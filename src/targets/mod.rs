@@ -2,3 +2,4 @@
 //! its simulator; nothing outside a target knows its URLs or JSON shapes.
 
 pub mod praesidium;
+pub mod prancer;

@@ -1,0 +1,3 @@
+//! The prancer users API: its wire types (`model`).
+
+pub mod model;
