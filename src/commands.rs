@@ -20,6 +20,7 @@ use crate::ingest::source::Format;
 use crate::ledger::{Ledger, OpKind, RejectRow};
 use crate::plan::{self, EarlyRows, KnownKeys, LedgerIndex, Plan, Planner, ThresholdExceeded};
 use crate::plan_csv::{self, PlanFile};
+use crate::targets::praesidium::Praesidium;
 use crate::targets::praesidium::client::Client;
 use crate::{human, report};
 
@@ -66,7 +67,8 @@ fn plan_step(
         &config.files.clients,
         &config.files.locations,
         &config.files.content,
-    )?;
+    )?
+    .with_roles(crate::targets::Kind::Praesidium.capabilities().roles);
     let roster_path = options
         .roster
         .clone()
@@ -529,14 +531,14 @@ async fn execute(
     run_id: i64,
     planned: Option<Planned>,
 ) -> Result<Finish> {
-    let client = Arc::new(Client::new(&config.api)?);
+    let target = Arc::new(Praesidium::new(Client::new(&config.api)?));
     // Before the first request: every page the plan committed goes into the database file,
     // synced, and SQLite checkpoints on its own again during apply.
     ledger
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .make_durable()?;
-    let stats = apply::apply(ledger.clone(), client, &config.api, run_id).await?;
+    let stats = apply::apply(ledger.clone(), target, &config.api, run_id).await?;
     print_apply(&stats);
     let ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
     let rejected = planned.as_ref().map_or(0, |p| p.outcome.rejects.len());

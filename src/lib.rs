@@ -10,6 +10,7 @@
 //! [`commands`] strings the steps together, [`status`] shows what they left; [`config`] is read and checked before any of
 //! them. [`redact`] scrubs secrets and tokens from anything that leaves the process;
 //! [`human`] rounds figures and cleans paths for people to read.
+//! [`model`] is the neutral model they share (the person, the op, the fingerprints);
 //! [`targets`] holds what is specific to one API: its wire types, client and simulator.
 
 pub mod apply;
@@ -19,6 +20,7 @@ pub mod fsmode;
 pub mod human;
 pub mod ingest;
 pub mod ledger;
+pub mod model;
 pub mod plan;
 pub mod plan_csv;
 pub mod redact;

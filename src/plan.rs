@@ -13,13 +13,12 @@ use anyhow::Result;
 
 use crate::ingest::normalize::fold;
 use crate::ingest::roster::{
-    CrossRowCheck, DesiredUser, Mark, RawRow, Reject, RosterReader, fingerprint, protected_by,
+    CrossRowCheck, DesiredUser, Mark, RawRow, Reject, RosterReader, protected_by,
 };
-use crate::ledger::{NewOp, OpKind, OpPayload, RowMemo};
+use crate::model::fingerprint::ProfileFields;
+pub use crate::model::fingerprint::{content_hash, fingerprint, state_hash};
+use crate::model::{Grant, NewOp, OpKind, OpPayload, Profile, RowMemo};
 use crate::safety::Safety;
-use crate::targets::praesidium::model::{
-    Attributes, ContentRef, Context, Principal, STATUS_ACTIVE, STATUS_INACTIVE, System, User,
-};
 
 /// The plan refused by a safety threshold (exit code 3): what went over which limit, and
 /// where plan.csv lists who.
@@ -182,122 +181,36 @@ impl Plan {
     }
 }
 
-/// XXH3-64 over parts, each followed by a unit separator. XXH3 is a published algorithm
-/// (unlike `DefaultHasher`, which may change between Rust releases), so a new rostersync does
-/// not see every user as changed. The parts are gathered in a buffer and hashed at once,
-/// which gives exactly the digest the streaming hasher gives: that hasher's state is over
-/// half a kilobyte, set up and copied part by part, a good share of a first import's time.
-struct PartsHasher(Vec<u8>);
-
-impl PartsHasher {
-    fn new() -> Self {
-        PartsHasher(Vec::with_capacity(256))
-    }
-
-    fn part(&mut self, part: &str) -> &mut Self {
-        self.0.extend_from_slice(part.as_bytes());
-        self.0.push(0x1f);
-        self
-    }
-
-    /// Several values as one part, joined by `;`.
-    fn joined<'a>(&mut self, values: impl IntoIterator<Item = &'a str>) -> &mut Self {
-        for (i, value) in values.into_iter().enumerate() {
-            if i > 0 {
-                self.0.push(b';');
-            }
-            self.0.extend_from_slice(value.as_bytes());
-        }
-        self.0.push(0x1f);
-        self
-    }
-
-    fn finish(&self) -> i64 {
-        xxhash_rust::xxh3::xxh3_64(&self.0) as i64
-    }
-}
-
-#[cfg(test)]
-fn parts_hash(parts: &[&str]) -> i64 {
-    let mut hasher = PartsHasher::new();
-    for part in parts {
-        hasher.part(part);
-    }
-    hasher.finish()
-}
-
 /// Fingerprint of everything an update sends except status (handled on its own).
 pub fn profile_hash(user: &DesiredUser) -> i64 {
-    PartsHasher::new()
-        .part(&user.key)
-        .part(&user.first_name)
-        .part(&user.last_name)
-        .part(&user.email)
-        .part(user.role)
-        .part(&user.client)
-        .joined(user.locations.iter().map(String::as_str))
-        .part(user.position.as_deref().unwrap_or(""))
-        .part(user.program_type.as_deref().unwrap_or(""))
-        .finish()
+    crate::model::fingerprint::profile_hash(&ProfileFields {
+        key: &user.key,
+        first_name: &user.first_name,
+        last_name: &user.last_name,
+        email: &user.email,
+        role: user.role,
+        client: &user.client,
+        locations: &user.locations,
+        position: user.position.as_deref(),
+        program_type: user.program_type.as_deref(),
+    })
 }
 
-/// Fingerprint of what a user's status, profile and content amount to: equal for two states
-/// exactly when the plan would leave one of them as it is for the other. An inactive user's
-/// profile and content do not matter (nothing is sent for them).
-pub fn state_hash(active: bool, profile_hash: i64, content_hash: i64) -> i64 {
-    if !active {
-        return 0;
-    }
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&profile_hash.to_le_bytes());
-    bytes[8..].copy_from_slice(&content_hash.to_le_bytes());
-    match xxhash_rust::xxh3::xxh3_64(&bytes) as i64 {
-        0 => 1,
-        hash => hash,
-    }
-}
-
-/// Fingerprint of a sorted content list.
-pub fn content_hash(items: &[ContentRef]) -> i64 {
-    let mut hasher = PartsHasher::new();
-    for item in items {
-        hasher.part(&item.uuid).part(&item.kind);
-    }
-    hasher.finish()
-}
-
-/// The user object the API receives for a desired user (taken apart: a first import builds
-/// a million of these, and copying each text again costs more than reading it did).
-pub fn user_object(user: DesiredUser, active: bool, content: Option<Vec<ContentRef>>) -> User {
-    User {
-        uuid: None,
-        principal: Principal {
-            first_name: Some(user.first_name),
-            last_name: Some(user.last_name),
-            email: Some(user.email),
-            client_external_id: Some(user.key),
-        },
-        system: System {
-            status: Some(
-                if active {
-                    STATUS_ACTIVE
-                } else {
-                    STATUS_INACTIVE
-                }
-                .to_owned(),
-            ),
-            role: Some(user.role.to_owned()),
-        },
-        person: serde_json::Map::new(),
-        context: Context {
-            client: Some(user.client.to_string()),
-            locations: user.locations.to_vec(),
-            content,
-        },
-        attributes: Attributes {
-            position: user.position,
-            program_type: user.program_type,
-        },
+/// The profile a create or update sends for a desired user (taken apart: a first import
+/// builds a million of these, and copying each text again costs more than reading it did).
+pub fn profile_of(user: DesiredUser, grants: Option<Vec<Grant>>) -> Profile {
+    Profile {
+        key: user.key,
+        first_name: user.first_name,
+        last_name: user.last_name,
+        email: user.email,
+        role: user.role.to_owned(),
+        active: true,
+        client: user.client.to_string(),
+        locations: user.locations.to_vec(),
+        position: user.position,
+        program_type: user.program_type,
+        grants,
     }
 }
 
@@ -397,7 +310,7 @@ pub struct Remote {
     pub uuid: String,
     pub email: String,
     /// Content this tool enrolled.
-    pub content: Vec<ContentRef>,
+    pub content: Vec<Grant>,
     /// The profile last sent and acknowledged, as the ledger stores it (JSON), unread: only
     /// plan.csv shows it, and it reads it on a thread of its own.
     pub profile: String,
@@ -668,7 +581,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         self.io.push_op(
             NewOp {
                 key,
-                seq: seq_of(kind),
+                seq: kind.seq(),
                 kind,
                 payload,
             },
@@ -704,8 +617,8 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                 let key = user.key.clone();
                 let content = user.content.to_vec();
                 let payload = OpPayload {
-                    uuid: None,
-                    user: Some(user_object(user, true, Some(content))),
+                    remote_id: None,
+                    profile: Some(profile_of(user, Some(content))),
                     items: vec![],
                     profile_hash: wanted.profile_hash,
                     row: memo,
@@ -721,13 +634,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                 self.push(
                     user.key,
                     OpKind::Deactivate,
-                    OpPayload {
-                        uuid: Some(remote.uuid.clone()),
-                        user: None,
-                        items: vec![],
-                        profile_hash: 0,
-                        row: None,
-                    },
+                    OpPayload::of_account(&remote.uuid),
                     Some(&remote),
                 )?;
             }
@@ -751,8 +658,8 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         let key = user.key.clone();
         if profile_changed {
             let payload = OpPayload {
-                uuid: Some(remote.uuid.clone()),
-                user: Some(user_object(user, true, None)),
+                remote_id: Some(remote.uuid.clone()),
+                profile: Some(profile_of(user, None)),
                 items: vec![],
                 profile_hash: hash,
                 row: None,
@@ -765,11 +672,8 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                     key.clone(),
                     kind,
                     OpPayload {
-                        uuid: Some(remote.uuid.clone()),
-                        user: None,
                         items,
-                        profile_hash: 0,
-                        row: None,
+                        ..OpPayload::of_account(&remote.uuid)
                     },
                     Some(&remote),
                 )?;
@@ -916,13 +820,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             self.push(
                 key,
                 OpKind::Deactivate,
-                OpPayload {
-                    uuid: Some(remote.uuid.clone()),
-                    user: None,
-                    items: vec![],
-                    profile_hash: 0,
-                    row: None,
-                },
+                OpPayload::of_account(&remote.uuid),
                 Some(&remote),
             )?;
         }
@@ -939,23 +837,12 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
 }
 
 /// Items of `items` whose UUID is not in `other`.
-fn missing_from(items: &[ContentRef], other: &[ContentRef]) -> Vec<ContentRef> {
+fn missing_from(items: &[Grant], other: &[Grant]) -> Vec<Grant> {
     items
         .iter()
-        .filter(|c| !other.iter().any(|o| o.uuid == c.uuid))
+        .filter(|c| !other.iter().any(|o| o.id == c.id))
         .cloned()
         .collect()
-}
-
-fn seq_of(kind: OpKind) -> u32 {
-    match kind {
-        OpKind::Create => 0,
-        OpKind::Update => 1,
-        OpKind::Enroll => 2,
-        OpKind::Remove => 3,
-        OpKind::ReEnroll => 4,
-        OpKind::Deactivate => 5,
-    }
 }
 
 #[cfg(test)]
@@ -1015,8 +902,8 @@ mod tests {
             locations: vec!["l1".into()].into(),
             position: None,
             program_type: None,
-            content: vec![ContentRef {
-                uuid: "c1".into(),
+            content: vec![Grant {
+                id: "c1".into(),
                 kind: "course".into(),
             }]
             .into(),
@@ -1110,8 +997,8 @@ mod tests {
                 "CHG" => user.last_name = "Changed".into(),
                 "ADD" => {
                     let mut content = user.content.to_vec();
-                    content.push(ContentRef {
-                        uuid: "c2".into(),
+                    content.push(Grant {
+                        id: "c2".into(),
                         kind: "course".into(),
                     });
                     user.content = content.into();
@@ -1141,17 +1028,14 @@ mod tests {
             .unwrap();
         assert_eq!(
             enroll.payload.items,
-            vec![ContentRef {
-                uuid: "c2".into(),
+            vec![Grant {
+                id: "c2".into(),
                 kind: "course".into()
             }]
         );
         let back = memory.ops.iter().find(|o| o.key == "BACK").unwrap();
-        assert_eq!(
-            back.payload.user.as_ref().unwrap().system.status.as_deref(),
-            Some("active")
-        );
-        assert_eq!(back.payload.uuid.as_deref(), Some("uuid-BACK"));
+        assert!(back.payload.profile.as_ref().unwrap().active);
+        assert_eq!(back.payload.remote_id.as_deref(), Some("uuid-BACK"));
     }
 
     #[test]
@@ -1231,8 +1115,8 @@ mod tests {
         let mut ledger = Memory::default();
         for op in &memory.ops {
             assert_eq!(op.kind, OpKind::Create);
-            let user = op.payload.user.as_ref().unwrap();
-            let content = user.context.content.clone().unwrap();
+            let user = op.payload.profile.as_ref().unwrap();
+            let content = user.grants.clone().unwrap();
             let row = op.payload.row;
             assert!(row.is_some(), "a create carries its row memo");
             index.insert(
@@ -1249,7 +1133,7 @@ mod tests {
                 op.key.clone(),
                 Remote {
                     uuid: format!("uuid-{}", op.key),
-                    email: user.principal.email.clone().unwrap(),
+                    email: user.email.clone(),
                     content,
                     profile: String::new(),
                     active: true,
@@ -1491,32 +1375,5 @@ mod tests {
             ..Safety::default()
         };
         assert!(plan.check_threshold(&counted, None, None).is_err());
-    }
-
-    #[test]
-    fn parts_hash_as_the_streaming_hasher_did_whatever_the_length() {
-        // Lengths around XXH3's internal boundaries (16, 128, 240 bytes, its 256-byte
-        // buffer, its 1 KiB stripes): the digest must not move for any profile.
-        for n in [
-            0, 1, 15, 16, 17, 100, 127, 128, 129, 239, 240, 241, 255, 256, 257, 1100,
-        ] {
-            let long = "x".repeat(n);
-            let parts = [long.as_str(), "Ana", "", "ana@example.com"];
-            let mut streaming = xxhash_rust::xxh3::Xxh3::new();
-            for part in parts {
-                streaming.update(part.as_bytes());
-                streaming.update(b"\x1f");
-            }
-            assert_eq!(parts_hash(&parts), streaming.digest() as i64, "length {n}");
-        }
-    }
-
-    #[test]
-    fn fingerprints_are_stable_across_builds() {
-        // XXH3-64 of "a\x1fb\x1f", computed independently (Python's xxhash). If this
-        // changes, every ledger in the field sees every user as changed and the next night
-        // updates everyone.
-        assert_eq!(parts_hash(&["a", "b"]) as u64, 0xee97_c201_64a5_f646);
-        assert_ne!(parts_hash(&["ab", ""]), parts_hash(&["a", "b"]));
     }
 }

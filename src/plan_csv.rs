@@ -27,8 +27,8 @@ use serde::Serialize;
 
 use crate::ingest::catalog::Catalog;
 use crate::ledger::{Before, OpKind, PlanTx, PlannedOp, PushedOp};
+use crate::model::{Grant, Profile};
 use crate::report::guarded;
-use crate::targets::praesidium::model::{ContentRef, STATUS_INACTIVE, User};
 
 /// Ops of each kind kept to be printed (and put in `plan --json`).
 pub const FIRST_PER_KIND: usize = 5;
@@ -233,26 +233,19 @@ const FIELDS: [&str; 8] = [
 ];
 
 /// A profile field as shown: names for UUIDs, lists sorted and joined by ", ".
-fn field(user: &User, name: &str, catalog: &Catalog, names: &Names<'_>) -> String {
+fn field(user: &Profile, name: &str, catalog: &Catalog, names: &Names<'_>) -> String {
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     match name {
-        "first_name" => text(&user.principal.first_name),
-        "last_name" => text(&user.principal.last_name),
-        "email" => text(&user.principal.email),
-        "role" => text(&user.system.role),
-        "client" => user
-            .context
-            .client
-            .as_deref()
-            .map(|uuid| {
-                Names::of(&names.clients, uuid, || {
-                    catalog.client(uuid).map(|c| c.name.clone())
-                })
-            })
-            .unwrap_or_default(),
+        "first_name" => user.first_name.clone(),
+        "last_name" => user.last_name.clone(),
+        "email" => user.email.clone(),
+        "role" => user.role.clone(),
+        "client" if user.client.is_empty() => String::new(),
+        "client" => Names::of(&names.clients, &user.client, || {
+            catalog.client(&user.client).map(|c| c.name.clone())
+        }),
         "locations" => {
             let mut shown: Vec<String> = user
-                .context
                 .locations
                 .iter()
                 .map(|uuid| {
@@ -264,19 +257,19 @@ fn field(user: &User, name: &str, catalog: &Catalog, names: &Names<'_>) -> Strin
             shown.sort();
             shown.join(", ")
         }
-        "position" => text(&user.attributes.position),
-        "program_type" => text(&user.attributes.program_type),
+        "position" => text(&user.position),
+        "program_type" => text(&user.program_type),
         _ => String::new(),
     }
 }
 
 /// Content items as shown: SKUs where the catalog knows them, sorted.
-fn content(items: &[ContentRef], catalog: &Catalog, names: &Names<'_>) -> String {
+fn content(items: &[Grant], catalog: &Catalog, names: &Names<'_>) -> String {
     let mut shown: Vec<String> = items
         .iter()
         .map(|item| {
-            Names::of(&names.content, &item.uuid, || {
-                catalog.content_by_uuid(&item.uuid).map(|c| c.sku.clone())
+            Names::of(&names.content, &item.id, || {
+                catalog.content_by_uuid(&item.id).map(|c| c.sku.clone())
             })
         })
         .collect();
@@ -300,13 +293,18 @@ pub fn describe(op: &PlannedOp, catalog: &Catalog) -> PlanLine {
 fn describe_with(op: &PlannedOp, catalog: &Catalog, names: &Names<'_>) -> PlanLine {
     let before_profile = op.before.as_ref().and_then(|b| b.profile.as_ref());
     // Who: the person as the op leaves them, else as the ledger last confirmed them.
-    let who = op.payload.user.as_ref().or(before_profile);
+    let who = op.payload.profile.as_ref().or(before_profile);
     let name =
         |f: &str| who.map_or_else(|| NOT_RECORDED.to_owned(), |u| field(u, f, catalog, names));
     let items = || content(&op.payload.items, catalog, names);
     let changes = match op.kind {
-        OpKind::Create => created(op.payload.user.as_ref(), catalog, names),
-        OpKind::Update => updated(op.before.as_ref(), op.payload.user.as_ref(), catalog, names),
+        OpKind::Create => created(op.payload.profile.as_ref(), catalog, names),
+        OpKind::Update => updated(
+            op.before.as_ref(),
+            op.payload.profile.as_ref(),
+            catalog,
+            names,
+        ),
         OpKind::Deactivate => "status: active → inactive".to_owned(),
         OpKind::Enroll => format!("adds content: {}", items()),
         OpKind::Remove => format!("removes content: {}", items()),
@@ -324,7 +322,7 @@ fn describe_with(op: &PlannedOp, catalog: &Catalog, names: &Names<'_>) -> PlanLi
 
 /// A new person: everything they are created with beyond their name and email, as
 /// `new user; field: value; ...`. Built in place: a first import describes a million.
-fn created(user: Option<&User>, catalog: &Catalog, names: &Names<'_>) -> String {
+fn created(user: Option<&Profile>, catalog: &Catalog, names: &Names<'_>) -> String {
     let Some(user) = user else {
         return NOT_RECORDED.to_owned();
     };
@@ -342,7 +340,7 @@ fn created(user: Option<&User>, catalog: &Catalog, names: &Names<'_>) -> String 
             part(&mut shown, name, &value);
         }
     }
-    let items = user.context.content.as_deref().unwrap_or_default();
+    let items = user.grants.as_deref().unwrap_or_default();
     if !items.is_empty() {
         part(&mut shown, "content", &content(items, catalog, names));
     }
@@ -356,7 +354,7 @@ fn created(user: Option<&User>, catalog: &Catalog, names: &Names<'_>) -> String 
 /// Each field an update changes, `before → after`.
 fn updated(
     before: Option<&Before>,
-    after: Option<&User>,
+    after: Option<&Profile>,
     catalog: &Catalog,
     names: &Names<'_>,
 ) -> String {
@@ -364,9 +362,9 @@ fn updated(
         return NOT_RECORDED.to_owned();
     };
     let mut parts = Vec::new();
-    let status = after.system.status.as_deref().unwrap_or("active");
+    let status = if after.active { "active" } else { "inactive" };
     match before {
-        Some(before) if !before.active && status != STATUS_INACTIVE => {
+        Some(before) if !before.active && after.active => {
             parts.push(format!("status: inactive → {status}"));
         }
         Some(_) => {}
@@ -399,28 +397,30 @@ mod tests {
     use super::*;
     use crate::ledger::OpPayload;
 
-    fn user(first: &str, last: &str, email: &str, location: &str) -> User {
+    fn user(first: &str, last: &str, email: &str, location: &str) -> Profile {
         let catalog = crate::samples::catalog();
         let client = catalog.client("Northwind Camps").unwrap().uuid.clone();
         let location = catalog.location(location, &client).unwrap().uuid.clone();
-        let mut user = User::default();
-        user.principal.first_name = Some(first.into());
-        user.principal.last_name = Some(last.into());
-        user.principal.email = Some(email.into());
-        user.system.role = Some("Learner".into());
-        user.system.status = Some("active".into());
-        user.context.client = Some(client);
-        user.context.locations = vec![location];
-        user
+        Profile {
+            key: "E1".into(),
+            first_name: first.into(),
+            last_name: last.into(),
+            email: email.into(),
+            role: "Learner".into(),
+            active: true,
+            client,
+            locations: vec![location],
+            ..Profile::default()
+        }
     }
 
-    fn op(kind: OpKind, after: Option<User>, before: Option<Before>) -> PlannedOp {
+    fn op(kind: OpKind, after: Option<Profile>, before: Option<Before>) -> PlannedOp {
         PlannedOp {
             key: "E1".into(),
             kind,
             payload: OpPayload {
-                uuid: None,
-                user: after,
+                remote_id: None,
+                profile: after,
                 items: vec![],
                 profile_hash: 0,
                 row: None,
@@ -429,10 +429,10 @@ mod tests {
         }
     }
 
-    fn sku(sku: &str) -> ContentRef {
+    fn sku(sku: &str) -> Grant {
         let item = crate::samples::catalog().content_item(sku).unwrap().clone();
-        ContentRef {
-            uuid: item.uuid,
+        Grant {
+            id: item.uuid,
             kind: item.kind.as_api_str().into(),
         }
     }
@@ -492,7 +492,7 @@ mod tests {
     fn creates_deactivations_and_content_changes_say_who_and_what() {
         let catalog = crate::samples::catalog();
         let mut new = user("Cy", "Ng", "cy@x.com", "Lakeside Camp");
-        new.context.content = Some(vec![sku("SAFE-201"), sku("SAFE-101")]);
+        new.grants = Some(vec![sku("SAFE-201"), sku("SAFE-101")]);
         let create = describe(&op(OpKind::Create, Some(new.clone()), None), &catalog);
         assert_eq!(
             create.changes,
@@ -522,14 +522,14 @@ mod tests {
 
     fn create(key: &str) -> crate::ledger::NewOp {
         let mut user = user("Ana", "Lima", "ana@x.com", "Lakeside Camp");
-        user.principal.client_external_id = Some(key.into());
+        user.key = key.into();
         crate::ledger::NewOp {
             key: key.into(),
             seq: 0,
             kind: OpKind::Create,
             payload: OpPayload {
-                uuid: None,
-                user: Some(user),
+                remote_id: None,
+                profile: Some(user),
                 items: vec![],
                 profile_hash: 1,
                 row: None,

@@ -19,7 +19,7 @@ pub const FILES: [(&str, &str); 5] = [
     ("roster-night2.csv", ROSTER_NIGHT2_CSV),
 ];
 
-/// The built-in sample catalog.
+/// The built-in sample catalog, with the roles of the target the samples are for.
 pub fn catalog() -> Catalog {
     let source = |label: &str, text: &'static str| Source {
         label: format!("(built-in) samples/{label}"),
@@ -32,6 +32,7 @@ pub fn catalog() -> Catalog {
     )
     // The samples are checked by a unit test; a broken one must not ship.
     .expect("the built-in sample catalogs are valid")
+    .with_roles(crate::targets::Kind::Praesidium.capabilities().roles)
 }
 
 #[cfg(test)]

@@ -117,13 +117,7 @@ mod tests {
                         key: format!("K{i}"),
                         seq: 0,
                         kind: OpKind::Deactivate,
-                        payload: OpPayload {
-                            uuid: Some(format!("u-{i}")),
-                            user: None,
-                            items: vec![],
-                            profile_hash: 0,
-                            row: None,
-                        },
+                        payload: OpPayload::of_account(&format!("u-{i}")),
                     })?;
                 }
                 tx.commit()

@@ -13,32 +13,28 @@
 pub mod journal;
 pub mod pace;
 pub mod progress;
+pub mod retry;
 pub mod schedule;
+mod send;
 pub mod stop;
+
+pub use send::Io;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rand::Rng;
 use serde::Serialize;
 
 use crate::config::ApiConfig;
-use crate::ingest::normalize::fold;
-use crate::ledger::{Effect, Entry, Ledger, Op, OpKind, now_ms};
-use crate::targets::praesidium::client::{CallError, Client, ContentCall};
-use crate::targets::praesidium::model::User;
-use pace::{Answer, Pacer};
+use crate::ledger::{Effect, Entry, Ledger, Op, now_ms};
+use crate::targets::{CallError, Target};
+use pace::Pacer;
+use retry::{Retries, Retry};
 use schedule::{Breaker, Feeder, Next, Queue, Task, Work};
+use send::Claims;
 use stop::{Level, Stop};
-
-/// Backoff of retries: the first waits up to this, doubling per attempt...
-const BACKOFF_BASE: Duration = Duration::from_millis(500);
-/// ...up to this.
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
-/// 429s one op may meet before it is recorded failed: the API is refusing us, not busy.
-const MAX_RATE_LIMITED: u32 = 50;
 /// After a stop is requested, how long the requests in flight may take to finish (at most the
 /// request timeout). Past it they are abandoned and their ops set in doubt: a stop must end the
 /// run within seconds, whatever a slow server does.
@@ -66,7 +62,7 @@ pub struct ApplyStats {
     pub retries: u64,
     /// Ops left `sending` by a killed run, found at start and set in doubt.
     pub interrupted_found: u64,
-    /// Ops whose outcome was unknown and is now settled (confirmed by GET, or sent again).
+    /// Ops whose outcome was unknown and is now settled (confirmed by reading back, or sent again).
     pub in_doubt_resolved: u64,
     /// Ops already done by an op that had been in doubt: marked done without a request.
     pub already_applied: u64,
@@ -135,7 +131,6 @@ struct Shared {
     ledger: Arc<Mutex<Ledger>>,
     /// Every journal write goes through here (group commit); reads lock `ledger`.
     journal: journal::Journal,
-    client: Arc<Client>,
     /// When each request may leave: the rate the API accepts, up to the configured one.
     pacer: Mutex<Pacer>,
     window: Duration,
@@ -162,9 +157,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// are journaled; a second signal abandons them in doubt) or by a fatal error (the credentials
 /// refused, the ledger unwritable): either way the ledger is left consistent and the stats say
 /// why (`stopped_by_signal`, `fatal`). Errs only when the ledger cannot be read at the start.
-pub async fn apply(
+pub async fn apply<T: Target>(
     ledger: Arc<Mutex<Ledger>>,
-    client: Arc<Client>,
+    target: Arc<T>,
     api: &ApiConfig,
     run_id: i64,
 ) -> Result<ApplyStats> {
@@ -192,7 +187,6 @@ pub async fn apply(
     let shared = Arc::new(Shared {
         journal: journal::Journal::start(ledger.clone(), run_id),
         ledger,
-        client,
         // The config's bounds keep the rate finite and positive.
         pacer: Mutex::new(Pacer::new(api.requests_per_second, Instant::now())),
         window: Duration::from_secs(api.duplicate_window_secs),
@@ -240,7 +234,7 @@ pub async fn apply(
     };
     let grace = STOP_GRACE.min(Duration::from_secs(api.timeout_secs));
     let fatal = if total > 0 {
-        run_workers(&shared, api.max_in_flight, grace).await
+        run_workers(&shared, &target, api.max_in_flight, grace).await
     } else {
         None
     };
@@ -276,10 +270,15 @@ pub async fn apply(
 
 /// Logs in (retried like any request), then runs `workers` workers until the queue is empty or
 /// the run stops. Returns the fatal error that stopped it, if one did.
-async fn run_workers(shared: &Arc<Shared>, workers: usize, grace: Duration) -> Option<String> {
+async fn run_workers<T: Target>(
+    shared: &Arc<Shared>,
+    target: &Arc<T>,
+    workers: usize,
+    grace: Duration,
+) -> Option<String> {
     // A login in flight is dropped at once on a stop: it changes nothing on the server.
     let login = tokio::select! {
-        login = send_retrying(shared, || shared.client.authenticate()) => login,
+        login = target.prepare(Io { shared }) => login,
         () = shared.stop.stopping() => Err(CallError::Stopped),
     };
     match login {
@@ -301,7 +300,8 @@ async fn run_workers(shared: &Arc<Shared>, workers: usize, grace: Duration) -> O
     let mut running = tokio::task::JoinSet::new();
     for _ in 0..workers {
         let shared = shared.clone();
-        running.spawn(async move { worker(&shared).await });
+        let target = target.clone();
+        running.spawn(async move { worker(&shared, &*target).await });
     }
     let mut fatal: Option<String> = None;
     let mut give_up_at: Option<Instant> = None;
@@ -387,7 +387,7 @@ fn unavailable(error: &CallError) -> bool {
 }
 
 /// Takes users from the queue until there are none left (or the run stops).
-async fn worker(shared: &Shared) -> Result<()> {
+async fn worker<T: Target>(shared: &Shared, target: &T) -> Result<()> {
     loop {
         // Registered before looking at the queue, so a wake-up between the look and the wait
         // is not lost.
@@ -411,7 +411,7 @@ async fn worker(shared: &Shared) -> Result<()> {
                 fed?;
             }
             Next::Run(work) => {
-                let result = run_work(shared, work).await;
+                let result = run_work(shared, target, work).await;
                 if result.is_err() {
                     // Stopped before anyone waits on this user again.
                     shared.stop(Level::Stopping);
@@ -452,12 +452,12 @@ enum Step {
 }
 
 /// Runs one user's ops in order, handing the user back to the queue when an op must wait.
-async fn run_work(shared: &Shared, mut work: Work) -> Result<()> {
+async fn run_work<T: Target>(shared: &Shared, target: &T, mut work: Work) -> Result<()> {
     while let Some(mut task) = work.tasks.pop_front() {
         if shared.stopping() {
             break;
         }
-        match run_task(shared, &work, &mut task).await {
+        match run_task(shared, target, &work, &mut task).await {
             Ok(Step::Settled) => {}
             Ok(Step::Later(at)) => {
                 work.tasks.push_front(task);
@@ -477,7 +477,12 @@ async fn run_work(shared: &Shared, mut work: Work) -> Result<()> {
 
 /// Runs one op: resolves it if its outcome is unknown, waits for the duplicate window, sends
 /// it with retries, and journals the outcome.
-async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step> {
+async fn run_task<T: Target>(
+    shared: &Shared,
+    target: &T,
+    work: &Work,
+    task: &mut Task,
+) -> Result<Step> {
     let op = &task.op;
     if work.recheck && !task.in_doubt && lock(&shared.ledger).already_applied(op)? {
         shared
@@ -491,15 +496,19 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
         settle(shared, op, "done", false);
         return Ok(Step::Settled);
     }
-    // An update or deactivation in doubt is settled by looking: GET shows whether it holds.
+    // An op in doubt that the target can read back (an update, a deactivation) is settled by
+    // looking: the account shows whether it holds.
     let mut confirmed_missing = false;
-    if task.in_doubt && matches!(op.kind, OpKind::Update | OpKind::Deactivate) {
-        match check_by_get(shared, op).await {
+    if task.in_doubt && target.resolves_by_reading(op.kind) {
+        match target.confirm(op, Io { shared }).await {
             Ok(true) => {
                 let effect = Effect {
                     uuid: None,
                     http_status: Some(200),
-                    message: Some("confirmed by GET after the answer was lost".to_owned()),
+                    message: Some(
+                        "confirmed by reading the account back after the answer was lost"
+                            .to_owned(),
+                    ),
                     adopted: false,
                 };
                 done(shared, op, effect, true).await?;
@@ -536,9 +545,9 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
         .journal
         .write(Entry::Sending { op_id: op.id })
         .await?;
-    let mut retries = Retries::default();
+    let mut retries = Retries::new(shared.max_attempts);
     loop {
-        let result = run_op(shared, op).await;
+        let result = target.execute(op, Io { shared }).await;
         let error = match result {
             Ok(effect) => {
                 done(shared, op, effect, task.in_doubt).await?;
@@ -550,7 +559,7 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
             op_id: op.id,
             was_in_doubt: task.in_doubt,
         };
-        match (retries.after(shared, &error), &error) {
+        match (retries.after(&error), &error) {
             // Nothing left: the op goes back to where it was, for the next run.
             (_, CallError::Stopped) => {
                 shared.journal.write(unsend).await?;
@@ -595,11 +604,12 @@ async fn run_task(shared: &Shared, work: &Work, task: &mut Task) -> Result<Step>
                     settle(shared, op, "in_doubt", false);
                     return Ok(Step::Settled);
                 }
-                // Resolved like a killed run's op: updates and deactivations by GET at once,
-                // creates and content calls by sending again once the window has passed.
-                let at = match op.kind {
-                    OpKind::Update | OpKind::Deactivate => Instant::now(),
-                    _ => Instant::now() + shared.window,
+                // Resolved like a killed run's op: by reading back at once where the target
+                // can, else by sending again once the window has passed.
+                let at = if target.resolves_by_reading(op.kind) {
+                    Instant::now()
+                } else {
+                    Instant::now() + shared.window
                 };
                 return Ok(Step::Later(at));
             }
@@ -676,300 +686,4 @@ fn settle(shared: &Shared, op: &Op, state: &str, adopted: bool) {
     });
     shared.progress.tick(state != "done");
     lock(&shared.claimed).release(&op.key);
-}
-
-/// Sends one request in its slot of the pacing schedule (after any 429 pause), and tells the
-/// pacing how it was answered.
-async fn send<T>(
-    shared: &Shared,
-    call: impl Future<Output = Result<T, CallError>>,
-) -> Result<T, CallError> {
-    let slot = loop {
-        let slot = lock(&shared.pacer).reserve(Instant::now());
-        if !shared.stop.sleep_until(slot.at).await {
-            return Err(CallError::Stopped);
-        }
-        // A 429 answered meanwhile may have cut the rate or started a pause: the slot is then
-        // reserved again at the new pace (bounded: each pass waits for a later slot).
-        if lock(&shared.pacer).still_valid(slot, Instant::now()) {
-            break slot;
-        }
-    };
-    if shared.stopping() {
-        return Err(CallError::Stopped);
-    }
-    let result = call.await;
-    let answer = match &result {
-        Err(CallError::RateLimited { retry_after }) => Some(Answer::RateLimited(*retry_after)),
-        // A lost answer or no connection says nothing of the rate the API accepts.
-        Err(CallError::Connect(_) | CallError::Ambiguous(_) | CallError::Stopped) => None,
-        _ => Some(Answer::Taken),
-    };
-    if let Some(answer) = answer {
-        lock(&shared.pacer).answered(slot, answer, Instant::now());
-    }
-    shared.stat(|stats| {
-        stats.requests += 1;
-        if let Err(CallError::RateLimited { .. }) = &result {
-            stats.rate_limited_429 += 1;
-        }
-    });
-    let tripped = match &result {
-        Err(CallError::RateLimited { .. }) => lock(&shared.breaker).rate_limited(),
-        Err(CallError::Ambiguous(_)) => lock(&shared.breaker).unanswered(),
-        Err(CallError::Server { .. } | CallError::Connect(_)) => None,
-        _ => {
-            lock(&shared.breaker).answered();
-            None
-        }
-    };
-    if let Some(reason) = tripped {
-        shared.give_up(reason);
-    }
-    result
-}
-
-/// The retry rules of one request (or one op): 5xx and connection errors are sent again
-/// after a backoff, up to `max_attempts` tries; a 429 is sent again at once (`send` has
-/// taken its pause) and does not use up a try, up to [`MAX_RATE_LIMITED`]. Nothing else is.
-#[derive(Default)]
-struct Retries {
-    failed_attempts: u32,
-    rate_limited: u32,
-}
-
-enum Retry {
-    Resend,
-    Backoff(Duration),
-}
-
-impl Retries {
-    fn after(&mut self, shared: &Shared, error: &CallError) -> Option<Retry> {
-        match error {
-            CallError::RateLimited { .. } if self.rate_limited < MAX_RATE_LIMITED => {
-                self.rate_limited += 1;
-                Some(Retry::Resend)
-            }
-            CallError::Server { .. } | CallError::Connect(_) => {
-                self.failed_attempts += 1;
-                (self.failed_attempts < shared.max_attempts).then(|| {
-                    let unit = rand::thread_rng().r#gen::<f64>();
-                    Retry::Backoff(schedule::backoff(
-                        self.failed_attempts,
-                        BACKOFF_BASE,
-                        BACKOFF_CAP,
-                        unit,
-                    ))
-                })
-            }
-            _ => None,
-        }
-    }
-}
-
-/// [`send`] under the [`Retries`] rules. For the steps of a multi-request op, each retried on
-/// its own.
-async fn send_retrying<T, F, Fut>(shared: &Shared, call: F) -> Result<T, CallError>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<T, CallError>>,
-{
-    let mut retries = Retries::default();
-    loop {
-        let error = match send(shared, call()).await {
-            Err(error) => error,
-            done => return done,
-        };
-        match retries.after(shared, &error) {
-            Some(Retry::Resend) => {}
-            Some(Retry::Backoff(wait)) => {
-                shared.stat(|s| s.retries += 1);
-                if !shared.stop.sleep_until(Instant::now() + wait).await {
-                    return Err(CallError::Stopped);
-                }
-            }
-            None => return Err(error),
-        }
-    }
-}
-
-/// Whether the platform shows what an update or deactivation asked for (the GET is retried
-/// like any request).
-async fn check_by_get(shared: &Shared, op: &Op) -> Result<bool, CallError> {
-    let uuid = op.payload.uuid.as_deref().unwrap_or_default();
-    let found = send_retrying(shared, || shared.client.get_user(uuid)).await?;
-    Ok(match op.kind {
-        OpKind::Deactivate => {
-            found.system.status.as_deref()
-                == Some(crate::targets::praesidium::model::STATUS_INACTIVE)
-        }
-        _ => op.payload.user.as_ref().is_some_and(|w| shows(&found, w)),
-    })
-}
-
-/// Whether a user as the API returns it holds every field of a user object we sent.
-pub fn shows(found: &User, wanted: &User) -> bool {
-    let mut found_locations = found.context.locations.clone();
-    let mut wanted_locations = wanted.context.locations.clone();
-    found_locations.sort();
-    wanted_locations.sort();
-    let email = |u: &User| u.principal.email.as_deref().map(fold);
-    found.principal.first_name == wanted.principal.first_name
-        && found.principal.last_name == wanted.principal.last_name
-        && email(found) == email(wanted)
-        && found.system.status == wanted.system.status
-        && found.system.role == wanted.system.role
-        && found.context.client == wanted.context.client
-        && found_locations == wanted_locations
-        && found.attributes == wanted.attributes
-}
-
-async fn run_op(shared: &Shared, op: &Op) -> Result<Effect, CallError> {
-    let client = &shared.client;
-    let uuid = op.payload.uuid.as_deref().unwrap_or_default();
-    let done = |status: u16| Effect {
-        uuid: None,
-        http_status: Some(status),
-        message: None,
-        adopted: false,
-    };
-    match op.kind {
-        OpKind::Create => {
-            let user = op.payload.user.as_ref().expect("create ops carry a user");
-            match send(shared, client.create(user)).await {
-                Ok(created) => {
-                    if let Some(uuid) = &created.uuid {
-                        claim(shared, op, uuid, 201)?;
-                    }
-                    Ok(Effect {
-                        uuid: created.uuid,
-                        http_status: Some(201),
-                        message: None,
-                        adopted: false,
-                    })
-                }
-                Err(error) => match error.existing_user_id() {
-                    Some(existing) => adopt(shared, op, &existing).await,
-                    None => Err(error),
-                },
-            }
-        }
-        OpKind::Update => {
-            let user = op.payload.user.as_ref().expect("update ops carry a user");
-            send(shared, client.update(uuid, user))
-                .await
-                .map(|_| done(200))
-        }
-        OpKind::Deactivate => send(shared, client.deactivate(uuid))
-            .await
-            .map(|_| done(200)),
-        OpKind::Enroll | OpKind::Remove | OpKind::ReEnroll => {
-            let call = match op.kind {
-                OpKind::Enroll => ContentCall::Enroll,
-                OpKind::Remove => ContentCall::Remove,
-                _ => ContentCall::ReEnroll,
-            };
-            send(shared, client.content(uuid, call, &op.payload.items))
-                .await
-                .map(|_| done(200))
-        }
-    }
-}
-
-/// The platform ids answered in this run whose ops are not yet settled, with their keys. Once
-/// an op settles, the ledger holds what it recorded (an acknowledged id is in `users`, found by
-/// [`Ledger::other_key_of_uuid`]), so its claims are dropped: the map holds the ops in flight,
-/// not the whole run.
-#[derive(Default)]
-struct Claims {
-    by_uuid: std::collections::HashMap<String, String>,
-    by_key: std::collections::HashMap<String, Vec<String>>,
-}
-
-impl Claims {
-    fn insert(&mut self, uuid: &str, key: &str) {
-        self.by_uuid.insert(uuid.to_owned(), key.to_owned());
-        self.by_key
-            .entry(key.to_owned())
-            .or_default()
-            .push(uuid.to_owned());
-    }
-
-    fn release(&mut self, key: &str) {
-        for uuid in self.by_key.remove(key).unwrap_or_default() {
-            self.by_uuid.remove(&uuid);
-        }
-    }
-}
-
-/// Records that `uuid` is the account of `op`'s key, refusing it when the ledger (or another
-/// answer in this run) has it for another key: one account standing for two people would be
-/// changed, and deactivated, for both of them.
-fn claim(shared: &Shared, op: &Op, uuid: &str, status: u16) -> Result<(), CallError> {
-    let mut claimed = lock(&shared.claimed);
-    let other = match claimed.by_uuid.get(uuid) {
-        Some(key) if key != &op.key => Some(key.clone()),
-        Some(_) => None,
-        None => lock(&shared.ledger)
-            .other_key_of_uuid(uuid, &op.key)
-            .map_err(|e| CallError::NotSent(format!("cannot read the ledger: {e:#}")))?,
-    };
-    match other {
-        Some(other) => Err(CallError::Unreliable {
-            status,
-            message: format!(
-                "the API named user {uuid}, which the ledger holds for external_id {other}; one \
-                 account cannot be two people, so nothing is recorded (check both in the platform)"
-            ),
-        }),
-        None => {
-            claimed.insert(uuid, &op.key);
-            Ok(())
-        }
-    }
-}
-
-/// The email belongs to a user in our hierarchy that the ledger does not know (an earlier
-/// tool, a manual entry, or our own create whose answer was lost). Take it over: check it is
-/// the same person by email, record its UUID, bring its profile and content to the roster's.
-async fn adopt(shared: &Shared, op: &Op, existing: &str) -> Result<Effect, CallError> {
-    let client = &shared.client;
-    let wanted = op.payload.user.as_ref().expect("create ops carry a user");
-    // The status of the "email already exists" answer that named this user.
-    claim(shared, op, existing, 400)?;
-    let found = send_retrying(shared, || client.get_user(existing)).await?;
-    let same_email = fold(found.principal.email.as_deref().unwrap_or(""))
-        == fold(wanted.principal.email.as_deref().unwrap_or(""));
-    if !same_email {
-        return Err(CallError::Rejected {
-            status: 400,
-            code: "ADOPTION_REFUSED".to_owned(),
-            message: format!(
-                "the server named user {existing} for this email, but that user has another email"
-            ),
-            technical: String::new(),
-        });
-    }
-    let mut profile = wanted.clone();
-    let content = profile.context.content.take().unwrap_or_default();
-    // Each step is retried on its own: starting over would repeat a PUT the API just took,
-    // and it would ignore that as a duplicate. A user that already shows the profile (our
-    // own create whose answer was lost) needs no PUT at all.
-    if !shows(&found, &profile) {
-        send_retrying(shared, || client.update(existing, &profile)).await?;
-    }
-    if !content.is_empty() {
-        send_retrying(shared, || {
-            client.content(existing, ContentCall::Enroll, &content)
-        })
-        .await?;
-    }
-    Ok(Effect {
-        uuid: Some(existing.to_owned()),
-        http_status: Some(200),
-        message: Some(format!(
-            "adopted existing user {existing} (email already in the academy)"
-        )),
-        adopted: true,
-    })
 }

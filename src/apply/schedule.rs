@@ -25,14 +25,6 @@ pub fn window_wait(last_change_ms: Option<i64>, now_ms: i64, window: Duration) -
     (wait > 0).then(|| Duration::from_millis(wait.unsigned_abs()))
 }
 
-/// Exponential backoff with full jitter: a random wait in `[0, min(cap, base·2^(attempt-1))]`.
-/// `unit` is a random number in `[0, 1)`, passed in so that the function stays pure.
-pub fn backoff(attempt: u32, base: Duration, cap: Duration, unit: f64) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(30);
-    let ceiling = base.saturating_mul(1 << exponent).min(cap);
-    ceiling.mul_f64(unit.clamp(0.0, 1.0))
-}
-
 /// 429s in a row, across all workers, after which the run stops: each pauses everyone for up
 /// to [`super::pace::MAX_PAUSE`], so this bounds a night the API spends refusing us to hours, not days.
 pub const MAX_429_IN_A_ROW: u32 = 100;
@@ -348,8 +340,8 @@ mod tests {
             seq: 0,
             kind,
             payload: OpPayload {
-                uuid: None,
-                user: None,
+                remote_id: None,
+                profile: None,
                 items: vec![],
                 profile_hash: 0,
                 row: None,
@@ -441,16 +433,6 @@ mod tests {
         queue.stop();
         assert!(matches!(queue.take(now), Next::Finished));
         assert_eq!(queue.waiting_ops(), 0);
-    }
-
-    #[test]
-    fn backoff_grows_exponentially_within_its_cap_and_jitters_from_zero() {
-        let (base, cap) = (Duration::from_millis(500), Duration::from_secs(30));
-        assert_eq!(backoff(1, base, cap, 0.999_999).as_millis(), 499);
-        assert_eq!(backoff(3, base, cap, 0.5), Duration::from_secs(1));
-        assert_eq!(backoff(20, base, cap, 1.0), cap);
-        assert_eq!(backoff(4, base, cap, 0.0), Duration::ZERO);
-        assert_eq!(backoff(u32::MAX, base, cap, 0.5), cap / 2);
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub struct Catalog {
     location_by_uuid: HashMap<String, usize>,
     locations_by_name: HashMap<String, Vec<usize>>,
     content_by_key: HashMap<String, usize>,
+    /// The roles the target knows, in its spelling (see [`Catalog::with_roles`]).
+    pub roles: &'static [&'static str],
 }
 
 /// One catalog file's content with the label used in messages (usually its path).
@@ -143,6 +145,13 @@ impl Catalog {
         catalog.read_locations(locations)?;
         catalog.read_content(content)?;
         Ok(catalog)
+    }
+
+    /// The catalog with the roles a row may name: the target's list
+    /// ([`crate::targets::Capabilities::roles`]), since roles are a platform's, not a file's.
+    pub fn with_roles(mut self, roles: &'static [&'static str]) -> Catalog {
+        self.roles = roles;
+        self
     }
 
     fn read_clients(&mut self, source: Source<impl Read>) -> Result<()> {

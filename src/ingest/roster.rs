@@ -22,7 +22,8 @@ use super::input::{self, Record};
 use super::normalize::{clean, fold, header_key, is_valid_email, split_multi};
 use super::source::{self, Format, Opened, ReadOptions, ReadSeek, Records};
 use crate::config::Defaults;
-use crate::targets::praesidium::model::{ContentRef, KNOWN_ROLES};
+use crate::model::Grant;
+pub use crate::model::fingerprint::fingerprint;
 
 /// The canonical roster columns, in the documented order.
 pub const COLUMNS: &[&str] = &[
@@ -52,7 +53,7 @@ pub struct DesiredUser {
     pub last_name: String,
     /// Lower-cased: the platform compares emails case-insensitively.
     pub email: String,
-    /// The API's spelling of the role.
+    /// The role, spelled as the target's role list spells it.
     pub role: &'static str,
     pub active: bool,
     pub client: Arc<str>,
@@ -61,7 +62,7 @@ pub struct DesiredUser {
     pub position: Option<String>,
     pub program_type: Option<String>,
     /// Content items, sorted by UUID.
-    pub content: Arc<[ContentRef]>,
+    pub content: Arc<[Grant]>,
     pub line: u64,
 }
 
@@ -72,8 +73,8 @@ pub enum RejectReason {
     Missing,
     #[error("not a valid email address: {0:?}")]
     BadEmail(String),
-    #[error("unknown role {0:?}; expected one of {roles}", roles = KNOWN_ROLES.join(", "))]
-    UnknownRole(String),
+    #[error("unknown role {0:?}; expected one of {1}")]
+    UnknownRole(String, String),
     #[error("unknown status {0:?}; expected active or inactive")]
     UnknownStatus(String),
     #[error("unknown client {0:?}")]
@@ -533,11 +534,6 @@ pub struct Conflicts {
     keys_of_email: HashMap<u64, Vec<String>>,
 }
 
-/// A stable 64-bit fingerprint (XXH3) of a key or an email.
-pub fn fingerprint(value: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(value.as_bytes())
-}
-
 impl CrossRowCheck {
     /// A check sized for about `rows` rows, so its maps do not grow row by row.
     pub fn with_capacity(rows: usize) -> CrossRowCheck {
@@ -812,15 +808,20 @@ impl ResolvedDefaults {
                     .into(),
             ),
         };
-        let role = canonical_role(&defaults.role)
-            .with_context(|| format!("role: {:?} is not a known role", defaults.role))?;
+        let role = canonical_role(catalog.roles, &defaults.role).with_context(|| {
+            format!(
+                "role: {:?} is not a known role; expected one of {}",
+                defaults.role,
+                catalog.roles.join(", ")
+            )
+        })?;
         Ok(ResolvedDefaults { client, role })
     }
 }
 
-fn canonical_role(raw: &str) -> Option<&'static str> {
+fn canonical_role(roles: &'static [&'static str], raw: &str) -> Option<&'static str> {
     let wanted = fold(raw);
-    KNOWN_ROLES.iter().copied().find(|r| fold(r) == wanted)
+    roles.iter().copied().find(|r| fold(r) == wanted)
 }
 
 type RowError = (String, RejectReason);
@@ -834,7 +835,7 @@ struct Resolver<'a> {
     clients: CellCache<Arc<str>>,
     /// Per client: a location name is resolved within its user's client.
     locations: FxHashMap<Arc<str>, CellCache<Arc<[String]>>>,
-    content: CellCache<Arc<[ContentRef]>>,
+    content: CellCache<Arc<[Grant]>>,
 }
 
 /// Resolutions by raw cell text.
@@ -896,7 +897,7 @@ impl<'a> Resolver<'a> {
         })
     }
 
-    fn content(&mut self, raw: &str) -> Result<Arc<[ContentRef]>, RejectReason> {
+    fn content(&mut self, raw: &str) -> Result<Arc<[Grant]>, RejectReason> {
         let catalog = self.catalog;
         remember(&mut self.content, raw, || {
             let mut content = Vec::new();
@@ -904,8 +905,8 @@ impl<'a> Resolver<'a> {
                 let item = catalog
                     .content_item(&reference)
                     .ok_or(RejectReason::UnknownContent(reference))?;
-                content.push(ContentRef {
-                    uuid: item.uuid.clone(),
+                content.push(Grant {
+                    id: item.uuid.clone(),
                     kind: item.kind.as_api_str().to_owned(),
                 });
             }
@@ -978,8 +979,13 @@ impl<'a> Resolver<'a> {
         }
         let role = match cell("role").trim() {
             "" => self.defaults.role,
-            raw => canonical_role(raw)
-                .ok_or(("role".to_owned(), RejectReason::UnknownRole(clean(raw))))?,
+            raw => canonical_role(self.catalog.roles, raw).ok_or_else(|| {
+                let roles = self.catalog.roles.join(", ");
+                (
+                    "role".to_owned(),
+                    RejectReason::UnknownRole(clean(raw), roles),
+                )
+            })?,
         };
         let active = match cell("status").trim() {
             "" => true,

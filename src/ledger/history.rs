@@ -227,8 +227,8 @@ mod tests {
             seq: 0,
             kind: OpKind::Create,
             payload: OpPayload {
-                uuid: None,
-                user: Some(Default::default()),
+                remote_id: None,
+                profile: Some(Default::default()),
                 items: vec![],
                 profile_hash: 1,
                 row: None,

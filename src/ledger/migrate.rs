@@ -25,6 +25,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "004_users_by_uuid.sql",
         include_str!("../../migrations/004_users_by_uuid.sql"),
     ),
+    (
+        "005_neutral_profile.sql",
+        include_str!("../../migrations/005_neutral_profile.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

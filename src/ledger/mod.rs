@@ -19,11 +19,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::ingest::roster::fingerprint;
+use crate::model::Grant;
+use crate::model::fingerprint::fingerprint;
+pub use crate::model::{NewOp, Op, OpKind, OpPayload, RowMemo};
 use crate::plan::{Known, KnownKeys, LedgerIndex};
-use crate::targets::praesidium::model::{ContentRef, User};
 
 /// The ledger is held by another rostersync process (exit code 4).
 #[derive(Debug, thiserror::Error)]
@@ -32,105 +33,16 @@ use crate::targets::praesidium::model::{ContentRef, User};
 )]
 pub struct LedgerLocked(pub PathBuf);
 
-/// The kinds of change an op makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OpKind {
-    Create,
-    Update,
-    Enroll,
-    Remove,
-    #[serde(rename = "reenroll")]
-    ReEnroll,
-    Deactivate,
-}
-
-impl OpKind {
-    pub const ALL: [OpKind; 6] = [
-        OpKind::Create,
-        OpKind::Update,
-        OpKind::Enroll,
-        OpKind::Remove,
-        OpKind::ReEnroll,
-        OpKind::Deactivate,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OpKind::Create => "create",
-            OpKind::Update => "update",
-            OpKind::Enroll => "enroll",
-            OpKind::Remove => "remove",
-            OpKind::ReEnroll => "reenroll",
-            OpKind::Deactivate => "deactivate",
-        }
+/// The ledger column holding the time of the last change through this kind of op.
+fn last_change_column(kind: OpKind) -> &'static str {
+    match kind {
+        OpKind::Create => "created_at",
+        OpKind::Update => "last_update_at",
+        OpKind::Enroll => "last_enroll_at",
+        OpKind::Remove => "last_remove_at",
+        OpKind::ReEnroll => "last_reenroll_at",
+        OpKind::Deactivate => "last_deactivate_at",
     }
-
-    pub fn parse(raw: &str) -> Option<OpKind> {
-        OpKind::ALL.into_iter().find(|k| k.as_str() == raw)
-    }
-
-    /// The ledger column holding the time of the last change through this endpoint.
-    fn last_change_column(self) -> &'static str {
-        match self {
-            OpKind::Create => "created_at",
-            OpKind::Update => "last_update_at",
-            OpKind::Enroll => "last_enroll_at",
-            OpKind::Remove => "last_remove_at",
-            OpKind::ReEnroll => "last_reenroll_at",
-            OpKind::Deactivate => "last_deactivate_at",
-        }
-    }
-}
-
-/// What an op carries: enough to send it and to record its effect once acknowledged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OpPayload {
-    /// The user's platform UUID (absent for a create).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uuid: Option<String>,
-    /// The full user object for create and update (content included for create).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<User>,
-    /// Content items for enroll / remove / re-enroll.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub items: Vec<ContentRef>,
-    /// Fingerprint of the profile the op sends (create, update).
-    #[serde(default)]
-    pub profile_hash: i64,
-    /// What the roster row behind a create normalized to, recorded with the new user so that
-    /// the next night recognizes the row unchanged without normalizing it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub row: Option<RowMemo>,
-}
-
-/// What one roster row normalized to: a fingerprint of its raw cells (`digest`, never 0), of
-/// the profile, content and status it asks for (`state`, see [`crate::plan::state_hash`]) and
-/// of its email. A memo of what a row means, not of what the platform holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RowMemo {
-    pub digest: i64,
-    pub state: i64,
-    pub email: i64,
-}
-
-/// An op to write into the journal.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewOp {
-    pub key: String,
-    pub seq: u32,
-    pub kind: OpKind,
-    pub payload: OpPayload,
-}
-
-/// An op read back from the journal.
-#[derive(Debug, Clone)]
-pub struct Op {
-    pub id: i64,
-    pub key: String,
-    pub seq: u32,
-    pub kind: OpKind,
-    pub payload: OpPayload,
 }
 
 /// A rejected roster row as recorded.
@@ -583,8 +495,8 @@ impl Ledger {
         let Some((uuid, profile_hash, active, content)) = row else {
             return Ok(false);
         };
-        let content: Vec<ContentRef> = serde_json::from_str(&content).unwrap_or_default();
-        let enrolled = |item: &ContentRef| content.iter().any(|c| c.uuid == item.uuid);
+        let content: Vec<Grant> = serde_json::from_str(&content).unwrap_or_default();
+        let enrolled = |item: &Grant| content.iter().any(|c| c.id == item.id);
         Ok(match op.kind {
             OpKind::Create => uuid.is_some(),
             OpKind::Update => active && profile_hash == op.payload.profile_hash,
@@ -770,12 +682,12 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// The content-list fingerprint and its stored JSON.
-pub fn content_record(items: &[ContentRef]) -> (i64, String) {
+pub fn content_record(items: &[Grant]) -> (i64, String) {
     let mut sorted = items.to_vec();
     sorted.sort();
     sorted.dedup();
     (
-        crate::plan::content_hash(&sorted),
+        crate::model::fingerprint::content_hash(&sorted),
         serde_json::to_string(&sorted).expect("content refs serialize"),
     )
 }
@@ -841,20 +753,19 @@ fn execute_cached(
 }
 
 fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) -> Result<()> {
-    let column = op.kind.last_change_column();
+    let column = last_change_column(op.kind);
     match op.kind {
         OpKind::Create | OpKind::Update => {
-            let mut user = op
+            let mut profile = op
                 .payload
-                .user
+                .profile
                 .clone()
-                .context("create/update op without a user object")?;
-            let content = user.context.content.take().unwrap_or_default();
-            let email = user.principal.email.clone().unwrap_or_default();
-            let active = user.system.status.as_deref()
-                != Some(crate::targets::praesidium::model::STATUS_INACTIVE);
-            let profile = serde_json::to_string(&user)?;
-            let uuid = effect.uuid.clone().or_else(|| op.payload.uuid.clone());
+                .context("create/update op without a profile")?;
+            let content = profile.grants.take().unwrap_or_default();
+            let email = profile.email.clone();
+            let active = profile.active;
+            let profile = serde_json::to_string(&profile)?;
+            let uuid = effect.uuid.clone().or_else(|| op.payload.remote_id.clone());
             if op.kind == OpKind::Create {
                 let (content_hash, content_json) = content_record(&content);
                 execute_cached(
@@ -903,10 +814,10 @@ fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) 
             let current: String = tx
                 .prepare_cached("SELECT content FROM users WHERE key = ?1")?
                 .query_row([&op.key], |r| r.get(0))?;
-            let mut content: Vec<ContentRef> = serde_json::from_str(&current).unwrap_or_default();
+            let mut content: Vec<Grant> = serde_json::from_str(&current).unwrap_or_default();
             match op.kind {
                 OpKind::Remove => {
-                    content.retain(|c| !op.payload.items.iter().any(|i| i.uuid == c.uuid))
+                    content.retain(|c| !op.payload.items.iter().any(|i| i.id == c.id))
                 }
                 _ => content.extend(op.payload.items.iter().cloned()),
             }
@@ -926,6 +837,7 @@ fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Profile;
     use crate::plan::PlanIo;
 
     #[test]
@@ -958,19 +870,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = Ledger::open(&dir.path().join("l.db")).unwrap();
         let run = ledger.begin_run("test").unwrap();
-        let mut user = User::default();
-        user.principal.email = Some("a@example.com".into());
-        user.context.content = Some(vec![ContentRef {
-            uuid: "c1".into(),
-            kind: "course".into(),
-        }]);
+        let profile = Profile {
+            email: "a@example.com".into(),
+            grants: Some(vec![Grant {
+                id: "c1".into(),
+                kind: "course".into(),
+            }]),
+            ..Profile::default()
+        };
         let ops = vec![NewOp {
             key: "K".into(),
             seq: 0,
             kind: OpKind::Create,
             payload: OpPayload {
-                uuid: None,
-                user: Some(user),
+                remote_id: None,
+                profile: Some(profile),
                 items: vec![],
                 profile_hash: 42,
                 row: None,
@@ -1029,8 +943,8 @@ mod tests {
                         seq: 0,
                         kind: OpKind::Create,
                         payload: OpPayload {
-                            uuid: None,
-                            user: Some(User::default()),
+                            remote_id: None,
+                            profile: Some(Profile::default()),
                             items: vec![],
                             profile_hash: 1,
                             row: None,
@@ -1131,7 +1045,7 @@ mod tests {
         let pending = ledger.pending_ops().unwrap();
         let seen: Vec<_> = pending
             .iter()
-            .map(|op| (op.key.as_str(), op.kind, op.payload.uuid.as_deref()))
+            .map(|op| (op.key.as_str(), op.kind, op.payload.remote_id.as_deref()))
             .collect();
         assert_eq!(
             seen,

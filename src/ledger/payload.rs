@@ -3,7 +3,8 @@
 //! A first import writes a million payloads in one transaction; as JSON they were 560 bytes
 //! each and SQLite's writes were most of the plan's time. This form is about a quarter of
 //! that. Owns only the encoding: it must decode to exactly the [`OpPayload`] encoded, and
-//! still read the JSON text of ledgers planned before it existed.
+//! still read what earlier releases stored (the record's layout is theirs, field for field,
+//! and the JSON text of ledgers planned before it existed).
 
 use std::borrow::Cow;
 
@@ -12,9 +13,7 @@ use rusqlite::types::ValueRef;
 use serde::{Deserialize, Serialize};
 
 use super::OpPayload;
-use crate::targets::praesidium::model::{
-    Attributes, ContentRef, Context as UserContext, Principal, System, User,
-};
+use crate::model::{Grant, Profile};
 
 /// A UUID in 16 bytes when its text is the canonical lower-case form, else the text itself,
 /// so that decoding gives back exactly the string that was encoded.
@@ -80,6 +79,10 @@ struct StoredContent<'a> {
     kind: Cow<'a, str>,
 }
 
+/// A profile as stored. The layout is the one every release has written (it began as a copy
+/// of the first platform's user object), so that pending ops planned by an earlier release
+/// still read: `uuid` is always empty now, `person` is empty and ignored, and the status is
+/// the text `active` or `inactive`.
 #[derive(Serialize, Deserialize)]
 struct StoredUser<'a> {
     uuid: Text<'a>,
@@ -114,21 +117,29 @@ fn owned(value: Text<'_>) -> Option<String> {
     value.map(Cow::into_owned)
 }
 
-fn stored_content<'a>(items: &'a [ContentRef], known: &mut Known) -> Vec<StoredContent<'a>> {
+fn owned_or_empty(value: Text<'_>) -> String {
+    value.map(Cow::into_owned).unwrap_or_default()
+}
+
+/// The stored status of a profile.
+const ACTIVE: &str = "active";
+const INACTIVE: &str = "inactive";
+
+fn stored_content<'a>(items: &'a [Grant], known: &mut Known) -> Vec<StoredContent<'a>> {
     items
         .iter()
         .map(|item| StoredContent {
-            uuid: Id::of_catalog(&item.uuid, known),
+            uuid: Id::of_catalog(&item.id, known),
             kind: Cow::Borrowed(&item.kind),
         })
         .collect()
 }
 
-fn content_refs(items: Vec<StoredContent<'_>>) -> Vec<ContentRef> {
+fn grants(items: Vec<StoredContent<'_>>) -> Vec<Grant> {
     items
         .into_iter()
-        .map(|item| ContentRef {
-            uuid: item.uuid.into_string(),
+        .map(|item| Grant {
+            id: item.uuid.into_string(),
             kind: item.kind.into_owned(),
         })
         .collect()
@@ -157,41 +168,35 @@ impl Encoder {
     /// The stored form of `payload`, valid until the next call.
     pub fn encode(&mut self, payload: &OpPayload) -> &[u8] {
         let known = &mut self.known;
-        let user = payload.user.as_ref().map(|user| StoredUser {
-            uuid: text(&user.uuid),
-            first_name: text(&user.principal.first_name),
-            last_name: text(&user.principal.last_name),
-            email: text(&user.principal.email),
-            client_external_id: text(&user.principal.client_external_id),
-            status: text(&user.system.status),
-            role: text(&user.system.role),
-            person: if user.person.is_empty() {
-                Cow::Borrowed("")
+        let user = payload.profile.as_ref().map(|profile| StoredUser {
+            uuid: None,
+            first_name: Some(Cow::Borrowed(&profile.first_name)),
+            last_name: Some(Cow::Borrowed(&profile.last_name)),
+            email: Some(Cow::Borrowed(&profile.email)),
+            client_external_id: Some(Cow::Borrowed(&profile.key)),
+            status: Some(Cow::Borrowed(if profile.active {
+                ACTIVE
             } else {
-                Cow::Owned(serde_json::Value::Object(user.person.clone()).to_string())
-            },
-            client: user
-                .context
-                .client
-                .as_deref()
-                .map(|c| Id::of_catalog(c, known)),
-            locations: user
-                .context
+                INACTIVE
+            })),
+            role: Some(Cow::Borrowed(&profile.role)),
+            person: Cow::Borrowed(""),
+            client: Some(Id::of_catalog(&profile.client, known)),
+            locations: profile
                 .locations
                 .iter()
                 .map(|l| Id::of_catalog(l, known))
                 .collect(),
-            content: user
-                .context
-                .content
+            content: profile
+                .grants
                 .as_deref()
                 .map(|items| stored_content(items, known)),
-            position: text(&user.attributes.position),
-            program_type: text(&user.attributes.program_type),
+            position: text(&profile.position),
+            program_type: text(&profile.program_type),
         });
         let stored = Stored {
             // The user's own platform id: one per op, not worth remembering.
-            uuid: payload.uuid.as_deref().map(Id::of),
+            uuid: payload.remote_id.as_deref().map(Id::of),
             user,
             items: stored_content(&payload.items, known),
             profile_hash: payload.profile_hash,
@@ -237,7 +242,9 @@ pub fn decode(value: ValueRef<'_>) -> Result<OpPayload> {
             }
             Ok(payload)
         }
-        ValueRef::Text(json) => serde_json::from_slice(json).context("unreadable op payload"),
+        ValueRef::Text(json) => serde_json::from_slice::<legacy::Payload>(json)
+            .map(OpPayload::from)
+            .context("unreadable op payload"),
         other => anyhow::bail!(
             "unreadable op payload: expected a blob or JSON text, found {:?}",
             other.data_type()
@@ -246,43 +253,112 @@ pub fn decode(value: ValueRef<'_>) -> Result<OpPayload> {
 }
 
 fn from_stored(stored: Stored<'_>) -> Result<OpPayload> {
-    let user = match stored.user {
-        None => None,
-        Some(user) => Some(User {
-            uuid: owned(user.uuid),
-            principal: Principal {
-                first_name: owned(user.first_name),
-                last_name: owned(user.last_name),
-                email: owned(user.email),
-                client_external_id: owned(user.client_external_id),
-            },
-            system: System {
-                status: owned(user.status),
-                role: owned(user.role),
-            },
-            person: if user.person.is_empty() {
-                serde_json::Map::new()
-            } else {
-                serde_json::from_str(&user.person).context("unreadable person object")?
-            },
-            context: UserContext {
-                client: user.client.map(Id::into_string),
-                locations: user.locations.into_iter().map(Id::into_string).collect(),
-                content: user.content.map(content_refs),
-            },
-            attributes: Attributes {
-                position: owned(user.position),
-                program_type: owned(user.program_type),
-            },
-        }),
-    };
+    let profile = stored.user.map(|user| Profile {
+        key: owned_or_empty(user.client_external_id),
+        first_name: owned_or_empty(user.first_name),
+        last_name: owned_or_empty(user.last_name),
+        email: owned_or_empty(user.email),
+        role: owned_or_empty(user.role),
+        active: user.status.as_deref() != Some(INACTIVE),
+        client: user.client.map(Id::into_string).unwrap_or_default(),
+        locations: user.locations.into_iter().map(Id::into_string).collect(),
+        position: owned(user.position),
+        program_type: owned(user.program_type),
+        grants: user.content.map(grants),
+    });
     Ok(OpPayload {
-        uuid: stored.uuid.map(Id::into_string),
-        user,
-        items: content_refs(stored.items),
+        remote_id: stored.uuid.map(Id::into_string),
+        profile,
+        items: grants(stored.items),
         profile_hash: stored.profile_hash,
         row: None,
     })
+}
+
+/// The JSON text payloads of the ledgers planned before the binary record existed: the
+/// first platform's user object, as it was stored then.
+mod legacy {
+    use serde::Deserialize;
+
+    use crate::model::{Grant, OpPayload, Profile, RowMemo};
+
+    #[derive(Deserialize)]
+    pub struct Payload {
+        #[serde(default)]
+        uuid: Option<String>,
+        #[serde(default)]
+        user: Option<User>,
+        #[serde(default)]
+        items: Vec<Grant>,
+        #[serde(default)]
+        profile_hash: i64,
+        #[serde(default)]
+        row: Option<RowMemo>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct User {
+        principal: Principal,
+        system: System,
+        context: Context,
+        attributes: Attributes,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Principal {
+        first_name: Option<String>,
+        last_name: Option<String>,
+        email: Option<String>,
+        client_external_id: Option<String>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct System {
+        status: Option<String>,
+        role: Option<String>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Context {
+        client: Option<String>,
+        locations: Vec<String>,
+        content: Option<Vec<Grant>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Attributes {
+        position: Option<String>,
+        program_type: Option<String>,
+    }
+
+    impl From<Payload> for OpPayload {
+        fn from(old: Payload) -> OpPayload {
+            OpPayload {
+                remote_id: old.uuid,
+                profile: old.user.map(|user| Profile {
+                    key: user.principal.client_external_id.unwrap_or_default(),
+                    first_name: user.principal.first_name.unwrap_or_default(),
+                    last_name: user.principal.last_name.unwrap_or_default(),
+                    email: user.principal.email.unwrap_or_default(),
+                    role: user.system.role.unwrap_or_default(),
+                    active: user.system.status.as_deref() != Some(super::INACTIVE),
+                    client: user.context.client.unwrap_or_default(),
+                    locations: user.context.locations,
+                    position: user.attributes.position,
+                    program_type: user.attributes.program_type,
+                    grants: user.context.content,
+                }),
+                items: old.items,
+                profile_hash: old.profile_hash,
+                row: old.row,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -291,43 +367,31 @@ mod tests {
     use crate::ledger::RowMemo;
 
     fn full_payload() -> OpPayload {
-        let mut person = serde_json::Map::new();
-        person.insert("nickname".into(), serde_json::json!("Zo"));
         OpPayload {
-            uuid: Some("0b7e7e43-4c2a-4f6e-9c43-8f7b1f1e2a10".into()),
-            user: Some(User {
-                uuid: None,
-                principal: Principal {
-                    first_name: Some("Zoë".into()),
-                    last_name: Some("Ó Briain, Jr.".into()),
-                    email: Some("zoe@example.com".into()),
-                    client_external_id: Some("E1".into()),
-                },
-                system: System {
-                    status: Some("active".into()),
-                    role: Some("Learner".into()),
-                },
-                person,
-                context: UserContext {
-                    client: Some("bdd640fb-0667-4ad1-9c80-317fa3b1799d".into()),
-                    // Not canonical (upper case, braces): kept as text, exactly.
-                    locations: vec![
-                        "972A8469-1641-4F82-8B9D-2434E465E150".into(),
-                        "{bd9c66b3-ad3c-4d6d-9a3d-1fa7bc8960a9}".into(),
-                        "not-a-uuid".into(),
-                    ],
-                    content: Some(vec![ContentRef {
-                        uuid: "1a2a73ed-562b-4f79-8374-59eef50bea63".into(),
-                        kind: "learning path".into(),
-                    }]),
-                },
-                attributes: Attributes {
-                    position: None,
-                    program_type: Some("day camp".into()),
-                },
+            remote_id: Some("0b7e7e43-4c2a-4f6e-9c43-8f7b1f1e2a10".into()),
+            profile: Some(Profile {
+                key: "E1".into(),
+                first_name: "Zoë".into(),
+                last_name: "Ó Briain, Jr.".into(),
+                email: "zoe@example.com".into(),
+                role: "Learner".into(),
+                active: true,
+                client: "bdd640fb-0667-4ad1-9c80-317fa3b1799d".into(),
+                // Not canonical (upper case, braces): kept as text, exactly.
+                locations: vec![
+                    "972A8469-1641-4F82-8B9D-2434E465E150".into(),
+                    "{bd9c66b3-ad3c-4d6d-9a3d-1fa7bc8960a9}".into(),
+                    "not-a-uuid".into(),
+                ],
+                position: None,
+                program_type: Some("day camp".into()),
+                grants: Some(vec![Grant {
+                    id: "1a2a73ed-562b-4f79-8374-59eef50bea63".into(),
+                    kind: "learning path".into(),
+                }]),
             }),
-            items: vec![ContentRef {
-                uuid: "29a3b2e9-5d65-4441-9588-42dea2bc372f".into(),
+            items: vec![Grant {
+                id: "29a3b2e9-5d65-4441-9588-42dea2bc372f".into(),
                 kind: "course".into(),
             }],
             profile_hash: -33_206_651_806_897_119,
@@ -339,15 +403,9 @@ mod tests {
         }
     }
 
-    /// An op's payload with only a UUID (a deactivation's).
+    /// An op's payload with only an account id (a deactivation's).
     fn bare_payload() -> OpPayload {
-        OpPayload {
-            uuid: Some("u-1".into()),
-            user: None,
-            items: vec![],
-            profile_hash: 0,
-            row: None,
-        }
+        OpPayload::of_account("u-1")
     }
 
     #[test]
@@ -366,7 +424,7 @@ mod tests {
         let bare = bare_payload();
         // Larger than the encoder's first buffer.
         let mut long = full_payload();
-        long.user.as_mut().unwrap().principal.first_name = Some("Zoë".repeat(3000));
+        long.profile.as_mut().unwrap().first_name = "Zoë".repeat(3000);
         // Twice each: the second time the catalog UUIDs (and the texts that are not UUIDs)
         // come from what the encoder remembers.
         for payload in [&full, &bare, &long, &full, &bare, &long] {
@@ -401,9 +459,27 @@ mod tests {
 
     #[test]
     fn json_payloads_of_older_ledgers_still_read() {
-        let payload = full_payload();
-        let json = serde_json::to_string(&payload).unwrap();
-        assert_eq!(decode(ValueRef::Text(json.as_bytes())).unwrap(), payload);
+        // As the ledgers planned before the binary record stored it.
+        let json = r#"{"uuid":"0b7e7e43-4c2a-4f6e-9c43-8f7b1f1e2a10","user":{"principal":{"first_name":"Zoë","last_name":"Ó Briain, Jr.","email":"zoe@example.com","client_external_id":"E1"},"system":{"status":"active","role":"Learner"},"person":{},"context":{"client":"bdd640fb-0667-4ad1-9c80-317fa3b1799d","locations":["972A8469-1641-4F82-8B9D-2434E465E150","{bd9c66b3-ad3c-4d6d-9a3d-1fa7bc8960a9}","not-a-uuid"],"content":[{"uuid":"1a2a73ed-562b-4f79-8374-59eef50bea63","type":"learning path"}]},"attributes":{"program_type":"day camp"}},"items":[{"uuid":"29a3b2e9-5d65-4441-9588-42dea2bc372f","type":"course"}],"profile_hash":-33206651806897119,"row":{"digest":-7,"state":9223372036854775807,"email":12345}}"#;
+        assert_eq!(
+            decode(ValueRef::Text(json.as_bytes())).unwrap(),
+            full_payload()
+        );
+    }
+
+    #[test]
+    fn records_written_by_the_previous_release_still_read() {
+        // The bytes the release before the neutral model wrote for a deactivation and for an
+        // update (its user object carried no uuid and an empty person).
+        let deactivation = [1u8, 1, 3, 117, 45, 49, 0, 0, 0];
+        assert_eq!(
+            decode(ValueRef::Blob(&deactivation)).unwrap(),
+            OpPayload::of_account("u-1")
+        );
+        let mut update = full_payload();
+        update.row = None;
+        let bytes = encode(&update);
+        assert_eq!(decode(ValueRef::Blob(&bytes)).unwrap(), update);
     }
 
     #[test]

@@ -20,9 +20,9 @@ use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{NewOp, OpKind, OpPayload, RejectRow, RowMemo, now_ms, payload};
-use crate::ingest::roster::fingerprint;
+use crate::model::fingerprint::fingerprint;
+use crate::model::{Grant, Profile};
 use crate::plan::{PlanIo, Remote};
-use crate::targets::praesidium::model::{ContentRef, User};
 
 /// Planned ops handed back at a time while a plan is read back...
 const EXPORT_BATCH: usize = 512;
@@ -45,10 +45,10 @@ pub struct PlannedOp {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Before {
     /// The profile last sent and acknowledged; `None` when the stored one cannot be read.
-    pub profile: Option<User>,
+    pub profile: Option<Profile>,
     pub active: bool,
     /// Content this tool enrolled.
-    pub content: Vec<ContentRef>,
+    pub content: Vec<Grant>,
 }
 
 /// Ops handed to the writer at a time: large enough that the channel costs nothing per op.

@@ -93,21 +93,21 @@ impl CallError {
             _ => None,
         }
     }
+}
 
-    /// The id of the user that already has this email, when a create was refused for it and
-    /// the server named that user (it does so only inside our hierarchy). Only a real UUID,
-    /// in canonical form: it goes into URL paths and the ledger.
-    pub fn existing_user_id(&self) -> Option<String> {
-        match self {
-            CallError::Rejected {
-                status: 400,
-                technical,
-                ..
-            } => technical
-                .split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
-                .find_map(canonical_uuid),
-            _ => None,
-        }
+/// The id of the user that already has this email, when a create was refused for it and the
+/// server named that user (it does so only inside our hierarchy). Only a real UUID, in
+/// canonical form: it goes into URL paths and the ledger.
+pub fn existing_user_id(error: &CallError) -> Option<String> {
+    match error {
+        CallError::Rejected {
+            status: 400,
+            technical,
+            ..
+        } => technical
+            .split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+            .find_map(canonical_uuid),
+        _ => None,
     }
 }
 
@@ -653,7 +653,7 @@ mod tests {
             technical: "Email already exists for user id aaaaaaaa-bbbb-cccc-dddd-5ce2287baaa"
                 .into(),
         };
-        assert_eq!(odd.existing_user_id(), None);
+        assert_eq!(existing_user_id(&odd), None);
     }
 
     #[test]
@@ -666,7 +666,7 @@ mod tests {
                 .into(),
         };
         assert_eq!(
-            conflict.existing_user_id().as_deref(),
+            existing_user_id(&conflict).as_deref(),
             Some("3f2b8c1e-9a4d-4e2f-8b1a-0c9d8e7f6a5b")
         );
         let outside = CallError::Rejected {
@@ -675,7 +675,7 @@ mod tests {
             message: "exists".into(),
             technical: "Email already exists".into(),
         };
-        assert_eq!(outside.existing_user_id(), None);
+        assert_eq!(existing_user_id(&outside), None);
         assert!(!outside.is_retriable());
         assert!(
             CallError::Server {
