@@ -326,6 +326,7 @@ fn seed(ledger_path: &Path) {
                     http_status: Some(201),
                     message: None,
                     adopted: false,
+                    deleted: false,
                 };
                 (op.clone(), effect)
             })

@@ -63,12 +63,17 @@ fn plan_step(
     command: &str,
     options: &PlanOptions,
 ) -> Result<(i64, Planned)> {
-    let catalog = Catalog::load(
-        &config.files.clients,
-        &config.files.locations,
-        &config.files.content,
-    )?
-    .with_roles(crate::targets::Kind::Praesidium.capabilities().roles);
+    let capabilities = config.target.kind().capabilities();
+    let catalog = if capabilities.catalogs {
+        Catalog::load(
+            &config.files.clients,
+            &config.files.locations,
+            &config.files.content,
+        )?
+    } else {
+        Catalog::of_groups()
+    }
+    .with_roles(capabilities.roles);
     let roster_path = options
         .roster
         .clone()
@@ -119,7 +124,8 @@ fn plan_steps(
         report::prepare_run_dir(plan_file.parent().unwrap_or(Path::new(".")))?;
         tx.use_known_keys(keys);
         let (outcome, who) = plan_csv::write_while(&plan_file, catalog, tx, |tx| {
-            let mut planner = Planner::new(index, tx);
+            let can = config.target.kind().capabilities().ops;
+            let mut planner = Planner::new(index, tx).able_to(can);
             planner.read_roster(&mut reader, early)?;
             let rows = reader.rows();
             planner.finish(|lines| reader.originals(lines), rows)
@@ -218,6 +224,9 @@ fn plan_json(plan: &Plan, who: &PlanFile) -> serde_json::Value {
         "active_before": plan.active_before,
         "withheld_deactivations": plan.withheld,
         "unidentified_rows": plan.unidentified,
+        "unsupported": plan.unsupported.iter().map(|(kind, u)| {
+            (kind.as_str().to_owned(), json!({ "count": u.count, "first": u.keys }))
+        }).collect::<serde_json::Map<_, _>>(),
         "file": human::path(&who.path),
         "first": who.first,
     })
@@ -273,6 +282,20 @@ fn print_plan(planned: &Planned) {
              WARNING: rows after that point were not read; no one is deactivated tonight \
              ({} deactivation(s) withheld). Fix the file and run again.",
             plan.withheld
+        );
+    }
+    for (kind, unsupported) in &plan.unsupported {
+        eprintln!(
+            "WARNING: {} {} change(s) the roster asks for cannot be made on this platform (it has no {} operation); not planned: {}{}",
+            unsupported.count,
+            kind.as_str(),
+            kind.as_str(),
+            unsupported.keys.join(", "),
+            if unsupported.count > unsupported.keys.len() {
+                ", ..."
+            } else {
+                ""
+            }
         );
     }
     if outcome.broken.is_none() && plan.withheld > 0 {

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::ingest::source::ReadOptions;
 use crate::safety::RawSafety;
 pub use crate::safety::{Safety, Threshold};
+use crate::targets::{Kind, Settings};
 
 /// A value that must never reach a log, a report or an error message.
 #[derive(Clone, Default)]
@@ -35,14 +36,19 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// `[api]`: where and how to call the user API.
+/// `[api]`: where and how to call the user API, whichever the target; the login of a
+/// target that logs in with a client id and secret (Praesidium).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// Base URL, e.g. `https://academy.example.com`; `http://` only for loopback hosts.
     pub base_url: String,
+    /// The client id (Praesidium; required there).
+    #[serde(default)]
     pub client_id: String,
-    /// Name of the environment variable holding the client secret.
+    /// Name of the environment variable holding the client secret (Praesidium; required
+    /// there).
+    #[serde(default)]
     pub client_secret_env: String,
     #[serde(default = "default_scope")]
     pub scope: Vec<String>,
@@ -67,7 +73,7 @@ pub struct ApiConfig {
 }
 
 fn default_scope() -> Vec<String> {
-    vec![crate::targets::praesidium::model::USER_SCOPE.to_owned()]
+    Kind::Praesidium.default_scope()
 }
 fn default_rate() -> f64 {
     5.0
@@ -86,12 +92,16 @@ fn default_attempts() -> u32 {
 }
 
 /// `[files]`: the catalogs and the roster, and how to read the roster when detecting it is
-/// not wanted.
+/// not wanted. The catalogs are required by a target that resolves clients, locations and
+/// content (Praesidium) and unused by one that does not (prancer).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilesConfig {
+    #[serde(default)]
     pub clients: PathBuf,
+    #[serde(default)]
     pub locations: PathBuf,
+    #[serde(default)]
     pub content: PathBuf,
     /// CSV (any common encoding and delimiter), `.xlsx` or `.ods`.
     pub roster: PathBuf,
@@ -175,9 +185,23 @@ impl Default for ReportsConfig {
     }
 }
 
+/// `[target]`: which platform the roster is provisioned into (default Praesidium, so that
+/// every config written before there was a choice means what it meant).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    #[serde(default)]
+    kind: Kind,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    #[serde(default)]
+    target: RawTarget,
+    /// The prancer target's own settings (see [`crate::targets::Settings`]).
+    #[serde(default)]
+    prancer: Option<toml::Table>,
     api: ApiConfig,
     files: FilesConfig,
     #[serde(default)]
@@ -194,6 +218,8 @@ struct RawConfig {
 /// A checked configuration with absolute paths and the secret loaded.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The platform, with its own settings (and secret).
+    pub target: Settings,
     pub api: ApiConfig,
     pub files: FilesConfig,
     pub ledger: LedgerConfig,
@@ -254,18 +280,34 @@ impl Config {
         let mut api = raw.api;
         api.base_url =
             check_base_url(&api.base_url).with_context(|| format!("{label}: api.base_url"))?;
-        if api.client_id.trim().is_empty() {
-            bail!("{label}: api.client_id: expected a client id, found an empty value");
+        let kind = raw.target.kind;
+        let env_secret = |key: &str, name: &str, what: &str| -> Result<Secret> {
+            let value = env(name).filter(|s| !s.is_empty());
+            let value = value.or_else(|| (!secret_needed).then(String::new)).with_context(|| {
+                format!(
+                    "{label}: {key}: the environment variable {name:?} is not set or empty; export the {what} in it"
+                )
+            })?;
+            Ok(Secret::new(value))
+        };
+        if kind == Kind::Praesidium {
+            if api.client_id.trim().is_empty() {
+                bail!("{label}: api.client_id: expected a client id, found an empty value");
+            }
+            if api.client_secret_env.trim().is_empty() {
+                bail!(
+                    "{label}: api.client_secret_env: expected the name of the environment variable holding the client secret"
+                );
+            }
+            api.client_secret = env_secret(
+                "api.client_secret_env",
+                &api.client_secret_env,
+                "client secret",
+            )?;
         }
-        let secret = env(&api.client_secret_env).filter(|s| !s.is_empty());
-        let secret = secret.or_else(|| (!secret_needed).then(String::new)).with_context(|| {
-            format!(
-                "{label}: api.client_secret_env: the environment variable {} is not set or empty; \
-                 export the client secret in it",
-                api.client_secret_env
-            )
-        })?;
-        api.client_secret = Secret::new(secret);
+        let target = kind
+            .settings(raw.prancer, &env_secret)
+            .with_context(|| format!("{label}: [{}]", kind.name()))?;
         check_api_bounds(&api).with_context(|| format!("{label}: [api]"))?;
 
         let safety = match raw.safety {
@@ -289,6 +331,20 @@ impl Config {
                 "{label}: reports.keep_runs: expected at least 1 (the folder of the run that just ended is always kept), found 0"
             );
         }
+        if kind.capabilities().catalogs {
+            for (key, path) in [
+                ("clients", &raw.files.clients),
+                ("locations", &raw.files.locations),
+                ("content", &raw.files.content),
+            ] {
+                if path.as_os_str().is_empty() {
+                    bail!(
+                        "{label}: files.{key}: expected the path of the {key} catalog ({} resolves rows against it)",
+                        kind.name()
+                    );
+                }
+            }
+        }
         let files = FilesConfig {
             clients: resolve(&raw.files.clients),
             locations: resolve(&raw.files.locations),
@@ -297,6 +353,7 @@ impl Config {
             ..raw.files
         };
         Ok(Config {
+            target,
             api,
             files,
             ledger: LedgerConfig {

@@ -102,6 +102,21 @@ pub struct Plan {
     /// Lines of rows that could not be split into fields and name nobody the ledger knows:
     /// they may be anyone, so no one is deactivated tonight.
     pub unidentified: Vec<u64>,
+    /// Changes the roster asks for that the target cannot make (a profile change on a
+    /// platform without profile updates), by kind: reported, never planned.
+    pub unsupported: BTreeMap<OpKind, Unsupported>,
+}
+
+/// The changes of one kind the target cannot make.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Unsupported {
+    pub count: usize,
+    /// The first keys, for the warning ([`Unsupported::SHOWN`] at most).
+    pub keys: Vec<String>,
+}
+
+impl Unsupported {
+    pub const SHOWN: usize = 20;
 }
 
 /// More rows than this that cannot be split into fields, and the file is not trusted to say
@@ -391,6 +406,8 @@ pub struct Planner<'io, Io: PlanIo> {
     lines_with_ops: Vec<u64>,
     /// Why the roster is broken ([`RosterReader::broken`]): then nobody is deactivated.
     broken: Option<String>,
+    /// The kinds of op the target can execute ([`crate::targets::Capabilities::ops`]).
+    can: &'static [OpKind],
 }
 
 /// The fingerprints of what a valid row asks for, computed once per row.
@@ -428,7 +445,15 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             valid: 0,
             lines_with_ops: Vec::new(),
             broken: None,
+            can: &OpKind::ALL,
         }
+    }
+
+    /// Plans only the kinds of op in `can`; a change that needs another is counted in
+    /// [`Plan::unsupported`] instead.
+    pub fn able_to(mut self, can: &'static [OpKind]) -> Self {
+        self.can = can;
+        self
     }
 
     /// Plans no deactivation at all: the roster could not be read to its end (`why` names
@@ -576,6 +601,14 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         payload: OpPayload,
         before: Option<&Remote>,
     ) -> Result<()> {
+        if !self.can.contains(&kind) {
+            let unsupported = self.plan.unsupported.entry(kind).or_default();
+            unsupported.count += 1;
+            if unsupported.keys.len() < Unsupported::SHOWN {
+                unsupported.keys.push(key);
+            }
+            return Ok(());
+        }
         self.plan.count(kind, 1);
         self.plan.ops_pushed += 1;
         self.io.push_op(

@@ -510,6 +510,7 @@ async fn run_task<T: Target>(
                             .to_owned(),
                     ),
                     adopted: false,
+                    deleted: false,
                 };
                 done(shared, op, effect, true).await?;
                 return Ok(Step::Settled);

@@ -89,6 +89,9 @@ pub struct Catalog {
     content_by_key: HashMap<String, usize>,
     /// The roles the target knows, in its spelling (see [`Catalog::with_roles`]).
     pub roles: &'static [&'static str],
+    /// Rows grant the groups of their `groups` column, not catalog content, and name no
+    /// client or location (see [`Catalog::of_groups`]).
+    pub groups: bool,
 }
 
 /// One catalog file's content with the label used in messages (usually its path).
@@ -152,6 +155,15 @@ impl Catalog {
     pub fn with_roles(mut self, roles: &'static [&'static str]) -> Catalog {
         self.roles = roles;
         self
+    }
+
+    /// The catalog of a target without catalogs, whose rows grant the groups they name
+    /// (prancer): nothing to resolve against.
+    pub fn of_groups() -> Catalog {
+        Catalog {
+            groups: true,
+            ..Catalog::default()
+        }
     }
 
     fn read_clients(&mut self, source: Source<impl Read>) -> Result<()> {

@@ -39,7 +39,26 @@ pub const COLUMNS: &[&str] = &[
     "program_type",
     "content",
 ];
+
+/// Every column a roster may have: [`COLUMNS`], and `groups`, what a target without
+/// catalogs grants (prancer).
+pub const ALL_COLUMNS: &[&str] = &[
+    "external_id",
+    "first_name",
+    "last_name",
+    "email",
+    "role",
+    "status",
+    "client",
+    "locations",
+    "position",
+    "program_type",
+    "content",
+    "groups",
+];
 const REQUIRED: &[&str] = &["external_id", "first_name", "last_name", "email"];
+/// The kind of a grant read from the `groups` column.
+pub const GROUP: &str = "group";
 /// The column a reject names when the row could not be split into the header's fields.
 pub const ROW_COLUMN: &str = "(row)";
 /// Longest field accepted, in bytes: longer is a broken export, not a name.
@@ -682,7 +701,7 @@ impl Conflicts {
 
 /// Column index of each canonical column (`None` when the file lacks it).
 struct Positions {
-    index: [Option<usize>; COLUMNS.len()],
+    index: [Option<usize>; ALL_COLUMNS.len()],
     /// Original rows are kept for rejects only, so the header's own text is kept as well.
     header: Vec<String>,
     /// Per field of a row: the canonical column it maps to, if any (unmapped columns are
@@ -692,7 +711,7 @@ struct Positions {
 
 impl Positions {
     fn of(&self, column: &str) -> Option<usize> {
-        COLUMNS
+        ALL_COLUMNS
             .iter()
             .position(|c| *c == column)
             .and_then(|i| self.index[i])
@@ -709,15 +728,15 @@ fn map_headers(
         .map(|(from, to)| (header_key(from), to.as_str()))
         .collect();
     for to in aliases.values() {
-        if !COLUMNS.contains(to) {
+        if !ALL_COLUMNS.contains(to) {
             bail!(
                 "[columns] maps a header to {to:?}, which is not a roster column; expected one of {}",
-                COLUMNS.join(", ")
+                ALL_COLUMNS.join(", ")
             );
         }
     }
     let line = header.line();
-    let mut index = [None; COLUMNS.len()];
+    let mut index = [None; ALL_COLUMNS.len()];
     let mut texts = Vec::new();
     for (i, raw) in header.iter().enumerate() {
         let text = std::str::from_utf8(raw).map_err(|_| {
@@ -731,9 +750,9 @@ fn map_headers(
         let canonical = aliases
             .get(&key)
             .copied()
-            .or_else(|| COLUMNS.iter().copied().find(|c| header_key(c) == key));
+            .or_else(|| ALL_COLUMNS.iter().copied().find(|c| header_key(c) == key));
         if let Some(canonical) = canonical {
-            let slot = COLUMNS
+            let slot = ALL_COLUMNS
                 .iter()
                 .position(|c| *c == canonical)
                 .expect("canonical column");
@@ -751,7 +770,7 @@ fn map_headers(
         .iter()
         .copied()
         .filter(|c| {
-            index[COLUMNS
+            index[ALL_COLUMNS
                 .iter()
                 .position(|x| x == c)
                 .expect("required is canonical")]
@@ -778,7 +797,7 @@ fn map_headers(
     let mut kinds = vec![None; texts.len()];
     for (slot, i) in index.iter().enumerate() {
         if let Some(i) = *i {
-            kinds[i] = Some(COLUMNS[slot]);
+            kinds[i] = Some(ALL_COLUMNS[slot]);
         }
     }
     Ok(Positions {
@@ -808,6 +827,10 @@ impl ResolvedDefaults {
                     .into(),
             ),
         };
+        if catalog.roles.is_empty() {
+            // The target has no roles: the column and the default mean nothing to it.
+            return Ok(ResolvedDefaults { client, role: "" });
+        }
         let role = canonical_role(catalog.roles, &defaults.role).with_context(|| {
             format!(
                 "role: {:?} is not a known role; expected one of {}",
@@ -897,6 +920,24 @@ impl<'a> Resolver<'a> {
         })
     }
 
+    /// The groups a row names, as grants: their names as written (cleaned), sorted, each
+    /// once. A target that knows no such group refuses it when it is sent.
+    fn groups(&mut self, raw: &str) -> Arc<[Grant]> {
+        let found = remember(&mut self.content, raw, || {
+            let mut groups: Vec<Grant> = split_multi(raw)
+                .into_iter()
+                .map(|name| Grant {
+                    id: name,
+                    kind: GROUP.to_owned(),
+                })
+                .collect();
+            groups.sort();
+            groups.dedup();
+            Ok(groups.into())
+        });
+        found.unwrap_or_else(|_| Arc::from([]))
+    }
+
     fn content(&mut self, raw: &str) -> Result<Arc<[Grant]>, RejectReason> {
         let catalog = self.catalog;
         remember(&mut self.content, raw, || {
@@ -978,6 +1019,7 @@ impl<'a> Resolver<'a> {
             return Err(("email".to_owned(), RejectReason::BadEmail(email)));
         }
         let role = match cell("role").trim() {
+            _ if self.catalog.roles.is_empty() => "",
             "" => self.defaults.role,
             raw => canonical_role(self.catalog.roles, raw).ok_or_else(|| {
                 let roles = self.catalog.roles.join(", ");
@@ -998,15 +1040,20 @@ impl<'a> Resolver<'a> {
                 ));
             }
         };
-        let client = self
-            .client(cell("client"))
-            .map_err(|r| ("client".to_owned(), r))?;
-        let locations = self
-            .locations(&client, cell("locations"))
-            .map_err(|r| ("locations".to_owned(), r))?;
-        let content = self
-            .content(cell("content"))
-            .map_err(|r| ("content".to_owned(), r))?;
+        let (client, locations, content) = if self.catalog.groups {
+            (Arc::from(""), Arc::from([]), self.groups(cell("groups")))
+        } else {
+            let client = self
+                .client(cell("client"))
+                .map_err(|r| ("client".to_owned(), r))?;
+            let locations = self
+                .locations(&client, cell("locations"))
+                .map_err(|r| ("locations".to_owned(), r))?;
+            let content = self
+                .content(cell("content"))
+                .map_err(|r| ("content".to_owned(), r))?;
+            (client, locations, content)
+        };
         let optional = |column| Some(clean(cell(column))).filter(|v| !v.is_empty());
         Ok(DesiredUser {
             key,
@@ -1033,7 +1080,7 @@ impl<'a> Resolver<'a> {
 /// harmless); line breaks are let through in the `;` lists, which split on white space
 /// anyway. ZWJ and ZWNJ are let through too: some scripts and emoji need them.
 fn hidden_char(text: &str, column: &str) -> Option<char> {
-    let list = matches!(column, "locations" | "content");
+    let list = matches!(column, "locations" | "content" | "groups");
     let text = text.trim();
     if text.is_ascii() {
         // The common case, byte by byte.

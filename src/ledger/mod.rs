@@ -83,6 +83,9 @@ pub struct Effect {
     pub message: Option<String>,
     /// The create found the email taken in our hierarchy and took that user over.
     pub adopted: bool,
+    /// The account was deleted, not deactivated: the ledger forgets its id and grants, so a
+    /// person who comes back is created (invited) again.
+    pub deleted: bool,
 }
 
 pub struct Ledger {
@@ -803,6 +806,16 @@ fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) 
                 )?;
             }
         }
+        OpKind::Deactivate if effect.deleted => {
+            let (content_hash, content) = content_record(&[]);
+            execute_cached(
+                tx,
+                &format!(
+                    "UPDATE users SET active = 0, uuid = NULL, content_hash = ?3, content = ?4, {column} = ?2 WHERE key = ?1"
+                ),
+                params![op.key, now, content_hash, content],
+            )?;
+        }
         OpKind::Deactivate => {
             execute_cached(
                 tx,
@@ -913,6 +926,7 @@ mod tests {
                             http_status: Some(201),
                             message: None,
                             adopted: false,
+                            deleted: false,
                         },
                     },
                 ],
@@ -983,6 +997,7 @@ mod tests {
                     http_status: Some(201),
                     message: None,
                     adopted: false,
+                    deleted: false,
                 };
                 (op.clone(), effect)
             })

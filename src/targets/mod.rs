@@ -21,12 +21,14 @@ use crate::model::{Op, OpKind};
 pub enum Kind {
     #[default]
     Praesidium,
+    Prancer,
 }
 
 impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Praesidium => "praesidium",
+            Kind::Prancer => "prancer",
         }
     }
 
@@ -34,6 +36,54 @@ impl Kind {
     pub fn capabilities(self) -> Capabilities {
         match self {
             Kind::Praesidium => praesidium::target::CAPABILITIES,
+            Kind::Prancer => prancer::target::CAPABILITIES,
+        }
+    }
+
+    /// The `[api] scope` asked for when the config names none.
+    pub fn default_scope(self) -> Vec<String> {
+        match self {
+            Kind::Praesidium => vec![praesidium::model::USER_SCOPE.to_owned()],
+            Kind::Prancer => Vec::new(),
+        }
+    }
+
+    /// The target's own settings from its config section (`[prancer]`), checked; `secret`
+    /// reads an environment variable named in it (`key`, the variable, what it holds).
+    pub fn settings(
+        self,
+        section: Option<toml::Table>,
+        secret: &dyn Fn(&str, &str, &str) -> anyhow::Result<crate::config::Secret>,
+    ) -> anyhow::Result<Settings> {
+        match self {
+            Kind::Praesidium => {
+                if section.is_some() {
+                    anyhow::bail!(
+                        "a [prancer] section is set but [target] kind is \"praesidium\"; remove it or set kind = \"prancer\""
+                    );
+                }
+                Ok(Settings::Praesidium)
+            }
+            Kind::Prancer => {
+                prancer::Settings::from_section(section, secret).map(Settings::Prancer)
+            }
+        }
+    }
+}
+
+/// A target's own settings, as the config read them.
+#[derive(Debug, Clone)]
+pub enum Settings {
+    /// Praesidium's are in `[api]` (its login), where they have always been.
+    Praesidium,
+    Prancer(prancer::Settings),
+}
+
+impl Settings {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Settings::Praesidium => Kind::Praesidium,
+            Settings::Prancer(_) => Kind::Prancer,
         }
     }
 }
@@ -46,6 +96,12 @@ pub struct Capabilities {
     pub roles: &'static [&'static str],
     /// The kinds of op it can execute.
     pub ops: &'static [OpKind],
+    /// Whether roster rows are resolved against the client, location and content catalogs
+    /// (and grant content); otherwise the roster's `groups` column is what is granted.
+    pub catalogs: bool,
+    /// Whether ending an account deletes it (a returning person is created again) rather
+    /// than deactivating it (a returning person is reactivated by an update).
+    pub ends_by_deleting: bool,
 }
 
 impl Capabilities {

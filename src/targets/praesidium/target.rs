@@ -20,6 +20,8 @@ use crate::targets::{CallError, Capabilities, Target};
 pub const CAPABILITIES: Capabilities = Capabilities {
     roles: KNOWN_ROLES,
     ops: &OpKind::ALL,
+    catalogs: true,
+    ends_by_deleting: false,
 };
 
 /// The Praesidium User Management REST API v2.
@@ -131,6 +133,7 @@ impl Target for Praesidium {
             http_status: Some(status),
             message: None,
             adopted: false,
+            deleted: false,
         };
         match op.kind {
             OpKind::Create => {
@@ -145,6 +148,7 @@ impl Target for Praesidium {
                             http_status: Some(201),
                             message: None,
                             adopted: false,
+                            deleted: false,
                         })
                     }
                     Err(error) => match existing_user_id(&error) {
@@ -240,6 +244,7 @@ impl Praesidium {
                 "adopted existing user {existing} (email already in the academy)"
             )),
             adopted: true,
+            deleted: false,
         })
     }
 }
