@@ -27,7 +27,8 @@ use serde::Serialize;
 use crate::config::ApiConfig;
 use crate::ingest::normalize::fold;
 use crate::ledger::{Effect, Entry, Ledger, Op, OpKind, now_ms};
-use crate::targets::praesidium::client::{CallError, Client, ContentCall};
+use crate::targets::call::CallError;
+use crate::targets::praesidium::client::{Client, ContentCall, existing_user_id};
 use crate::targets::praesidium::model::User;
 use pace::{Answer, Pacer};
 use schedule::{Breaker, Feeder, Next, Queue, Task, Work};
@@ -848,7 +849,7 @@ async fn run_op(shared: &Shared, op: &Op) -> Result<Effect, CallError> {
                         adopted: false,
                     })
                 }
-                Err(error) => match error.existing_user_id() {
+                Err(error) => match existing_user_id(&error) {
                     Some(existing) => adopt(shared, op, &existing).await,
                     None => Err(error),
                 },
