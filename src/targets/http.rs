@@ -140,11 +140,6 @@ impl Guarded {
         self.redactor.scrub_capped(text, MAX_MESSAGE)
     }
 
-    /// [`Guarded::clean`] with a cap of `max_chars` characters.
-    pub fn clean_to(&self, text: &str, max_chars: usize) -> String {
-        self.redactor.scrub_capped(text, max_chars)
-    }
-
     /// The body, read up to [`MAX_BODY`] bytes. The rest is not read: the connection is
     /// dropped with the response.
     pub async fn read_body(&self, mut response: reqwest::Response) -> Result<Body, CallError> {
