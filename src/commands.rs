@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::apply::{self, ApplyStats};
+use crate::apply::ApplyStats;
 use crate::config::Config;
 use crate::ingest::catalog::Catalog;
 use crate::ingest::roster::RosterReader;
@@ -20,8 +20,6 @@ use crate::ingest::source::Format;
 use crate::ledger::{Ledger, OpKind, RejectRow};
 use crate::plan::{self, EarlyRows, KnownKeys, LedgerIndex, Plan, Planner, ThresholdExceeded};
 use crate::plan_csv::{self, PlanFile};
-use crate::targets::praesidium::Praesidium;
-use crate::targets::praesidium::client::Client;
 use crate::{human, report};
 
 /// How a command that did not fail ended (exit codes 0 and 2).
@@ -554,14 +552,16 @@ async fn execute(
     run_id: i64,
     planned: Option<Planned>,
 ) -> Result<Finish> {
-    let target = Arc::new(Praesidium::new(Client::new(&config.api)?));
     // Before the first request: every page the plan committed goes into the database file,
     // synced, and SQLite checkpoints on its own again during apply.
     ledger
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .make_durable()?;
-    let stats = apply::apply(ledger.clone(), target, &config.api, run_id).await?;
+    let stats = config
+        .target
+        .apply(&config.api, ledger.clone(), run_id)
+        .await?;
     print_apply(&stats);
     let ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
     let rejected = planned.as_ref().map_or(0, |p| p.outcome.rejects.len());

@@ -4,12 +4,15 @@
 //! simulator, and the [`Target`] implementation that maps the neutral model
 //! ([`crate::model`]) to its requests. The engine (plan, ledger, apply, report) knows only
 //! this trait; nothing outside `targets/` knows a platform's URLs, JSON shapes or status
-//! strings.
+//! strings. What every client shares is platform-neutral: the outcome of a call (`call`)
+//! and the guarded HTTP plumbing (`http`).
 
+pub mod call;
+pub mod http;
 pub mod praesidium;
 pub mod prancer;
 
-pub use praesidium::client::CallError;
+pub use call::CallError;
 
 use crate::apply::Io;
 use crate::ledger::Effect;
@@ -84,6 +87,34 @@ impl Settings {
         match self {
             Settings::Praesidium => Kind::Praesidium,
             Settings::Prancer(_) => Kind::Prancer,
+        }
+    }
+
+    /// Builds the configured target and runs the engine's apply with it: the one place that
+    /// turns a config into a platform.
+    pub async fn apply(
+        &self,
+        api: &crate::config::ApiConfig,
+        ledger: std::sync::Arc<std::sync::Mutex<crate::ledger::Ledger>>,
+        run_id: i64,
+    ) -> anyhow::Result<crate::apply::ApplyStats> {
+        use std::sync::Arc;
+        match self {
+            Settings::Praesidium => {
+                let client = praesidium::client::Client::new(api)?;
+                let target = Arc::new(praesidium::Praesidium::new(client));
+                crate::apply::apply(ledger, target, api, run_id).await
+            }
+            Settings::Prancer(settings) => {
+                let client = prancer::client::Client::new(
+                    &api.base_url,
+                    &settings.token,
+                    std::time::Duration::from_secs(api.timeout_secs),
+                    api.max_in_flight,
+                )?;
+                let target = Arc::new(prancer::target::Prancer::new(client));
+                crate::apply::apply(ledger, target, api, run_id).await
+            }
         }
     }
 }

@@ -1,102 +1,29 @@
 //! The HTTP client of the Praesidium user API.
 //!
 //! Owns the access token (in memory only, renewed before 80% of its lifetime and once on a
-//! 401, one login at a time) and the classification of every outcome into [`CallError`] in
-//! one place, so callers branch on kinds, never on message text. Must never put the secret or
-//! a token into an error, a log line or anything it returns: every text in a [`CallError`] is
-//! scrubbed by [`Redactor`] and capped when it is built, so nothing downstream can leak it.
+//! 401, one login at a time) and the classification of every Praesidium answer into
+//! [`CallError`] in one place, so callers branch on kinds, never on message text. Must never
+//! put the secret or a token into an error, a log line or anything it returns: every text in
+//! a [`CallError`] is scrubbed and capped by [`Guarded::clean`] when it is built, and every
+//! token received is registered with its redactor, so nothing downstream can leak it.
 //!
-//! Must never send a request anywhere but the configured host: no redirect is followed, and a
-//! loopback base URL never goes through a proxy. Must never rely on an answer it has not
-//! checked: bodies are read up to [`MAX_BODY`], a created user's id must be a UUID, and only
-//! UUIDs go into URL paths.
+//! The guards shared by every target (no redirect followed, no proxy for a loopback base URL,
+//! bodies read up to [`MAX_BODY`]) are [`crate::targets::http`]'s. Must never rely on an
+//! answer it has not checked: a created user's id must be a UUID, and only UUIDs go into URL
+//! paths.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::model::{ApiError, AuthError, ContentRef, LOGIN_PATH, TokenResponse, USER_PATH, User};
 use crate::config::{ApiConfig, Secret};
-use crate::redact::Redactor;
+use crate::targets::call::CallError;
+use crate::targets::http::{Body, Guarded, MAX_BODY, retry_after_of};
 
-/// The most bytes of an answer read. The API's answers are a few KiB; a 200 MB answer once
-/// took the process to 1.5 GB. A longer 2xx answer is an error, never silently truncated.
-pub const MAX_BODY: usize = 1 << 20;
-
-/// The most characters of server-supplied text kept in an error.
-const MAX_MESSAGE: usize = 300;
-
-/// How a call ended, when it did not succeed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum CallError {
-    /// A final refusal (400, 403, 404, ...): the request was understood and will not succeed.
-    #[error("HTTP {status} {code}: {message}")]
-    Rejected {
-        status: u16,
-        code: String,
-        message: String,
-        technical: String,
-    },
-    /// The login endpoint refused the credentials.
-    #[error("authentication refused: HTTP {status} {error}: {description}")]
-    AuthRefused {
-        status: u16,
-        error: String,
-        description: String,
-    },
-    /// 429: wait for the Retry-After before any further request.
-    #[error("HTTP 429 Too Many Requests (retry after {retry_after:?})")]
-    RateLimited { retry_after: Option<Duration> },
-    /// 5xx, or a 401 that persisted after renewing the token: nothing was changed.
-    #[error("HTTP {status}: {message}")]
-    Server { status: u16, message: String },
-    /// The connection could not be made: the request never left.
-    #[error("cannot connect: {0}")]
-    Connect(String),
-    /// Timeout or connection lost after sending: the server may or may not have processed it.
-    #[error("no answer (the request may have been processed): {0}")]
-    Ambiguous(String),
-    /// The run is stopping: the request was not sent.
-    #[error("not sent: the run is stopping")]
-    Stopped,
-    /// A 2xx whose answer cannot be relied on (a create without a valid user id, an answer
-    /// over [`MAX_BODY`]). The server said it acted, so this is final: not sent again.
-    #[error("HTTP {status}, but {message}")]
-    Unreliable { status: u16, message: String },
-    /// Refused before sending (e.g. a user id that is not a UUID would go into the URL path).
-    #[error("not sent: {0}")]
-    NotSent(String),
-}
-
-impl CallError {
-    /// Worth sending again (after a pause): nothing was changed, or nothing can be known.
-    pub fn is_retriable(&self) -> bool {
-        matches!(
-            self,
-            CallError::RateLimited { .. } | CallError::Server { .. } | CallError::Connect(_)
-        )
-    }
-
-    /// The server may have applied the request.
-    pub fn is_ambiguous(&self) -> bool {
-        matches!(self, CallError::Ambiguous(_))
-    }
-
-    pub fn http_status(&self) -> Option<u16> {
-        match self {
-            CallError::Rejected { status, .. }
-            | CallError::AuthRefused { status, .. }
-            | CallError::Server { status, .. }
-            | CallError::Unreliable { status, .. } => Some(*status),
-            CallError::RateLimited { .. } => Some(429),
-            _ => None,
-        }
-    }
-}
-
-/// The id of the user that already has this email, when a create was refused for it and the
-/// server named that user (it does so only inside our hierarchy). Only a real UUID, in
+/// The id of the user that already has this email, when a create was refused for it and
+/// the server named that user (it does so only inside our hierarchy). Only a real UUID, in
 /// canonical form: it goes into URL paths and the ledger.
 pub fn existing_user_id(error: &CallError) -> Option<String> {
     match error {
@@ -135,10 +62,9 @@ struct Token {
 }
 
 pub struct Client {
-    http: reqwest::Client,
-    base: String,
-    /// Knows the secret and every token received; scrubs every text put into an error.
-    redactor: Redactor,
+    /// Bound to the base URL; its redactor knows the secret and every token received and
+    /// scrubs every text put into an error.
+    http: Guarded,
     client_id: String,
     secret: Secret,
     scope: Vec<String>,
@@ -146,20 +72,6 @@ pub struct Client {
     /// The last login that failed, and when: shared with the callers that waited for it.
     failed_login: std::sync::Mutex<Option<(Instant, CallError)>>,
     logins: std::sync::atomic::AtomicU64,
-}
-
-/// Parses a Retry-After header: delay-seconds or an HTTP date. Bounded to an hour, because a
-/// nonsensical header must not stall a nightly job forever.
-pub fn parse_retry_after(raw: &str, now: SystemTime) -> Option<Duration> {
-    const MAX: Duration = Duration::from_secs(3600);
-    let raw = raw.trim();
-    let wait = if let Ok(secs) = raw.parse::<u64>() {
-        Duration::from_secs(secs)
-    } else {
-        let at = httpdate::parse_http_date(raw).ok()?;
-        at.duration_since(now).unwrap_or(Duration::ZERO)
-    };
-    Some(wait.min(MAX))
 }
 
 /// The canonical form (lowercase, hyphenated) of `raw` if it is a UUID.
@@ -189,38 +101,17 @@ pub const ZERO_LIFETIME_REUSE: Duration = Duration::from_secs(30);
 
 impl Client {
     pub fn new(api: &ApiConfig) -> anyhow::Result<Client> {
-        // The config checked this already; checked again because the builder choices below
-        // (proxy or not) depend on it and a Client may be built from any ApiConfig.
-        let base = crate::config::check_base_url(&api.base_url)?;
-        let url = reqwest::Url::parse(&base)?;
-        let loopback = match url.host() {
-            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        };
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(api.timeout_secs))
-            .connect_timeout(Duration::from_secs(api.timeout_secs.min(10)))
-            .pool_max_idle_per_host(api.max_in_flight.max(1))
-            .user_agent(concat!("rostersync/", env!("CARGO_PKG_VERSION")))
-            // The API never redirects; following one re-sent the secret or personal data to
-            // wherever the Location pointed. A 3xx is an error, classified below.
-            .redirect(reqwest::redirect::Policy::none());
-        if loopback {
-            // Plain http to loopback is allowed only because nothing leaves the machine; a
-            // proxy from HTTP_PROXY/ALL_PROXY would carry the secret and token in clear.
-            // https keeps the system proxies (HTTPS_PROXY, NO_PROXY): corporate proxies exist.
-            builder = builder.no_proxy();
-        }
         let secret = api.client_secret.expose();
         // Basic auth of a client-credentials login would carry `id:secret` in base64.
         let basic = format!("{}:{secret}", api.client_id);
-        let redactor = Redactor::new([secret, basic.as_str()]);
+        let http = Guarded::new(
+            &api.base_url,
+            Duration::from_secs(api.timeout_secs),
+            api.max_in_flight,
+            [secret, basic.as_str()],
+        )?;
         Ok(Client {
-            http: builder.build()?,
-            base,
-            redactor,
+            http,
             client_id: api.client_id.clone(),
             secret: api.client_secret.clone(),
             scope: api.scope.clone(),
@@ -292,20 +183,20 @@ impl Client {
         };
         let response = self
             .http
-            .post(format!("{}{LOGIN_PATH}", self.base))
+            .request(reqwest::Method::POST, LOGIN_PATH)
             .json(&body)
             .send()
             .await
-            .map_err(|e| unanswered(self.transport_error(e)))?;
+            .map_err(|e| unanswered(self.http.transport_error(e)))?;
         let status = response.status().as_u16();
         let retry_after = retry_after_of(&response);
         if response.status().is_redirection() {
             return Err(CallError::Server {
                 status,
-                message: self.redirect_message(&response),
+                message: self.http.redirect_message(&response),
             });
         }
-        let (text, complete) = self.read_body(response).await.map_err(unanswered)?;
+        let Body { text, complete } = self.http.read_body(response).await.map_err(unanswered)?;
         match status {
             200 => {
                 if !complete {
@@ -315,9 +206,9 @@ impl Client {
                     self.server(status, "the login answer is not the documented token JSON")
                 })?;
                 // Registered before anything can fail, so even a refused token is scrubbed.
-                self.redactor.add(&answer.access_token);
+                self.http.redactor().add(&answer.access_token);
                 if let Some(refresh) = &answer.refresh_token {
-                    self.redactor.add(refresh);
+                    self.http.redactor().add(refresh);
                 }
                 let usable = !answer.access_token.is_empty()
                     && answer.access_token.len() <= 16 * 1024
@@ -354,74 +245,13 @@ impl Client {
 
     /// Text from a server or a library, made safe to keep: scrubbed, then capped.
     fn clean(&self, text: &str) -> String {
-        self.redactor.scrub_capped(text, MAX_MESSAGE)
+        self.http.clean(text)
     }
 
     fn server(&self, status: u16, text: &str) -> CallError {
         CallError::Server {
             status,
             message: self.clean(text),
-        }
-    }
-
-    /// The body, read up to [`MAX_BODY`] bytes; `false` when there was more. The rest is
-    /// not read: the connection is dropped with the response.
-    async fn read_body(
-        &self,
-        mut response: reqwest::Response,
-    ) -> Result<(String, bool), CallError> {
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(e))?
-        {
-            let room = MAX_BODY - body.len();
-            if chunk.len() > room {
-                body.extend_from_slice(&chunk[..room]);
-                return Ok((String::from_utf8_lossy(&body).into_owned(), false));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((String::from_utf8_lossy(&body).into_owned(), true))
-    }
-
-    /// "the API answered a redirect to <where> (not followed)", naming the target without
-    /// its userinfo, query or fragment (they may carry credentials).
-    fn redirect_message(&self, response: &reqwest::Response) -> String {
-        let target = response
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| response.url().join(v).ok())
-            .map_or_else(
-                || "an unreadable location".to_owned(),
-                |mut url| {
-                    let _ = url.set_username("");
-                    let _ = url.set_password(None);
-                    url.set_query(None);
-                    url.set_fragment(None);
-                    url.to_string()
-                },
-            );
-        self.clean(&format!(
-            "the API answered a redirect to {target} (not followed)"
-        ))
-    }
-
-    /// Connect failures never reached the server; anything else after sending is ambiguous.
-    fn transport_error(&self, error: reqwest::Error) -> CallError {
-        let connect = error.is_connect();
-        let cause = std::error::Error::source(&error)
-            .map(|s| format!(": {s}"))
-            .unwrap_or_default();
-        // The URL is dropped (it never carries a secret, but it adds nothing) and the rest
-        // scrubbed: a library's text may quote what went over the wire.
-        let message = self.clean(&format!("{}{cause}", error.without_url()));
-        if connect {
-            CallError::Connect(message)
-        } else {
-            CallError::Ambiguous(message)
         }
     }
 
@@ -432,15 +262,17 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, String), CallError> {
-        let url = format!("{}{path}", self.base);
         let mut token = self.token(None).await?;
         let mut renewed = false;
         loop {
-            let mut request = self.http.request(method.clone(), &url).bearer_auth(&token);
+            let mut request = self.http.request(method.clone(), path).bearer_auth(&token);
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let response = request.send().await.map_err(|e| self.transport_error(e))?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| self.http.transport_error(e))?;
             let status = response.status().as_u16();
             let retry_after = retry_after_of(&response);
             if response.status().is_redirection() {
@@ -449,11 +281,11 @@ impl Client {
                 return Err(CallError::Rejected {
                     status,
                     code: "REDIRECT".to_owned(),
-                    message: self.redirect_message(&response),
+                    message: self.http.redirect_message(&response),
                     technical: String::new(),
                 });
             }
-            let (text, complete) = self.read_body(response).await?;
+            let Body { text, complete } = self.http.read_body(response).await?;
             match status {
                 200..=299 if complete => return Ok((status, text)),
                 200..=299 => {
@@ -574,35 +406,9 @@ fn user_from(text: &str) -> Result<User, CallError> {
         .map_err(|_| CallError::Ambiguous("the answer is not a user object".to_owned()))
 }
 
-fn retry_after_of(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, SystemTime::now()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates_and_bounds_them() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
-        assert_eq!(
-            parse_retry_after(&later, now),
-            Some(Duration::from_secs(90))
-        );
-        let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
-        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after("999999", now),
-            Some(Duration::from_secs(3600))
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-    }
 
     #[test]
     fn token_reuse_is_bounded_for_any_lifetime() {
