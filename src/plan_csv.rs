@@ -305,7 +305,11 @@ fn describe_with(op: &PlannedOp, catalog: &Catalog, names: &Names<'_>) -> PlanLi
             catalog,
             names,
         ),
+        // A target without catalogs grants groups and ends an account by deleting it.
+        OpKind::Deactivate if catalog.groups => "account deleted".to_owned(),
         OpKind::Deactivate => "status: active → inactive".to_owned(),
+        OpKind::Enroll if catalog.groups => format!("adds groups: {}", items()),
+        OpKind::Remove if catalog.groups => format!("removes groups: {}", items()),
         OpKind::Enroll => format!("adds content: {}", items()),
         OpKind::Remove => format!("removes content: {}", items()),
         OpKind::ReEnroll => format!("re-enrols content: {}", items()),
@@ -342,7 +346,8 @@ fn created(user: Option<&Profile>, catalog: &Catalog, names: &Names<'_>) -> Stri
     }
     let items = user.grants.as_deref().unwrap_or_default();
     if !items.is_empty() {
-        part(&mut shown, "content", &content(items, catalog, names));
+        let label = if catalog.groups { "groups" } else { "content" };
+        part(&mut shown, label, &content(items, catalog, names));
     }
     // As the parts joined after "new user; " would be, with that separator trimmed off the
     // end (all of it when there are no parts).

@@ -18,6 +18,12 @@ use crate::apply::Io;
 use crate::ledger::Effect;
 use crate::model::{Op, OpKind};
 
+/// `rostersync demo`: the built-in samples provisioned into the Praesidium simulator over
+/// three nights, in-process.
+pub async fn demo() -> anyhow::Result<crate::commands::Finish> {
+    praesidium::demo::run().await
+}
+
 /// The targets rostersync knows, as `[target] kind` names them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

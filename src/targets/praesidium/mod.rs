@@ -3,6 +3,7 @@
 //! simulator of it (`sim`).
 
 pub mod client;
+pub mod demo;
 pub mod model;
 pub mod sim;
 pub mod target;
