@@ -327,6 +327,7 @@ fn seed(ledger_path: &Path) {
                     message: None,
                     adopted: false,
                     deleted: false,
+                    accepted: false,
                 };
                 (op.clone(), effect)
             })

@@ -123,7 +123,8 @@ fn plan_steps(
         tx.use_known_keys(keys);
         let (outcome, who) = plan_csv::write_while(&plan_file, catalog, tx, |tx| {
             let can = config.target.kind().capabilities().ops;
-            let mut planner = Planner::new(index, tx).able_to(can);
+            let remind = config.target.remind_before(crate::ledger::now_ms());
+            let mut planner = Planner::new(index, tx).able_to(can).remind_before(remind);
             planner.read_roster(&mut reader, early)?;
             let rows = reader.rows();
             planner.finish(|lines| reader.originals(lines), rows)

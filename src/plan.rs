@@ -339,6 +339,9 @@ pub trait PlanIo {
     fn remote(&mut self, key: &str) -> Result<Option<Remote>>;
     /// Keys of active, acknowledged users whose fingerprint is in `wanted`.
     fn keys_of(&mut self, wanted: &HashSet<u64>) -> Result<Vec<String>>;
+    /// Keys of active, acknowledged users whose invitation was last sent before `before_ms`
+    /// (milliseconds since the epoch) and is not known to be accepted.
+    fn unaccepted_since(&mut self, before_ms: i64) -> Result<Vec<String>>;
     /// Stores an op; `before` is its user as the ledger holds it (`None` for a create), for
     /// plan.csv to show what the op changes.
     fn push_op(&mut self, op: NewOp, before: Option<&Remote>) -> Result<()>;
@@ -408,6 +411,9 @@ pub struct Planner<'io, Io: PlanIo> {
     broken: Option<String>,
     /// The kinds of op the target can execute ([`crate::targets::Capabilities::ops`]).
     can: &'static [OpKind],
+    /// Invitations last sent before this instant (ms since the epoch) and not accepted are
+    /// sent again, for a target that invites ([`Planner::remind_before`]).
+    remind_before: Option<i64>,
 }
 
 /// The fingerprints of what a valid row asks for, computed once per row.
@@ -446,7 +452,15 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             lines_with_ops: Vec::new(),
             broken: None,
             can: &OpKind::ALL,
+            remind_before: None,
         }
+    }
+
+    /// Plans a [`OpKind::Remind`] for every person still on the roster whose invitation was
+    /// last sent before `before_ms` and is not known to be accepted.
+    pub fn remind_before(mut self, before_ms: Option<i64>) -> Self {
+        self.remind_before = before_ms;
+        self
     }
 
     /// Plans only the kinds of op in `can`; a change that needs another is counted in
@@ -857,6 +871,27 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                 Some(&remote),
             )?;
         }
+        if let Some(before) = self.remind_before {
+            for key in self.io.unaccepted_since(before)? {
+                // Only people the roster still names as active.
+                let still_here = self
+                    .index
+                    .get(&fingerprint(&key))
+                    .is_some_and(|k| k.seen && k.active && k.has_uuid);
+                if !still_here {
+                    continue;
+                }
+                let Some(remote) = self.io.remote(&key)? else {
+                    continue;
+                };
+                self.push(
+                    key,
+                    OpKind::Remind,
+                    OpPayload::of_account(&remote.uuid),
+                    Some(&remote),
+                )?;
+            }
+        }
         self.plan.unchanged =
             self.valid as usize - self.lines_with_ops.len() - self.plan.skipped_inactive;
         Ok(Outcome {
@@ -889,11 +924,15 @@ mod tests {
         remote: HashMap<String, Remote>,
         ops: Vec<NewOp>,
         memos: HashMap<String, RowMemo>,
+        unaccepted: Vec<String>,
     }
 
     impl PlanIo for Memory {
         fn remote(&mut self, key: &str) -> Result<Option<Remote>> {
             Ok(self.remote.get(key).cloned())
+        }
+        fn unaccepted_since(&mut self, _before_ms: i64) -> Result<Vec<String>> {
+            Ok(self.unaccepted.clone())
         }
         fn keys_of(&mut self, wanted: &HashSet<u64>) -> Result<Vec<String>> {
             Ok(self

@@ -313,6 +313,7 @@ fn describe_with(op: &PlannedOp, catalog: &Catalog, names: &Names<'_>) -> PlanLi
         OpKind::Enroll => format!("adds content: {}", items()),
         OpKind::Remove => format!("removes content: {}", items()),
         OpKind::ReEnroll => format!("re-enrols content: {}", items()),
+        OpKind::Remind => "invitation sent again (not accepted yet)".to_owned(),
     };
     PlanLine {
         external_id: op.key.clone(),

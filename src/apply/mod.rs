@@ -511,6 +511,7 @@ async fn run_task<T: Target>(
                     ),
                     adopted: false,
                     deleted: false,
+                    accepted: false,
                 };
                 done(shared, op, effect, true).await?;
                 return Ok(Step::Settled);

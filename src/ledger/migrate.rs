@@ -29,6 +29,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "005_neutral_profile.sql",
         include_str!("../../migrations/005_neutral_profile.sql"),
     ),
+    (
+        "006_reminders.sql",
+        include_str!("../../migrations/006_reminders.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -42,6 +42,7 @@ fn last_change_column(kind: OpKind) -> &'static str {
         OpKind::Remove => "last_remove_at",
         OpKind::ReEnroll => "last_reenroll_at",
         OpKind::Deactivate => "last_deactivate_at",
+        OpKind::Remind => "last_remind_at",
     }
 }
 
@@ -86,6 +87,8 @@ pub struct Effect {
     /// The account was deleted, not deactivated: the ledger forgets its id and grants, so a
     /// person who comes back is created (invited) again.
     pub deleted: bool,
+    /// The platform showed the account's invitation accepted: it is never sent again.
+    pub accepted: bool,
 }
 
 pub struct Ledger {
@@ -425,11 +428,12 @@ impl Ledger {
         let row = self
             .conn
             .prepare_cached(
-                "SELECT created_at, last_update_at, last_deactivate_at, last_enroll_at, last_remove_at, last_reenroll_at
+                "SELECT created_at, last_update_at, last_deactivate_at, last_enroll_at, last_remove_at, last_reenroll_at,
+                        last_remind_at
                  FROM users WHERE key = ?1",
             )?
             .query_row([key], |r| {
-                let mut at = [None; 6];
+                let mut at = [None; 7];
                 for (i, slot) in at.iter_mut().enumerate() {
                     *slot = r.get::<_, Option<i64>>(i)?;
                 }
@@ -443,6 +447,7 @@ impl Ledger {
             OpKind::Enroll,
             OpKind::Remove,
             OpKind::ReEnroll,
+            OpKind::Remind,
         ];
         if let Some(at) = row {
             for (kind, at) in kinds.into_iter().zip(at) {
@@ -506,7 +511,7 @@ impl Ledger {
             OpKind::Deactivate => !active,
             OpKind::Enroll => op.payload.items.iter().all(enrolled),
             OpKind::Remove => !op.payload.items.iter().any(enrolled),
-            OpKind::ReEnroll => false,
+            OpKind::ReEnroll | OpKind::Remind => false,
         })
     }
 
@@ -806,6 +811,15 @@ fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) 
                 )?;
             }
         }
+        OpKind::Remind => {
+            execute_cached(
+                tx,
+                &format!(
+                    "UPDATE users SET accepted = accepted OR ?3, {column} = ?2 WHERE key = ?1"
+                ),
+                params![op.key, now, effect.accepted],
+            )?;
+        }
         OpKind::Deactivate if effect.deleted => {
             let (content_hash, content) = content_record(&[]);
             execute_cached(
@@ -927,6 +941,7 @@ mod tests {
                             message: None,
                             adopted: false,
                             deleted: false,
+                            accepted: false,
                         },
                     },
                 ],
@@ -998,6 +1013,7 @@ mod tests {
                     message: None,
                     adopted: false,
                     deleted: false,
+                    accepted: false,
                 };
                 (op.clone(), effect)
             })

@@ -548,6 +548,17 @@ impl PlanIo for PlanTx {
         Ok(keys)
     }
 
+    fn unaccepted_since(&mut self, before_ms: i64) -> Result<Vec<String>> {
+        let mut statement = self.reader.prepare_cached(
+            "SELECT key FROM users WHERE active AND uuid IS NOT NULL AND NOT accepted
+             AND coalesce(last_remind_at, created_at) < ?1",
+        )?;
+        let keys = statement
+            .query_map([before_ms], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(keys)
+    }
+
     fn push_op(&mut self, op: NewOp, before: Option<&Remote>) -> Result<()> {
         // Encoded on the writer's thread: this one reads and diffs the roster, the longer job.
         self.batch.push(PushedOp {

@@ -25,16 +25,20 @@ pub enum OpKind {
     ReEnroll,
     /// Ends the account: deactivates it, or deletes it on a platform that cannot deactivate.
     Deactivate,
+    /// Sends a pending invitation again (a platform that invites): done without sending when
+    /// the platform shows it accepted.
+    Remind,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 6] = [
+    pub const ALL: [OpKind; 7] = [
         OpKind::Create,
         OpKind::Update,
         OpKind::Enroll,
         OpKind::Remove,
         OpKind::ReEnroll,
         OpKind::Deactivate,
+        OpKind::Remind,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +49,7 @@ impl OpKind {
             OpKind::Remove => "remove",
             OpKind::ReEnroll => "reenroll",
             OpKind::Deactivate => "deactivate",
+            OpKind::Remind => "remind",
         }
     }
 
@@ -61,6 +66,7 @@ impl OpKind {
             OpKind::Remove => 3,
             OpKind::ReEnroll => 4,
             OpKind::Deactivate => 5,
+            OpKind::Remind => 6,
         }
     }
 }

@@ -96,6 +96,18 @@ impl Settings {
         }
     }
 
+    /// The instant (ms since the epoch) before which a pending invitation is sent again, for
+    /// a target that invites; `None` for one that creates accounts.
+    pub fn remind_before(&self, now_ms: i64) -> Option<i64> {
+        match self {
+            Settings::Praesidium => None,
+            Settings::Prancer(settings) => {
+                let days = i64::from(settings.resend_invitations_after_days);
+                Some(now_ms.saturating_sub(days * 24 * 3600 * 1000))
+            }
+        }
+    }
+
     /// Builds the configured target and runs the engine's apply with it: the one place that
     /// turns a config into a platform.
     pub async fn apply(

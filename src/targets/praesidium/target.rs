@@ -19,7 +19,14 @@ use crate::targets::{CallError, Capabilities, Target};
 /// What Praesidium can do: every kind of op, with its five roles.
 pub const CAPABILITIES: Capabilities = Capabilities {
     roles: KNOWN_ROLES,
-    ops: &OpKind::ALL,
+    ops: &[
+        OpKind::Create,
+        OpKind::Update,
+        OpKind::Enroll,
+        OpKind::Remove,
+        OpKind::ReEnroll,
+        OpKind::Deactivate,
+    ],
     catalogs: true,
     ends_by_deleting: false,
 };
@@ -134,6 +141,7 @@ impl Target for Praesidium {
             message: None,
             adopted: false,
             deleted: false,
+            accepted: false,
         };
         match op.kind {
             OpKind::Create => {
@@ -149,6 +157,7 @@ impl Target for Praesidium {
                             message: None,
                             adopted: false,
                             deleted: false,
+                            accepted: false,
                         })
                     }
                     Err(error) => match existing_user_id(&error) {
@@ -162,6 +171,9 @@ impl Target for Praesidium {
                 io.send(client.update(uuid, &user)).await.map(|_| done(200))
             }
             OpKind::Deactivate => io.send(client.deactivate(uuid)).await.map(|_| done(200)),
+            OpKind::Remind => Err(CallError::NotSent(
+                "Praesidium creates accounts; it sends no invitation to remind of".to_owned(),
+            )),
             OpKind::Enroll | OpKind::Remove | OpKind::ReEnroll => {
                 let call = match op.kind {
                     OpKind::Enroll => ContentCall::Enroll,
@@ -245,6 +257,7 @@ impl Praesidium {
             )),
             adopted: true,
             deleted: false,
+            accepted: false,
         })
     }
 }

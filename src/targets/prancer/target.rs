@@ -10,7 +10,7 @@
 //! prancer by hand (an "Owner") are kept. Every request goes through the engine's [`Io`].
 
 use super::client::{Client, check_permissions};
-use super::model::PrancerUser;
+use super::model::{PrancerUser, STATUS_PENDING};
 use crate::apply::Io;
 use crate::ledger::Effect;
 use crate::model::{Grant, Op, OpKind};
@@ -24,6 +24,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
         OpKind::Enroll,
         OpKind::Remove,
         OpKind::Deactivate,
+        OpKind::Remind,
     ],
     catalogs: false,
     ends_by_deleting: true,
@@ -47,6 +48,7 @@ fn done(status: u16, message: Option<String>) -> Effect {
         message,
         adopted: false,
         deleted: false,
+        accepted: false,
     }
 }
 
@@ -130,6 +132,27 @@ impl Prancer {
             .map(|_| ())
     }
 
+    /// Sends a pending invitation again; an accepted one is recorded as such, and nothing is
+    /// sent.
+    async fn remind(&self, op: &Op, io: Io<'_>) -> Result<Effect, CallError> {
+        let email = email_of(op)?;
+        let account = self.existing(&email, io).await?;
+        if account.status != STATUS_PENDING {
+            return Ok(Effect {
+                accepted: true,
+                ..done(
+                    200,
+                    Some(format!(
+                        "invitation already accepted (status {})",
+                        account.status
+                    )),
+                )
+            });
+        }
+        io.send(self.client.invite(&email, true)).await?;
+        Ok(done(200, Some("invitation sent again".to_owned())))
+    }
+
     async fn invite(&self, op: &Op, io: Io<'_>) -> Result<Effect, CallError> {
         let email = email_of(op)?;
         let groups = op
@@ -177,6 +200,7 @@ impl Prancer {
             }),
             adopted,
             deleted: false,
+            accepted: false,
         })
     }
 }
@@ -229,6 +253,7 @@ impl Target for Prancer {
                     ..done(200, message)
                 })
             }
+            OpKind::Remind => self.remind(op, io).await,
             OpKind::Update | OpKind::ReEnroll => Err(CallError::NotSent(format!(
                 "prancer has no {} operation",
                 op.kind.as_str()
