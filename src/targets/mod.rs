@@ -1,5 +1,7 @@
 //! The systems rostersync provisions into. Each target owns its wire types, its client and
-//! its simulator; nothing outside a target knows its URLs or JSON shapes.
+//! its simulator; nothing outside a target knows its URLs or JSON shapes. What the
+//! simulators share, whatever API they imitate, is `sim_kit`.
 
 pub mod praesidium;
 pub mod prancer;
+pub mod sim_kit;
