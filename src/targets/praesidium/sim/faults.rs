@@ -30,11 +30,12 @@ pub struct Faults {
     /// Most added latency per request, in milliseconds (uniform between min and max).
     #[arg(long, default_value_t = 0)]
     pub latency_max_ms: u64,
-    /// Lifetime of issued access tokens, in seconds (the API's is 900).
+    /// (--target praesidium) Lifetime of issued access tokens, in seconds (the API's is 900).
     #[arg(long, default_value_t = 900.0)]
     pub token_lifetime_secs: f64,
-    /// Length of the duplicate window, in seconds: an identical change request processed this
-    /// recently is answered as if successful and changes nothing (the API's is 30).
+    /// (--target praesidium) Length of the duplicate window, in seconds: an identical change
+    /// request processed this recently is answered as if successful and changes nothing (the
+    /// API's is 30).
     #[arg(long, default_value_t = 30.0)]
     pub duplicate_window_secs: f64,
     /// Requests per second the token bucket allows before answering 429; 0 turns it off.

@@ -197,6 +197,8 @@ fn load_state(path: &Path) -> Result<Vec<SimUser>> {
 
 /// The secret `rostersync sim` accepts unless told another: public, in this source.
 pub const DEMO_SECRET: &str = "demo-secret";
+/// The client_id `rostersync sim` accepts unless told another.
+pub const DEMO_CLIENT_ID: &str = "rostersync-demo";
 
 /// `rostersync sim`: the simulator as a server.
 #[derive(Debug, Clone, clap::Args)]
@@ -210,14 +212,14 @@ pub struct SimArgs {
     /// loopback clients only.
     #[arg(long)]
     pub allow_remote: bool,
-    /// Folder holding clients.csv, locations.csv and content.csv (default: the built-in
-    /// sample catalogs, the same as samples/).
+    /// (--target praesidium) Folder holding clients.csv, locations.csv and content.csv
+    /// (default: the built-in sample catalogs, the same as samples/).
     #[arg(long, value_name = "DIR")]
     pub catalog_dir: Option<PathBuf>,
-    /// The client_id the simulator accepts.
-    #[arg(long, default_value = "rostersync-demo")]
+    /// (--target praesidium) The client_id the simulator accepts.
+    #[arg(long, default_value = DEMO_CLIENT_ID)]
     pub client_id: String,
-    /// The client_secret the simulator accepts.
+    /// (--target praesidium) The client_secret the simulator accepts.
     #[arg(
         long,
         env = "ROSTERSYNC_SIM_CLIENT_SECRET",
@@ -225,14 +227,15 @@ pub struct SimArgs {
         hide_env_values = true
     )]
     pub client_secret: String,
-    /// Clients (names or UUIDs, comma-separated) the credential may manage: its hierarchy.
-    /// Default: every client of the catalog.
+    /// (--target praesidium) Clients (names or UUIDs, comma-separated) the credential may
+    /// manage: its hierarchy. Default: every client of the catalog.
     #[arg(long, value_delimiter = ',')]
     pub managed_clients: Vec<String>,
     /// Seed for injected faults and latency, so a failing run can be repeated.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// JSON file to keep users in across restarts (read at start, written as they change).
+    /// (--target praesidium) JSON file to keep users in across restarts (read at start,
+    /// written as they change).
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
     /// Most request-log entries kept in memory (the oldest are dropped first).
@@ -247,6 +250,30 @@ impl SimArgs {
     /// credential and no TLS, and is meant for this machine.
     pub fn check_listen(&self) -> Result<()> {
         crate::targets::sim_kit::check_listen(self.listen, self.allow_remote)
+    }
+
+    /// The flags only this target has, given a value other than their default: refused when
+    /// another target runs, rather than silently ignored. `--client-secret` is not among
+    /// them: it may come from the environment, set for another run.
+    pub fn changed(&self) -> Vec<&'static str> {
+        let defaults = Faults::default();
+        [
+            ("--catalog-dir", self.catalog_dir.is_some()),
+            ("--client-id", self.client_id != DEMO_CLIENT_ID),
+            ("--managed-clients", !self.managed_clients.is_empty()),
+            ("--state-file", self.state_file.is_some()),
+            (
+                "--token-lifetime-secs",
+                self.faults.token_lifetime_secs != defaults.token_lifetime_secs,
+            ),
+            (
+                "--duplicate-window-secs",
+                self.faults.duplicate_window_secs != defaults.duplicate_window_secs,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(flag, changed)| changed.then_some(flag))
+        .collect()
     }
 
     /// The warning printed when listening beyond loopback.
