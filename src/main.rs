@@ -78,7 +78,7 @@ enum Command {
     },
     /// Run an API simulator as a server (for tests, demos and rehearsals): Praesidium's, or
     /// prancer's with --target prancer.
-    Sim(simulate::SimArgs),
+    Sim(Box<simulate::SimArgs>),
 }
 
 #[derive(Args)]
@@ -162,7 +162,7 @@ fn main() -> ExitCode {
                 .await
             }
             Command::Status { config, json } => commands::status(&config.config, json),
-            Command::Sim(args) => simulate::run(args).await.map(|()| Finish::Converged),
+            Command::Sim(args) => simulate::run(*args).await.map(|()| Finish::Converged),
         }
     });
     match result {
