@@ -33,7 +33,7 @@ pub struct PrancerArgs {
     )]
     pub token: String,
     /// (--target prancer) The bearer token of the staff caller (is_staff, read-only: may get
-    /// itself and list users, nothing else).
+    /// itself, list users and set its own page tours; not invite, delete or set groups).
     #[arg(long, default_value = DEMO_STAFF_TOKEN)]
     pub staff_token: String,
     /// (--target prancer) The groups users may be given, comma-separated, exactly as spelled.

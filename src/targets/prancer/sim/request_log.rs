@@ -15,8 +15,10 @@ use crate::targets::sim_kit::request_log::{self, Sequenced};
 /// The log of a prancer simulator.
 pub type RequestLog = request_log::RequestLog<LogEntry>;
 
-/// The longest body kept in an entry, in bytes; a longer one is noted by its length.
-pub const BODY_KEPT: usize = 4096;
+/// The longest body kept in an entry, in bytes; a longer one is noted by its length. An
+/// honest body is a few fields, well under this; the bound keeps a full log (200,000
+/// entries by default) within a few hundred megabytes whatever clients send.
+pub const BODY_KEPT: usize = 1024;
 
 /// Which API operation a request was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
