@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use rostersync::commands::{self, Finish, PlanOptions};
 use rostersync::ledger::LedgerLocked;
 use rostersync::plan::ThresholdExceeded;
-use rostersync::targets::praesidium::sim;
+use rostersync::targets::simulate;
 
 // A plan hands millions of small allocations from the roster thread to the ledger writer;
 // glibc's allocator spent a quarter of the time freeing them across threads.
@@ -76,8 +76,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the Praesidium API simulator as a server (for tests, demos and rehearsals).
-    Sim(sim::SimArgs),
+    /// Run an API simulator as a server (for tests, demos and rehearsals): Praesidium's, or
+    /// prancer's with --target prancer.
+    Sim(Box<simulate::SimArgs>),
 }
 
 #[derive(Args)]
@@ -161,7 +162,7 @@ fn main() -> ExitCode {
                 .await
             }
             Command::Status { config, json } => commands::status(&config.config, json),
-            Command::Sim(args) => sim::run(args).await.map(|()| Finish::Converged),
+            Command::Sim(args) => simulate::run(*args).await.map(|()| Finish::Converged),
         }
     });
     match result {

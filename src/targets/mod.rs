@@ -6,11 +6,15 @@
 //! this trait; nothing outside `targets/` knows a platform's URLs, JSON shapes or status
 //! strings. What every client shares is platform-neutral: the outcome of a call (`call`)
 //! and the guarded HTTP plumbing (`http`).
+//! What the simulators share, whatever API they imitate, is `sim_kit`; which one
+//! `rostersync sim` runs is `simulate`.
 
 pub mod call;
 pub mod http;
 pub mod praesidium;
 pub mod prancer;
+pub mod sim_kit;
+pub mod simulate;
 
 pub use call::CallError;
 

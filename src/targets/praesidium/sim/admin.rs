@@ -8,9 +8,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Extension, Query, Request, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,9 +18,9 @@ use serde::Deserialize;
 
 use super::Sim;
 use super::lock;
-use super::server::ConnCtx;
 use super::store::Caller;
 use crate::targets::praesidium::model::User;
+use crate::targets::sim_kit::guard;
 
 pub fn routes() -> Router<Arc<Sim>> {
     Router::new()
@@ -28,19 +28,8 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/admin/requests", get(list_requests))
         .route("/admin/faults", get(get_faults).put(put_faults))
         .route("/admin/reset", post(reset))
-        .route_layer(middleware::from_fn(super::guard::admin_same_origin))
-        .route_layer(middleware::from_fn(loopback_only))
-}
-
-async fn loopback_only(conn: Option<Extension<ConnCtx>>, request: Request, next: Next) -> Response {
-    match conn {
-        Some(Extension(conn)) if conn.peer.ip().is_loopback() => next.run(request).await,
-        _ => (
-            StatusCode::FORBIDDEN,
-            "admin endpoints answer loopback clients only",
-        )
-            .into_response(),
-    }
+        .route_layer(middleware::from_fn(guard::admin_same_origin))
+        .route_layer(middleware::from_fn(guard::loopback_only))
 }
 
 async fn list_users(State(sim): State<Arc<Sim>>) -> Response {

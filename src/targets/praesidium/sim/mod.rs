@@ -1,28 +1,30 @@
 //! A strict, faithful simulator of the Praesidium User Management REST API v2, for tests,
 //! benchmarks and the demo.
 //!
-//! Owns the simulated academy (`store`), authentication (`auth`), fault injection and the
-//! rate limit (`faults`), the request log (`request_log`), the HTTP routes (`routes`,
-//! `admin`), the Host/Origin checks that keep browsers out (`guard`) and the server loop
-//! that can drop a connection after processing (`server`). Listens on loopback unless told
-//! `--allow-remote`.
+//! Owns the simulated academy (`store`), authentication (`auth`), the fault settings
+//! (`faults`), what the request log says (`request_log`), the HTTP routes (`routes`,
+//! `admin`) and starting the server (`server`). The machinery every simulator shares (the
+//! accept loop that can drop a connection after processing, fault decisions, the bounded
+//! log, the Host/Origin checks that keep browsers out) is `targets::sim_kit`. Listens on
+//! loopback unless told `--allow-remote`.
 //! It must behave like the real service where the spec says how, and refuse what the real
 //! service would refuse: a lenient fake would hide client bugs.
 
 pub mod admin;
 pub mod auth;
 pub mod faults;
-pub mod guard;
 pub mod request_log;
 pub mod routes;
 pub mod server;
 pub mod store;
 
+pub use crate::targets::sim_kit::guard;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -36,6 +38,8 @@ pub use faults::Faults;
 use request_log::{LogEntry, RequestLog};
 pub use server::{RunningSim, start};
 use store::{SimUser, Store};
+
+pub(crate) use crate::targets::sim_kit::lock;
 
 /// How a simulator is set up (everything but the catalog).
 #[derive(Debug, Clone)]
@@ -87,14 +91,6 @@ pub struct Sim {
 #[derive(Serialize, Deserialize)]
 struct SavedState {
     users: Vec<SimUser>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A handler that panicked mid-update leaves no half-written state behind (every update
-    // is a single insert), so a poisoned lock is still safe to use.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Sim {
@@ -201,6 +197,8 @@ fn load_state(path: &Path) -> Result<Vec<SimUser>> {
 
 /// The secret `rostersync sim` accepts unless told another: public, in this source.
 pub const DEMO_SECRET: &str = "demo-secret";
+/// The client_id `rostersync sim` accepts unless told another.
+pub const DEMO_CLIENT_ID: &str = "rostersync-demo";
 
 /// `rostersync sim`: the simulator as a server.
 #[derive(Debug, Clone, clap::Args)]
@@ -214,14 +212,14 @@ pub struct SimArgs {
     /// loopback clients only.
     #[arg(long)]
     pub allow_remote: bool,
-    /// Folder holding clients.csv, locations.csv and content.csv (default: the built-in
-    /// sample catalogs, the same as samples/).
+    /// (--target praesidium) Folder holding clients.csv, locations.csv and content.csv
+    /// (default: the built-in sample catalogs, the same as samples/).
     #[arg(long, value_name = "DIR")]
     pub catalog_dir: Option<PathBuf>,
-    /// The client_id the simulator accepts.
-    #[arg(long, default_value = "rostersync-demo")]
+    /// (--target praesidium) The client_id the simulator accepts.
+    #[arg(long, default_value = DEMO_CLIENT_ID)]
     pub client_id: String,
-    /// The client_secret the simulator accepts.
+    /// (--target praesidium) The client_secret the simulator accepts.
     #[arg(
         long,
         env = "ROSTERSYNC_SIM_CLIENT_SECRET",
@@ -229,14 +227,15 @@ pub struct SimArgs {
         hide_env_values = true
     )]
     pub client_secret: String,
-    /// Clients (names or UUIDs, comma-separated) the credential may manage: its hierarchy.
-    /// Default: every client of the catalog.
+    /// (--target praesidium) Clients (names or UUIDs, comma-separated) the credential may
+    /// manage: its hierarchy. Default: every client of the catalog.
     #[arg(long, value_delimiter = ',')]
     pub managed_clients: Vec<String>,
     /// Seed for injected faults and latency, so a failing run can be repeated.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// JSON file to keep users in across restarts (read at start, written as they change).
+    /// (--target praesidium) JSON file to keep users in across restarts (read at start,
+    /// written as they change).
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
     /// Most request-log entries kept in memory (the oldest are dropped first).
@@ -250,13 +249,31 @@ impl SimArgs {
     /// Refuses a non-loopback `--listen` without `--allow-remote`: the simulator has a known
     /// credential and no TLS, and is meant for this machine.
     pub fn check_listen(&self) -> Result<()> {
-        if !self.listen.ip().is_loopback() && !self.allow_remote {
-            bail!(
-                "--listen {} is not a loopback address: the simulator would be reachable from                  other hosts; use 127.0.0.1:PORT, or add --allow-remote if that is intended",
-                self.listen
-            );
-        }
-        Ok(())
+        crate::targets::sim_kit::check_listen(self.listen, self.allow_remote)
+    }
+
+    /// The flags only this target has, given a value other than their default: refused when
+    /// another target runs, rather than silently ignored. `--client-secret` is not among
+    /// them: it may come from the environment, set for another run.
+    pub fn changed(&self) -> Vec<&'static str> {
+        let defaults = Faults::default();
+        [
+            ("--catalog-dir", self.catalog_dir.is_some()),
+            ("--client-id", self.client_id != DEMO_CLIENT_ID),
+            ("--managed-clients", !self.managed_clients.is_empty()),
+            ("--state-file", self.state_file.is_some()),
+            (
+                "--token-lifetime-secs",
+                self.faults.token_lifetime_secs != defaults.token_lifetime_secs,
+            ),
+            (
+                "--duplicate-window-secs",
+                self.faults.duplicate_window_secs != defaults.duplicate_window_secs,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(flag, changed)| changed.then_some(flag))
+        .collect()
     }
 
     /// The warning printed when listening beyond loopback.
@@ -269,7 +286,9 @@ impl SimArgs {
             "with the secret you gave".to_owned()
         };
         format!(
-            "WARNING: --allow-remote: the simulator listens on {bound}, beyond this machine.              Anyone who can reach it can log in as client_id {:?} {secret}, over plain HTTP.              The admin endpoints still answer loopback clients only.",
+            "WARNING: --allow-remote: the simulator listens on {bound}, beyond this machine. \
+             Anyone who can reach it can log in as client_id {:?} {secret}, over plain HTTP. \
+             The admin endpoints still answer loopback clients only.",
             self.client_id
         )
     }
@@ -319,22 +338,7 @@ pub async fn run(args: SimArgs) -> Result<()> {
         "simulator serving http://{} (admin: /admin/users, /admin/requests, /admin/faults, /admin/reset)",
         running.addr
     );
-    shutdown_signal().await;
+    crate::targets::sim_kit::shutdown_signal().await;
     running.stop().await;
     sim.save_if_dirty()
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -2,12 +2,15 @@
 //!
 //! Tests read it through the admin endpoint to prove what a client sent: how many creates,
 //! which change was swallowed by the duplicate window, which was processed and then had its
-//! connection dropped. Bounded: the oldest entries go first, so a million-request benchmark
-//! cannot exhaust memory.
-
-use std::collections::VecDeque;
+//! connection dropped. Owns what an entry says; numbering and the bound (the oldest entries
+//! go first) are the shared `sim_kit::request_log`.
 
 use serde::{Deserialize, Serialize};
+
+use crate::targets::sim_kit::request_log::{self, Sequenced};
+
+/// The log of a Praesidium simulator.
+pub type RequestLog = request_log::RequestLog<LogEntry>;
 
 /// Which API operation a request was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,69 +69,11 @@ pub struct LogEntry {
     pub body: Option<serde_json::Value>,
 }
 
-pub struct RequestLog {
-    entries: VecDeque<LogEntry>,
-    capacity: usize,
-    next_seq: u64,
-}
-
-impl RequestLog {
-    pub fn new(capacity: usize) -> RequestLog {
-        RequestLog {
-            entries: VecDeque::new(),
-            capacity: capacity.max(1),
-            next_seq: 1,
-        }
+impl Sequenced for LogEntry {
+    fn seq(&self) -> u64 {
+        self.seq
     }
-
-    pub fn push(&mut self, mut entry: LogEntry) {
-        entry.seq = self.next_seq;
-        self.next_seq += 1;
-        if self.entries.len() == self.capacity {
-            self.entries.pop_front();
-        }
-        self.entries.push_back(entry);
-    }
-
-    /// Entries with `seq > since`, oldest first, at most `limit`.
-    pub fn since(&self, since: u64, limit: usize) -> Vec<LogEntry> {
-        let start = self.entries.partition_point(|e| e.seq <= since);
-        self.entries.range(start..).take(limit).cloned().collect()
-    }
-
-    pub fn clear(&mut self) {
-        self.entries.clear();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry() -> LogEntry {
-        LogEntry {
-            seq: 0,
-            at_ms: 0,
-            endpoint: Endpoint::Get,
-            method: "GET".into(),
-            path: "/".into(),
-            user: None,
-            status: 200,
-            outcome: Outcome::Read,
-            dropped: false,
-            body: None,
-        }
-    }
-
-    #[test]
-    fn keeps_the_newest_entries_and_pages_by_sequence() {
-        let mut log = RequestLog::new(3);
-        for _ in 0..5 {
-            log.push(entry());
-        }
-        let seqs: Vec<u64> = log.since(0, 10).iter().map(|e| e.seq).collect();
-        assert_eq!(seqs, vec![3, 4, 5]);
-        let seqs: Vec<u64> = log.since(3, 1).iter().map(|e| e.seq).collect();
-        assert_eq!(seqs, vec![4]);
+    fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
     }
 }

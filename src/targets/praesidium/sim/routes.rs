@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use bytes::Bytes;
 use serde::Serialize;
@@ -24,6 +24,8 @@ use super::server::ConnCtx;
 use super::store::{Caller, ContentAction, Replay, api_error};
 use super::{Sim, lock};
 use crate::targets::praesidium::model::{ApiError, ContentListing, LOGIN_PATH, USER_PATH, User};
+use crate::targets::sim_kit::faults::{self, Verdict};
+use crate::targets::sim_kit::{guard, json_response};
 
 /// The API and admin routes over one shared simulator.
 pub fn router(sim: Arc<Sim>) -> Router {
@@ -39,7 +41,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .merge(super::admin::routes())
         .fallback(unknown_route)
         // Every request, API and admin, unknown routes too: DNS rebinding reaches them all.
-        .layer(axum::middleware::from_fn(super::guard::host_only))
+        .layer(axum::middleware::from_fn(guard::host_only))
         .with_state(sim)
 }
 
@@ -192,17 +194,6 @@ fn to_json(value: &impl Serialize) -> Value {
     serde_json::to_value(value).expect("wire types always serialize")
 }
 
-fn json_response(status: u16, body: &impl Serialize, retry_after: Option<u64>) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, axum::Json(body)).into_response();
-    if let Some(secs) = retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    response
-}
-
 async fn pipeline(
     sim: &Sim,
     conn: Conn,
@@ -211,16 +202,11 @@ async fn pipeline(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
-    let latency = lock(&sim.faults).latency();
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    let (limited, injected, drop) = {
-        let mut faults = lock(&sim.faults);
-        let limited = faults.rate_limited();
-        let injected = limited.is_none().then(|| faults.injected_error()).flatten();
-        (limited, injected, faults.drop_after_processing())
-    };
+    let Verdict {
+        limited,
+        injected,
+        drop,
+    } = faults::draw(&sim.faults).await;
     let handled = if let Some(secs) = limited {
         let mut handled = Handled::error(api_error(
             429,
@@ -275,9 +261,7 @@ async fn pipeline(
             .flatten(),
     });
     if let (true, Some(Extension(conn))) = (dropped, conn) {
-        // The server loop closes the socket without writing a byte of the answer.
-        conn.kill.notify_one();
-        std::future::pending::<()>().await;
+        conn.drop_unanswered().await;
     }
     json_response(handled.status, &handled.body, handled.retry_after)
 }

@@ -1,14 +1,15 @@
-//! The simulator's guard against browsers: a web page the operator visits must not be able to
-//! drive the simulator on their machine.
+//! The simulators' guard against browsers and other hosts: a web page the operator visits
+//! must not be able to drive a simulator on their machine, nor another host its admin surface.
 //!
-//! Owns two checks. On every request (API and admin), the `Host` header must name this
-//! machine by a loopback name or address, or the address the connection came in on: a DNS
-//! rebinding page reaches us under its own host name, which this refuses (421). On the
-//! admin endpoints, which have no authentication, a request a browser made for another site
-//! is refused (403): an `Origin` that is not a loopback origin, or `Sec-Fetch-Site:
-//! cross-site`; and a POST or PUT must carry JSON, so an HTML form or a "simple" fetch
-//! (text/plain) cannot reach the handler. Must never refuse what the tests, benches and demo
-//! send: `http://127.0.0.1:PORT` from reqwest, with no Origin.
+//! Owns three checks. The admin endpoints, which have no authentication, answer loopback
+//! peers only. On every request (API and admin), the `Host` header must name this machine by
+//! a loopback name or address, or the address the connection came in on: a DNS rebinding
+//! page reaches us under its own host name, which this refuses (421). On the admin
+//! endpoints, a request a browser made for another site is refused (403): an `Origin` that
+//! is not a loopback origin, or `Sec-Fetch-Site: cross-site`; and a POST or PUT must carry
+//! JSON, so an HTML form or a "simple" fetch (text/plain) cannot reach the handler. Must
+//! never refuse what the tests, benches and demo send: `http://127.0.0.1:PORT` from reqwest,
+//! with no Origin.
 
 use std::net::IpAddr;
 
@@ -38,6 +39,22 @@ pub async fn host_only(conn: Option<Extension<ConnCtx>>, request: Request, next:
         None => (
             StatusCode::BAD_REQUEST,
             "a Host header is required (127.0.0.1:PORT, localhost:PORT or [::1]:PORT)",
+        )
+            .into_response(),
+    }
+}
+
+/// Refuses an admin request from another host: the admin surface has no authentication.
+pub async fn loopback_only(
+    conn: Option<Extension<ConnCtx>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match conn {
+        Some(Extension(conn)) if conn.peer.ip().is_loopback() => next.run(request).await,
+        _ => (
+            StatusCode::FORBIDDEN,
+            "admin endpoints answer loopback clients only",
         )
             .into_response(),
     }
