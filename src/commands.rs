@@ -485,11 +485,18 @@ fn prune(config: &Config, ledger: &Ledger) {
     }
 }
 
+/// Opens (and locks, and migrates) the config's ledger, bound to the config's target.
+fn open_ledger(config: &Config) -> Result<Ledger> {
+    let ledger = Ledger::open(&config.ledger.path)?;
+    ledger.bind_target(config.target.kind().name())?;
+    Ok(ledger)
+}
+
 /// `rostersync plan`.
 pub fn plan(config_path: &Path, options: &PlanOptions) -> Result<Finish> {
     // Sends nothing, so the client secret is not asked for.
     let config = Config::load_without_secret(config_path)?;
-    let mut ledger = Ledger::open(&config.ledger.path)?;
+    let mut ledger = open_ledger(&config)?;
     let (run_id, planned) = plan_step(&config, &mut ledger, "plan", options)?;
     let (summary, dir) = finish_without_apply(&config, &ledger, run_id, "planned", &planned, None)?;
     if options.json {
@@ -508,7 +515,7 @@ pub fn plan(config_path: &Path, options: &PlanOptions) -> Result<Finish> {
 /// `rostersync apply`.
 pub async fn apply(config_path: &Path) -> Result<Finish> {
     let config = Config::load(config_path)?;
-    let ledger = Ledger::open(&config.ledger.path)?;
+    let ledger = open_ledger(&config)?;
     let run_id = ledger.begin_run("apply")?;
     let ledger = Arc::new(Mutex::new(ledger));
     execute(&config, ledger, run_id, None).await
@@ -527,7 +534,7 @@ pub async fn run(config_path: &Path, options: &PlanOptions) -> Result<Finish> {
 
 /// `run` on an already loaded configuration (the demo builds its own).
 pub async fn run_with(config: &Config, options: &PlanOptions) -> Result<Finish> {
-    let mut ledger = Ledger::open(&config.ledger.path)?;
+    let mut ledger = open_ledger(config)?;
     let command = if options.dry_run {
         "run --dry-run"
     } else {

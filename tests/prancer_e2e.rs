@@ -352,3 +352,30 @@ async fn a_run_killed_mid_import_resumes_without_a_second_invitation() {
     assert!(twice.is_empty(), "invited more than once: {twice:?}");
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_of_another_platform_is_refused_before_anything_is_planned() {
+    let running = sim_with(Faults::default()).await;
+    let work = Work::new(&running.base_url(), ADMIN, "");
+    work.roster(&["P1,Ana,Lima,ana@example.com,active,Developer"]);
+    // A Praesidium ledger (written by the release before the targets): its accounts are
+    // Praesidium UUIDs, which prancer would take for emails to delete.
+    std::fs::create_dir_all(work.path("state")).unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/ledger-0.1-v4/rostersync.db"
+        ),
+        work.path("state/rostersync.db"),
+    )
+    .unwrap();
+    let (code, out) = work.run(&["run"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("holds the accounts of a praesidium target")
+            && out.contains("[target] kind is prancer"),
+        "{out}"
+    );
+    assert!(running.sim.requests(0, 100).is_empty(), "nothing was sent");
+    running.stop().await;
+}

@@ -33,6 +33,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "006_reminders.sql",
         include_str!("../../migrations/006_reminders.sql"),
     ),
+    (
+        "007_ledger_target.sql",
+        include_str!("../../migrations/007_ledger_target.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -26,6 +26,18 @@ use crate::model::fingerprint::fingerprint;
 pub use crate::model::{NewOp, Op, OpKind, OpPayload, RowMemo};
 use crate::plan::{Known, KnownKeys, LedgerIndex};
 
+/// The ledger holds another platform's accounts than the config's target.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "ledger {ledger} holds the accounts of a {holds} target, but the config's [target] kind is {wanted}; \
+     a ledger serves one platform (its account ids mean nothing on another): give this config its own [ledger] path"
+)]
+pub struct WrongTarget {
+    pub ledger: PathBuf,
+    pub holds: String,
+    pub wanted: String,
+}
+
 /// The ledger is held by another rostersync process (exit code 4).
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -153,7 +165,7 @@ impl Ledger {
         }
         let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open ledger {}", path.display()))?;
-        check_schema(&conn, path)?;
+        let version = check_schema(&conn, path)?;
         let named = || format!("ledger {}", path.display());
         conn.pragma_update(None, "journal_mode", "WAL")
             .with_context(named)?;
@@ -169,6 +181,13 @@ impl Ledger {
         conn.set_prepared_statement_cache_capacity(64);
         migrate::migrate(&mut conn)
             .with_context(|| format!("cannot migrate ledger {}", path.display()))?;
+        if version < migrate::latest() {
+            // A migration may rewrite every row (005, 006): its pages would stay in the WAL,
+            // and every read of the next nights would look them up there. Copied into the
+            // database once, now, and the WAL emptied.
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .with_context(named)?;
+        }
         let ledger = Ledger {
             conn,
             path: path.to_path_buf(),
@@ -239,6 +258,39 @@ impl Ledger {
     /// "database disk image is malformed" says which file.
     fn named(&self) -> String {
         format!("ledger {}", crate::human::path(&self.path))
+    }
+
+    /// Binds the ledger to the platform `target` (a [`crate::targets::Kind`] name) on its
+    /// first use, and refuses another one after: the account ids it holds mean nothing on
+    /// another platform, and a plan against them would end everyone's account there.
+    pub fn bind_target(&self, target: &str) -> Result<()> {
+        let bound: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM ledger_meta WHERE name = 'target'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .with_context(|| self.named())?;
+        match bound {
+            Some(bound) if bound == target => Ok(()),
+            Some(bound) => Err(WrongTarget {
+                ledger: crate::human::clean_path(&self.path),
+                holds: bound,
+                wanted: target.to_owned(),
+            }
+            .into()),
+            None => {
+                self.conn
+                    .execute(
+                        "INSERT INTO ledger_meta (name, value) VALUES ('target', ?1)",
+                        [target],
+                    )
+                    .with_context(|| self.named())?;
+                Ok(())
+            }
+        }
     }
 
     /// Records the start of a run; returns its id.
