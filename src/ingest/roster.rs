@@ -332,14 +332,22 @@ impl<'a> RosterReader<'a> {
         // Vecs and arrays only: their Debug text is a stable function of their content.
         // The file's format is not part of it: the same cells mean the same row whether
         // they came from UTF-16, a `;` file or a sheet.
+        // The `groups` column and the groups mode count only when present, so that a roster
+        // read before they existed keeps its context, and its memos, across the upgrade
+        // (a slice prints as the array of [`COLUMNS`] did).
+        let (columns, groups) = positions.index.split_at(COLUMNS.len());
+        let groups = match (catalog.groups, groups[0]) {
+            (false, None) => String::new(),
+            (mode, column) => format!("|groups {mode} {column:?}"),
+        };
         let context = xxhash_rust::xxh3::xxh3_64(
             format!(
-                "{ROW_MEMO_VERSION}|{}|{:?}|{:?}|{:?}|{:?}|{}|{:?}|{:?}",
+                "{ROW_MEMO_VERSION}|{}|{:?}|{:?}|{:?}|{:?}|{}|{:?}|{:?}{groups}",
                 env!("CARGO_PKG_VERSION"),
                 catalog.clients,
                 catalog.locations,
                 catalog.content,
-                positions.index,
+                columns,
                 header.len(),
                 defaults.client,
                 defaults.role,
@@ -815,6 +823,8 @@ struct ResolvedDefaults {
 impl ResolvedDefaults {
     fn new(defaults: &Defaults, catalog: &Catalog) -> Result<ResolvedDefaults> {
         let client = match defaults.client.trim() {
+            // A target without catalogs has no clients: the default means nothing to it.
+            _ if catalog.groups => None,
             "" => None,
             reference => Some(
                 catalog
@@ -1208,6 +1218,53 @@ mod tests {
     }
 
     const HEADER: &str = "external_id,first_name,last_name,email,role,status,client,locations,position,program_type,content\n";
+
+    #[test]
+    fn a_roster_without_groups_keeps_the_context_of_the_release_before_them() {
+        // The release before the `groups` column hashed the positions of the 11 columns as
+        // an array; its ledgers' row memos stay valid only if this is the same text.
+        let catalog = crate::samples::catalog();
+        let defaults = Defaults {
+            client: "Northwind Camps".into(),
+            role: "Learner".into(),
+        };
+        let columns = HashMap::new();
+        let reader = RosterReader::new(
+            "roster.csv",
+            std::io::Cursor::new(format!("{HEADER}").into_bytes()),
+            &catalog,
+            &defaults,
+            &columns,
+        )
+        .unwrap();
+        let before: [Option<usize>; 11] = std::array::from_fn(Some);
+        let expected = xxhash_rust::xxh3::xxh3_64(
+            format!(
+                "{ROW_MEMO_VERSION}|{}|{:?}|{:?}|{:?}|{:?}|{}|{:?}|{:?}",
+                env!("CARGO_PKG_VERSION"),
+                catalog.clients,
+                catalog.locations,
+                catalog.content,
+                before,
+                11,
+                defaults.client,
+                defaults.role,
+            )
+            .as_bytes(),
+        );
+        assert_eq!(reader.context, expected);
+        // A groups roster is another context.
+        let groups = Catalog::of_groups();
+        let with_groups = RosterReader::new(
+            "roster.csv",
+            std::io::Cursor::new(b"external_id,first_name,last_name,email,groups\n".to_vec()),
+            &groups,
+            &defaults,
+            &columns,
+        )
+        .unwrap();
+        assert_ne!(with_groups.context, expected);
+    }
 
     #[test]
     fn valid_rows_are_normalized_and_resolved() {
