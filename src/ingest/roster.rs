@@ -1231,7 +1231,7 @@ mod tests {
         let columns = HashMap::new();
         let reader = RosterReader::new(
             "roster.csv",
-            std::io::Cursor::new(format!("{HEADER}").into_bytes()),
+            std::io::Cursor::new(HEADER.as_bytes().to_vec()),
             &catalog,
             &defaults,
             &columns,
