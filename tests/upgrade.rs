@@ -5,7 +5,7 @@
 //!
 //! The fixture (`tests/fixtures/ledger-0.1-v4/`) was written by rostersync 0.1.0 at commit
 //! 2d1aec0: `run` of samples/roster.csv against `rostersync sim --state-file sim-state.json`,
-//! then `plan --roster roster-night2.csv` (13 ops left pending).
+//! then `plan --roster roster-night2.csv` (13 ops left pending); the rosters are samples/.
 
 mod util;
 
