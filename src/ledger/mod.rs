@@ -763,6 +763,18 @@ fn execute_cached(
 fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) -> Result<()> {
     let column = last_change_column(op.kind);
     match op.kind {
+        // Gone from the platform (deleted by this op, or found deleted by hand): forgotten,
+        // so that a person on the roster is created (invited) again.
+        kind if effect.deleted && kind != OpKind::Create => {
+            let (content_hash, content) = content_record(&[]);
+            execute_cached(
+                tx,
+                &format!(
+                    "UPDATE users SET active = 0, uuid = NULL, content_hash = ?3, content = ?4, {column} = ?2 WHERE key = ?1"
+                ),
+                params![op.key, now, content_hash, content],
+            )?;
+        }
         OpKind::Create | OpKind::Update => {
             let mut profile = op
                 .payload
@@ -821,16 +833,6 @@ fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) 
                     "UPDATE users SET accepted = accepted OR ?3, {column} = ?2 WHERE key = ?1"
                 ),
                 params![op.key, now, effect.accepted],
-            )?;
-        }
-        OpKind::Deactivate if effect.deleted => {
-            let (content_hash, content) = content_record(&[]);
-            execute_cached(
-                tx,
-                &format!(
-                    "UPDATE users SET active = 0, uuid = NULL, content_hash = ?3, content = ?4, {column} = ?2 WHERE key = ?1"
-                ),
-                params![op.key, now, content_hash, content],
             )?;
         }
         OpKind::Deactivate => {
@@ -1123,6 +1125,44 @@ mod tests {
         );
         settle_one(&mut ledger, OpKind::Create, create(), effect(false, false));
         assert_eq!(invitation(&ledger), (false, None));
+    }
+
+    /// Issue 12: an account deleted on the platform by hand, found missing by a later op
+    /// (a group change, a reminder), is forgotten like one the tool deleted, so that the next
+    /// plan invites the person again instead of failing that op every night.
+    #[test]
+    fn an_account_found_missing_by_any_op_is_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(&dir.path().join("l.db")).unwrap();
+        let create = OpPayload {
+            remote_id: None,
+            profile: Some(Profile {
+                email: "k@example.com".into(),
+                ..Profile::default()
+            }),
+            items: vec![],
+            profile_hash: 1,
+            row: None,
+        };
+        let effect = |deleted: bool| Effect {
+            uuid: Some("k@example.com".into()),
+            http_status: Some(200),
+            message: None,
+            adopted: false,
+            deleted,
+            accepted: false,
+        };
+        settle_one(&mut ledger, OpKind::Create, create, effect(false));
+        let enroll = OpPayload {
+            items: vec![Grant {
+                id: "Viewer".into(),
+                kind: "group".into(),
+            }],
+            ..OpPayload::of_account("k@example.com")
+        };
+        settle_one(&mut ledger, OpKind::Enroll, enroll, effect(true));
+        let known = ledger.index().unwrap()[&fingerprint("K")];
+        assert!(!known.has_uuid && !known.active, "{known:?}");
     }
 
     #[test]
