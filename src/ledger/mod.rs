@@ -815,6 +815,18 @@ fn execute_cached(
 fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) -> Result<()> {
     let column = last_change_column(op.kind);
     match op.kind {
+        // Gone from the platform (deleted by this op, or found deleted by hand): forgotten,
+        // so that a person on the roster is created (invited) again.
+        kind if effect.deleted && kind != OpKind::Create => {
+            let (content_hash, content) = content_record(&[]);
+            execute_cached(
+                tx,
+                &format!(
+                    "UPDATE users SET active = 0, uuid = NULL, content_hash = ?3, content = ?4, {column} = ?2 WHERE key = ?1"
+                ),
+                params![op.key, now, content_hash, content],
+            )?;
+        }
         OpKind::Create | OpKind::Update => {
             let mut profile = op
                 .payload
@@ -827,6 +839,8 @@ fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) 
             let profile = serde_json::to_string(&profile)?;
             let uuid = effect.uuid.clone().or_else(|| op.payload.remote_id.clone());
             if op.kind == OpKind::Create {
+                // A key created again (its account deleted, then back on the roster) has a new
+                // invitation: what was known of the old one must not hold back reminders.
                 let (content_hash, content_json) = content_record(&content);
                 execute_cached(
                     tx,
@@ -836,7 +850,8 @@ fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) 
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                          ON CONFLICT (key) DO UPDATE SET uuid = ?2, email = ?3, profile_hash = ?4, profile = ?5,
                          active = ?6, content_hash = ?7, content = ?8, {column} = ?9,
-                         row_digest = ?10, row_state = ?11, row_email = ?12"
+                         row_digest = ?10, row_state = ?11, row_email = ?12,
+                         accepted = 0, last_remind_at = NULL"
                     ),
                     params![
                         op.key,
@@ -870,16 +885,6 @@ fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) 
                     "UPDATE users SET accepted = accepted OR ?3, {column} = ?2 WHERE key = ?1"
                 ),
                 params![op.key, now, effect.accepted],
-            )?;
-        }
-        OpKind::Deactivate if effect.deleted => {
-            let (content_hash, content) = content_record(&[]);
-            execute_cached(
-                tx,
-                &format!(
-                    "UPDATE users SET active = 0, uuid = NULL, content_hash = ?3, content = ?4, {column} = ?2 WHERE key = ?1"
-                ),
-                params![op.key, now, content_hash, content],
             )?;
         }
         OpKind::Deactivate => {
@@ -1099,6 +1104,117 @@ mod tests {
         .map(|(k, s)| ((*k).into(), (*s).into()))
         .collect();
         assert_eq!(states, expected, "the replaced ops are deleted");
+    }
+
+    /// Plans one op and records it done with `effect`.
+    fn settle_one(ledger: &mut Ledger, kind: OpKind, payload: OpPayload, effect: Effect) {
+        let run = ledger.begin_run("test").unwrap();
+        ledger
+            .write_plan(run, |tx| {
+                tx.delete_replaced()?;
+                tx.push(NewOp {
+                    key: "K".into(),
+                    seq: kind.seq(),
+                    kind,
+                    payload,
+                })?;
+                tx.commit()
+            })
+            .unwrap();
+        let op = ledger.pending_ops().unwrap().remove(0);
+        ledger.complete_many(run, &[(op, effect)]).unwrap();
+    }
+
+    /// Issue 12: a person deleted and invited again has a new invitation, pending until they
+    /// accept it: what the ledger knew of the old one (accepted, last sent) must not stop
+    /// the new one from being sent again.
+    #[test]
+    fn an_account_created_again_forgets_the_old_invitation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(&dir.path().join("l.db")).unwrap();
+        let create = || OpPayload {
+            remote_id: None,
+            profile: Some(Profile {
+                email: "k@example.com".into(),
+                ..Profile::default()
+            }),
+            items: vec![],
+            profile_hash: 1,
+            row: None,
+        };
+        let effect = |accepted: bool, deleted: bool| Effect {
+            uuid: Some("k@example.com".into()),
+            http_status: Some(200),
+            message: None,
+            adopted: false,
+            deleted,
+            accepted,
+        };
+        let invitation = |ledger: &Ledger| -> (bool, Option<i64>) {
+            ledger
+                .conn
+                .query_row(
+                    "SELECT accepted, last_remind_at FROM users WHERE key = 'K'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap()
+        };
+        settle_one(&mut ledger, OpKind::Create, create(), effect(false, false));
+        let account = OpPayload::of_account("k@example.com");
+        settle_one(
+            &mut ledger,
+            OpKind::Remind,
+            account.clone(),
+            effect(true, false),
+        );
+        assert!(invitation(&ledger).0);
+        settle_one(
+            &mut ledger,
+            OpKind::Deactivate,
+            account,
+            effect(false, true),
+        );
+        settle_one(&mut ledger, OpKind::Create, create(), effect(false, false));
+        assert_eq!(invitation(&ledger), (false, None));
+    }
+
+    /// Issue 12: an account deleted on the platform by hand, found missing by a later op
+    /// (a group change, a reminder), is forgotten like one the tool deleted, so that the next
+    /// plan invites the person again instead of failing that op every night.
+    #[test]
+    fn an_account_found_missing_by_any_op_is_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(&dir.path().join("l.db")).unwrap();
+        let create = OpPayload {
+            remote_id: None,
+            profile: Some(Profile {
+                email: "k@example.com".into(),
+                ..Profile::default()
+            }),
+            items: vec![],
+            profile_hash: 1,
+            row: None,
+        };
+        let effect = |deleted: bool| Effect {
+            uuid: Some("k@example.com".into()),
+            http_status: Some(200),
+            message: None,
+            adopted: false,
+            deleted,
+            accepted: false,
+        };
+        settle_one(&mut ledger, OpKind::Create, create, effect(false));
+        let enroll = OpPayload {
+            items: vec![Grant {
+                id: "Viewer".into(),
+                kind: "group".into(),
+            }],
+            ..OpPayload::of_account("k@example.com")
+        };
+        settle_one(&mut ledger, OpKind::Enroll, enroll, effect(true));
+        let known = ledger.index().unwrap()[&fingerprint("K")];
+        assert!(!known.has_uuid && !known.active, "{known:?}");
     }
 
     #[test]

@@ -101,17 +101,19 @@ impl Prancer {
         io.send_retrying(|| self.client.find_by_email(email)).await
     }
 
-    /// The account with this email, which must exist: a grant for someone prancer no longer
-    /// holds is refused, not guessed.
-    async fn existing(&self, email: &str, io: Io<'_>) -> Result<PrancerUser, CallError> {
-        self.account(email, io).await?.ok_or_else(|| CallError::Rejected {
-            status: 404,
-            code: "NOT_FOUND".to_owned(),
-            message: format!(
-                "prancer holds no account with the email {email} (deleted there?); the next plan after it is invited again will grant its groups"
-            ),
-            technical: String::new(),
-        })
+    /// What an op records when prancer holds no account with its email any more (deleted
+    /// there by hand): the account is forgotten, so that the next plan invites the person
+    /// again rather than this op failing every night.
+    fn gone(email: &str) -> Effect {
+        Effect {
+            deleted: true,
+            ..done(
+                404,
+                Some(format!(
+                    "prancer holds no account with the email {email} (deleted there?); forgotten, so the next run invites it again"
+                )),
+            )
+        }
     }
 
     /// Sets the account's groups to `held` changed by `add` and `drop`, unless that is what
@@ -136,7 +138,9 @@ impl Prancer {
     /// sent.
     async fn remind(&self, op: &Op, io: Io<'_>) -> Result<Effect, CallError> {
         let email = email_of(op)?;
-        let account = self.existing(&email, io).await?;
+        let Some(account) = self.account(&email, io).await? else {
+            return Ok(Self::gone(&email));
+        };
         if account.status != STATUS_PENDING {
             return Ok(Effect {
                 accepted: true,
@@ -228,7 +232,9 @@ impl Target for Prancer {
             OpKind::Create => self.invite(op, io).await,
             OpKind::Enroll | OpKind::Remove => {
                 let email = email_of(op)?;
-                let account = self.existing(&email, io).await?;
+                let Some(account) = self.account(&email, io).await? else {
+                    return Ok(Self::gone(&email));
+                };
                 let items = &op.payload.items;
                 let (add, drop): (&[Grant], &[Grant]) = match op.kind {
                     OpKind::Enroll => (items, &[]),
