@@ -9,7 +9,7 @@
 //! 2. The simulator's own token bucket at R (burst R, Retry-After in whole seconds) with
 //!    rostersync at 2R and 5R: the same bounds against the bucket's pace.
 
-mod util;
+use crate::util;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

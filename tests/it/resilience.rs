@@ -2,7 +2,7 @@
 //! 5xx, answers lost after processing, a tight rate limit, short-lived tokens, the duplicate
 //! window — and a run killed with SIGKILL again and again.
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

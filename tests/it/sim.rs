@@ -1,7 +1,7 @@
 //! The simulator over real HTTP on loopback (issue 2): every documented endpoint, its errors,
 //! the duplicate window, the rate limit, tokens and injected faults.
 
-mod util;
+use crate::util;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! the real binary against the simulator, and every run is bounded: a child still running
 //! after its deadline is killed and the test fails, so no test waits on an outer timeout.
 
-mod util;
+use crate::util;
 
 use std::io::Read;
 use std::path::Path;

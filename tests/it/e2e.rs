@@ -1,7 +1,7 @@
 //! End to end (issue 3): the real binary against the simulator on loopback, with real CSV
 //! files and a real SQLite ledger.
 
-mod util;
+use crate::util;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -3,7 +3,7 @@
 //! on loopback (tests/util/hostile.rs) and a recording proxy; after every hostile case,
 //! everything the run wrote and printed is scanned for the secret and the tokens issued.
 
-mod util;
+use crate::util;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

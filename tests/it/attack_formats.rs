@@ -5,7 +5,7 @@
 //! memory-hungry ones under an address-space limit, so that a blow-up is an abort here and
 //! not an exhausted machine.
 
-mod util;
+use crate::util;
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;

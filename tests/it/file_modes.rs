@@ -3,7 +3,7 @@
 //! ledger left open by an older rostersync is tightened, with a warning naming the file.
 #![cfg(unix)]
 
-mod util;
+use crate::util;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

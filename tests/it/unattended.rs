@@ -3,7 +3,7 @@
 //! hostile servers written here and the simulator; every run is waited for with a bound, and
 //! a run that outlives it fails the test (it is killed, never left behind).
 
-mod util;
+use crate::util;
 
 use std::io::Read;
 use std::process::{Child, Stdio};

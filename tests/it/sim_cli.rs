@@ -1,7 +1,7 @@
 //! `rostersync sim` as a real process (issue 2): the bound address on stdout's first line,
 //! the fault flags, and a help text that documents every option.
 
-mod util;
+use crate::util;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! person once and says what to do next; old report folders of runs that sent nothing do
 //! not pile up. The real binary against the simulator on loopback.
 
-mod util;
+use crate::util;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //! night without a single write; and each rejects.csv names the bad row by the line (or
 //! sheet row) an operator finds it on, with its text as it stands in the file.
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeMap;
 

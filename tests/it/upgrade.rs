@@ -7,7 +7,7 @@
 //! 2d1aec0: `run` of samples/roster.csv against `rostersync sim --state-file sim-state.json`,
 //! then `plan --roster roster-night2.csv` (13 ops left pending); the rosters are samples/.
 
-mod util;
+use crate::util;
 
 use rostersync::targets::praesidium::sim::{Sim, SimOptions, start};
 use util::*;

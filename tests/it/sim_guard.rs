@@ -3,7 +3,7 @@
 //! it under a foreign Host, and `--listen` beyond loopback needs `--allow-remote`. All
 //! against the real `rostersync sim` process, with raw HTTP so every header is the test's.
 
-mod util;
+use crate::util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
