@@ -176,7 +176,7 @@ fn plan_steps(
     if let Some(refusal) = refusal {
         if options.json {
             let summary = summary_json(run_id, "refused", &planned, None, Some(&refusal));
-            println!("{}", serde_json::to_string_pretty(&summary)?);
+            crate::say!("{}", serde_json::to_string_pretty(&summary)?);
         } else {
             print_plan(&planned);
         }
@@ -316,19 +316,19 @@ fn print_plan(planned: &Planned) {
             }
         );
     }
-    println!(
+    crate::say!(
         "roster {}: {} rows, {} valid, {} rejected",
         human::path(&planned.roster_path),
         outcome.rows,
         outcome.valid,
         outcome.rejects.len()
     );
-    println!("       read as {}", planned.format);
+    crate::say!("       read as {}", planned.format);
     let parts: Vec<String> = OpKind::ALL
         .iter()
         .filter_map(|k| plan.counts.get(k).map(|n| format!("{n} {}", k.as_str())))
         .collect();
-    println!(
+    crate::say!(
         "plan: {} ({} unchanged{})",
         if parts.is_empty() {
             "nothing to do".to_owned()
@@ -348,21 +348,21 @@ fn print_plan(planned: &Planned) {
             continue;
         };
         for line in first {
-            println!("  {}", line.shown());
+            crate::say!("  {}", line.shown());
         }
         let written = who.written.get(kind.as_str()).copied().unwrap_or(0);
         let more = written.saturating_sub(first.len() as u64);
         if more > 0 {
-            println!("  ... and {more} more {}", kind.as_str());
+            crate::say!("  ... and {more} more {}", kind.as_str());
         }
     }
     if plan.total() > 0 {
-        println!("who and what: {}", human::path(&who.path));
+        crate::say!("who and what: {}", human::path(&who.path));
     }
 }
 
 fn print_apply(stats: &ApplyStats) {
-    println!(
+    crate::say!(
         "apply: {} done, {} failed, {} in doubt; {} requests in {:.1} s ({})",
         stats.count("done"),
         stats.count("failed"),
@@ -398,16 +398,16 @@ fn print_apply(stats: &ApplyStats) {
         ),
     ];
     for (n, what) in notes.into_iter().filter(|(n, _)| *n > 0) {
-        println!("       {n} {what}");
+        crate::say!("       {n} {what}");
     }
     if let Some(signal) = stats.stopped_by_signal {
-        println!("       stopped by {signal}");
+        crate::say!("       stopped by {signal}");
     }
     if let Some(reason) = &stats.gave_up {
-        println!("       gave up: {reason}");
+        crate::say!("       gave up: {reason}");
     }
     if stats.rate_limit_pause_secs > 0.0 {
-        println!(
+        crate::say!(
             "       paused {:.1} s in total after 429s",
             stats.rate_limit_pause_secs
         );
@@ -416,7 +416,7 @@ fn print_apply(stats: &ApplyStats) {
     if pacing.slowdowns > 0 && pacing.settled_rate <= 0.0 {
         // No request passed after the first 429: no rate is known to avoid them, and one
         // derived from the pacing's own cuts would be a guess presented as a finding.
-        println!(
+        crate::say!(
             "       paced down {} times by 429s (configured {}, lowest {}); the API accepted no \
              request after its first 429, so no requests_per_second can be advised",
             pacing.slowdowns,
@@ -432,7 +432,7 @@ fn print_apply(stats: &ApplyStats) {
         } else {
             (advice * 100.0).floor().max(1.0) / 100.0
         };
-        println!(
+        crate::say!(
             "       paced down {} times by 429s: settled at {} (configured {}, lowest {}); \
              requests_per_second = {advice} would avoid them",
             pacing.slowdowns,
@@ -500,10 +500,10 @@ pub fn plan(config_path: &Path, options: &PlanOptions) -> Result<Finish> {
     let (run_id, planned) = plan_step(&config, &mut ledger, "plan", options)?;
     let (summary, dir) = finish_without_apply(&config, &ledger, run_id, "planned", &planned, None)?;
     if options.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        crate::say!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_plan(&planned);
-        println!("reports: {}", human::path(&dir));
+        crate::say!("reports: {}", human::path(&dir));
     }
     Ok(if planned.outcome.rejects.is_empty() {
         Finish::Converged
@@ -544,7 +544,7 @@ pub async fn run_with(config: &Config, options: &PlanOptions) -> Result<Finish> 
     print_plan(&planned);
     if options.dry_run {
         let (_, dir) = finish_without_apply(config, &ledger, run_id, "dry-run", &planned, None)?;
-        println!("dry run: nothing sent; reports: {}", human::path(&dir));
+        crate::say!("dry run: nothing sent; reports: {}", human::path(&dir));
         return Ok(if planned.outcome.rejects.is_empty() {
             Finish::Converged
         } else {
@@ -581,7 +581,7 @@ async fn execute(
         0
     };
     if left_over > 0 {
-        println!(
+        crate::say!(
             "       {left_over} ops of the current plan are failed or in doubt (see errors.csv of the earlier runs and `status`)"
         );
     }
@@ -616,7 +616,7 @@ async fn execute(
         rejects,
         &mut |write| ledger.for_each_finished(run_id, write),
     )?;
-    println!("reports: {}", human::path(&dir));
+    crate::say!("reports: {}", human::path(&dir));
     prune(config, &ledger);
     if let Some(fatal) = &stats.fatal {
         // The run is recorded and reported; the command still fails (exit 1).

@@ -75,6 +75,21 @@ pub fn text(raw: &str) -> String {
         .collect()
 }
 
+/// `println!` that a closed standard output does not stop (`rostersync run | head`): the run
+/// goes on and ends as it would, with its reports written; only lines nobody reads are lost.
+/// `println!` panicked there, in the middle of a night.
+#[macro_export]
+macro_rules! say {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

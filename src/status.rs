@@ -310,7 +310,7 @@ pub fn status(config_path: &Path, json_output: bool) -> Result<Finish> {
         next,
     };
     if json_output {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        crate::say!("{}", serde_json::to_string_pretty(&view)?);
     } else {
         print(&view);
     }
@@ -318,22 +318,24 @@ pub fn status(config_path: &Path, json_output: bool) -> Result<Finish> {
 }
 
 fn print(view: &StatusView) {
-    println!(
+    crate::say!(
         "ledger {}: {} users on the platform, {} active",
-        view.ledger, view.users, view.active
+        view.ledger,
+        view.users,
+        view.active
     );
     match view.plan_run {
-        Some(id) => println!(
+        Some(id) => crate::say!(
             "current plan: stored by run #{id}; {} person(s) with an op not done{}",
             view.users_not_done,
             view.plan_file
                 .as_ref()
                 .map_or_else(String::new, |f| format!(" (who and what: {f})"))
         ),
-        None => println!("current plan: none stored yet"),
+        None => crate::say!("current plan: none stored yet"),
     }
     for op in view.ops.iter().filter(|o| o.state != "done") {
-        println!(
+        crate::say!(
             "  {:>8} {} {} ({} person(s){})",
             op.ops,
             op.kind,
@@ -353,11 +355,11 @@ fn print(view: &StatusView) {
         .map(|o| o.ops)
         .sum();
     if done > 0 {
-        println!("  {done:>8} done");
+        crate::say!("  {done:>8} done");
     }
-    println!("last runs:");
+    crate::say!("last runs:");
     for run in &view.runs {
-        println!(
+        crate::say!(
             "  #{:<5} {:<14} {}  {:<12} {}",
             run.id,
             run.command,
@@ -366,13 +368,13 @@ fn print(view: &StatusView) {
             counts(run)
         );
         match &run.report_dir {
-            Some(dir) => println!("         reports: {dir}"),
-            None => println!("         reports: removed (over [reports] keep_runs)"),
+            Some(dir) => crate::say!("         reports: {dir}"),
+            None => crate::say!("         reports: removed (over [reports] keep_runs)"),
         }
     }
-    println!("next:");
+    crate::say!("next:");
     for line in &view.next {
-        println!("  - {line}");
+        crate::say!("  - {line}");
     }
 }
 

@@ -836,3 +836,26 @@ async fn an_api_refusing_everything_is_stopped_at_once_and_no_rate_is_advised() 
         );
     }
 }
+
+/// `rostersync run | head -1`: standard output closed while the run still prints. The run
+/// goes on and ends as it would (rejected sample rows: exit 2), its reports written; it once
+/// panicked (exit 101) on the first line nobody read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_standard_output_does_not_stop_the_run() {
+    let running = sim().await;
+    let work = Workdir::new(&running.base_url());
+    let mut child = work
+        .command(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The reading end closed before anything is read.
+    drop(child.stdout.take());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{status:?}");
+    assert_eq!(work.last_summary()["apply"]["ops"]["create"]["done"], 200);
+    running.stop().await;
+}

@@ -38,14 +38,14 @@ pub async fn run() -> Result<Finish> {
         (name == SECRET_ENV).then(|| secret.to_owned())
     })?;
 
-    println!(
+    crate::say!(
         "rostersync demo: simulator on {}, working folder {}\n",
         running.base_url(),
         human::path(&dir)
     );
-    println!("== night 1: onboarding import of samples/roster.csv");
+    crate::say!("== night 1: onboarding import of samples/roster.csv");
     let first = run_with(&config, &PlanOptions::default()).await?;
-    println!(
+    crate::say!(
         "\n== night 2: samples/roster-night2.csv (new hires, changes, leavers, course changes)"
     );
     let second = run_with(
@@ -56,7 +56,7 @@ pub async fn run() -> Result<Finish> {
         },
     )
     .await?;
-    println!("\n== night 3: the same roster again");
+    crate::say!("\n== night 3: the same roster again");
     run_with(
         &config,
         &PlanOptions {
@@ -70,12 +70,12 @@ pub async fn run() -> Result<Finish> {
         .iter()
         .filter(|u| u.user.system.status.as_deref() == Some("active"))
         .count();
-    println!(
+    crate::say!(
         "\nthe simulator now holds {} users ({} active). The sample rosters hold a few deliberately bad rows:",
         users.len(),
         active
     );
-    println!(
+    crate::say!(
         "see rejects.csv in each run folder under {}.",
         human::path(&dir.join("runs"))
     );
