@@ -9,7 +9,7 @@
 
 use crate::util;
 
-use rostersync::targets::praesidium::sim::{Sim, SimOptions, start};
+use rostersync::targets::praesidium::sim::{RunningSim, Sim, SimOptions, start};
 use util::*;
 
 /// Ops a summary.json says were planned.
@@ -21,8 +21,10 @@ fn planned(summary: &serde_json::Value) -> u64 {
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ledger-0.1-v4");
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ledger_of_the_previous_release_is_migrated_and_its_pending_plan_applied() {
+/// The simulator as the fixture's nights left it, and a work folder holding the fixture's
+/// ledger (a copy each: the fixture is never changed). The first value keeps the
+/// simulator's state folder alive.
+async fn restored() -> (tempfile::TempDir, RunningSim, Workdir) {
     let state = tempfile::tempdir().unwrap();
     let sim_state = state.path().join("sim-state.json");
     std::fs::copy(format!("{FIXTURE}/sim-state.json"), &sim_state).unwrap();
@@ -42,6 +44,12 @@ async fn a_ledger_of_the_previous_release_is_migrated_and_its_pending_plan_appli
         work.path("state/rostersync.db"),
     )
     .unwrap();
+    (state, running, work)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_of_the_previous_release_is_migrated_and_its_pending_plan_applied() {
+    let (_state, running, work) = restored().await;
     let users_before = sim_users(&work.base_url).await.len();
     assert_eq!(users_before, 200);
 
@@ -100,25 +108,7 @@ async fn a_ledger_of_the_previous_release_is_migrated_and_its_pending_plan_appli
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_old_releases_pending_ops_are_applied_as_it_wrote_them() {
-    let state = tempfile::tempdir().unwrap();
-    let sim_state = state.path().join("sim-state.json");
-    std::fs::copy(format!("{FIXTURE}/sim-state.json"), &sim_state).unwrap();
-    let catalog = catalog();
-    let mut options = SimOptions::single_credential(&catalog, CLIENT_ID, CLIENT_SECRET);
-    options.state_file = Some(sim_state);
-    let running = start(
-        Sim::new(catalog, options).unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let work = Workdir::new(&running.base_url());
-    std::fs::create_dir_all(work.path("state")).unwrap();
-    std::fs::copy(
-        format!("{FIXTURE}/rostersync.db"),
-        work.path("state/rostersync.db"),
-    )
-    .unwrap();
+    let (_state, running, work) = restored().await;
     // `apply` sends the plan the old release stored: its records decode as it wrote them.
     let apply = work.run(&["apply"]).await;
     assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);

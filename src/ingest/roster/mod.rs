@@ -31,22 +31,7 @@ use crate::config::Defaults;
 use crate::model::Grant;
 pub use crate::model::fingerprint::fingerprint;
 
-/// The canonical roster columns, in the documented order.
-pub const COLUMNS: &[&str] = &[
-    "external_id",
-    "first_name",
-    "last_name",
-    "email",
-    "role",
-    "status",
-    "client",
-    "locations",
-    "position",
-    "program_type",
-    "content",
-];
-
-/// Every column a roster may have: [`COLUMNS`], and `groups`, what a target without
+/// Every column a roster may have: [`COLUMNS`], then `groups`, what a target without
 /// catalogs grants (prancer).
 pub const ALL_COLUMNS: &[&str] = &[
     "external_id",
@@ -62,6 +47,9 @@ pub const ALL_COLUMNS: &[&str] = &[
     "content",
     "groups",
 ];
+
+/// The canonical roster columns of a target with catalogs, in the documented order.
+pub const COLUMNS: &[&str] = ALL_COLUMNS.split_at(11).0;
 const REQUIRED: &[&str] = &["external_id", "first_name", "last_name", "email"];
 /// The kind of a grant read from the `groups` column.
 pub const GROUP: &str = "group";
