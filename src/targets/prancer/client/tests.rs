@@ -402,3 +402,37 @@ async fn a_lost_connection_and_a_refused_one_are_told_apart() {
     assert!(error.is_ambiguous(), "{error:?}");
     assert!(!error.to_string().contains(TOKEN));
 }
+
+#[tokio::test]
+async fn a_user_the_search_misses_is_found_in_the_whole_listing() {
+    // A server whose search looks at names only: the email finds nobody.
+    let (base, seen) = stub(Arc::new(|request: &Seen| {
+        if request.body["search"] == "" {
+            ok(json!({"users": [
+                {"email": "ann@corp.io", "id": 8, "status": "Pending"},
+                {"email": "bob@corp.io", "id": 9, "status": "Active"},
+            ]}))
+        } else {
+            ok(json!({"users": []}))
+        }
+    }))
+    .await;
+    let client = client_of(&base);
+    let found = client.find_by_email("Ann@corp.io").await.unwrap().unwrap();
+    assert_eq!(found.id, 8);
+    assert!(
+        client
+            .find_by_email("nobody@corp.io")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let searches: Vec<Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.body.clone())
+        .collect();
+    assert_eq!(searches[0]["search"], "Ann@corp.io");
+    assert_eq!(searches[1]["search"], "");
+}
