@@ -1,6 +1,6 @@
 //! Issue 9, the network part: nothing leaves but to the configured host, nothing secret is
 //! kept or printed, no answer is relied on unchecked. The real binary against hostile servers
-//! on loopback (tests/util/hostile.rs) and a recording proxy; after every hostile case,
+//! on loopback (tests/it/util/hostile.rs) and a recording proxy; after every hostile case,
 //! everything the run wrote and printed is scanned for the secret and the tokens issued.
 
 use crate::util;
