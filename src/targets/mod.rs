@@ -167,12 +167,10 @@ impl Capabilities {
 /// duplicate window, the journal, resume and signals; a target owns what its requests are and
 /// what its answers mean. Every request goes through the [`Io`] it is lent, so that it is
 /// paced, counted and bounded like every other.
+///
+/// Its name and [`Capabilities`] are [`Kind`]'s: the plan needs them before any target is
+/// built.
 pub trait Target: Send + Sync + 'static {
-    /// The name in messages and in the ledger (`praesidium`).
-    fn name(&self) -> &'static str;
-
-    fn capabilities(&self) -> Capabilities;
-
     /// Readies the target before any op is sent: logs in, checks that the credentials may
     /// manage users. A refusal here stops the run before anything changed.
     fn prepare(&self, io: Io<'_>) -> impl Future<Output = Result<(), CallError>> + Send;

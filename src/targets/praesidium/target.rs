@@ -40,11 +40,6 @@ impl Praesidium {
     pub fn new(client: Client) -> Praesidium {
         Praesidium { client }
     }
-
-    /// Logins made so far.
-    pub fn logins(&self) -> u64 {
-        self.client.logins()
-    }
 }
 
 /// The API's content item for a grant.
@@ -120,14 +115,6 @@ fn account_of(op: &Op) -> &str {
 }
 
 impl Target for Praesidium {
-    fn name(&self) -> &'static str {
-        "praesidium"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        CAPABILITIES
-    }
-
     async fn prepare(&self, io: Io<'_>) -> Result<(), CallError> {
         io.send_retrying(|| self.client.authenticate()).await
     }

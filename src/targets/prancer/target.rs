@@ -210,14 +210,6 @@ impl Prancer {
 }
 
 impl Target for Prancer {
-    fn name(&self) -> &'static str {
-        "prancer"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        CAPABILITIES
-    }
-
     async fn prepare(&self, io: Io<'_>) -> Result<(), CallError> {
         let caller = io.send_retrying(|| self.client.whoami()).await?;
         check_permissions(&caller).map_err(|refused| CallError::AuthRefused {
