@@ -37,21 +37,23 @@ impl std::fmt::Debug for Secret {
 }
 
 /// `[api]`: where and how to call the user API, whichever the target; the login of a
-/// target that logs in with a client id and secret (Praesidium).
+/// target that logs in with a client id and secret (checked by that target, see
+/// [`crate::targets::Kind::settings`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// Base URL, e.g. `https://academy.example.com`; `http://` only for loopback hosts.
     pub base_url: String,
-    /// The client id (Praesidium; required there).
+    /// The client id, for a target that logs in with one.
     #[serde(default)]
     pub client_id: String,
-    /// Name of the environment variable holding the client secret (Praesidium; required
-    /// there).
+    /// Name of the environment variable holding the client secret, for a target that logs
+    /// in with one.
     #[serde(default)]
     pub client_secret_env: String,
-    #[serde(default = "default_scope")]
-    pub scope: Vec<String>,
+    /// The scopes a login asks for (the target's own when absent).
+    #[serde(default)]
+    pub scope: Option<Vec<String>>,
     /// Requests per second across all workers (default 5).
     #[serde(default = "default_rate")]
     pub requests_per_second: f64,
@@ -72,9 +74,6 @@ pub struct ApiConfig {
     pub client_secret: Secret,
 }
 
-fn default_scope() -> Vec<String> {
-    Kind::Praesidium.default_scope()
-}
 fn default_rate() -> f64 {
     5.0
 }
@@ -93,7 +92,7 @@ fn default_attempts() -> u32 {
 
 /// `[files]`: the catalogs and the roster, and how to read the roster when detecting it is
 /// not wanted. The catalogs are required by a target that resolves clients, locations and
-/// content (Praesidium) and unused by one that does not (prancer).
+/// content ([`crate::targets::Capabilities::catalogs`]) and unused by one that does not.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilesConfig {
@@ -185,7 +184,7 @@ impl Default for ReportsConfig {
     }
 }
 
-/// `[target]`: which platform the roster is provisioned into (default Praesidium, so that
+/// `[target]`: which platform the roster is provisioned into (default the first one, so that
 /// every config written before there was a choice means what it meant).
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,7 +198,8 @@ struct RawTarget {
 struct RawConfig {
     #[serde(default)]
     target: RawTarget,
-    /// The prancer target's own settings (see [`crate::targets::Settings`]).
+    /// A target's own section, handed to it unread (see [`crate::targets::Kind::settings`]);
+    /// the key is the section's name in the file.
     #[serde(default)]
     prancer: Option<toml::Table>,
     api: ApiConfig,
@@ -285,29 +285,15 @@ impl Config {
             let value = env(name).filter(|s| !s.is_empty());
             let value = value.or_else(|| (!secret_needed).then(String::new)).with_context(|| {
                 format!(
-                    "{label}: {key}: the environment variable {name:?} is not set or empty; export the {what} in it"
+                    "{key}: the environment variable {name:?} is not set or empty; export the {what} in it"
                 )
             })?;
             Ok(Secret::new(value))
         };
-        if kind == Kind::Praesidium {
-            if api.client_id.trim().is_empty() {
-                bail!("{label}: api.client_id: expected a client id, found an empty value");
-            }
-            if api.client_secret_env.trim().is_empty() {
-                bail!(
-                    "{label}: api.client_secret_env: expected the name of the environment variable holding the client secret"
-                );
-            }
-            api.client_secret = env_secret(
-                "api.client_secret_env",
-                &api.client_secret_env,
-                "client secret",
-            )?;
-        }
+        // The target's own settings, its secret read (messages name their keys).
         let target = kind
-            .settings(raw.prancer, &env_secret)
-            .with_context(|| format!("{label}: [{}]", kind.name()))?;
+            .settings(raw.prancer, &mut api, &env_secret)
+            .with_context(|| label.to_string())?;
         check_api_bounds(&api).with_context(|| format!("{label}: [api]"))?;
 
         let safety = match raw.safety {
@@ -540,6 +526,38 @@ mod tests {
         assert!(
             format!("{err:#}").contains("safety.max_deactivations"),
             "{err:#}"
+        );
+    }
+
+    #[test]
+    fn a_prancer_config_needs_no_praesidium_login_and_names_its_own_keys() {
+        let text = "[target]\nkind = \"prancer\"\n[prancer]\ntoken_env = \"PRANCER_TOKEN\"\n\
+                    [api]\nbase_url = \"https://portal.example.com/customer1\"\n\
+                    [files]\nroster = \"roster.csv\"\n";
+        let token = |name: &str| (name == "PRANCER_TOKEN").then(|| "t0ken".to_owned());
+        let config = Config::parse(text, Path::new("p.toml"), token).unwrap();
+        assert_eq!(config.target.kind(), Kind::Prancer);
+        assert!(!format!("{config:?}").contains("t0ken"));
+        let missing = Config::parse(text, Path::new("p.toml"), |_| None).unwrap_err();
+        let message = format!("{missing:#}");
+        // The file named once, then the key.
+        assert!(
+            message.starts_with("p.toml: prancer.token_env: the environment variable"),
+            "{message}"
+        );
+        // Praesidium's login is checked where it is read: in [api], for Praesidium only.
+        let praesidium = GOOD.replace("client_id = \"xyz\"\n", "");
+        let error = Config::parse(&praesidium, Path::new("c.toml"), env).unwrap_err();
+        assert!(
+            format!("{error:#}").starts_with("c.toml: api.client_id: expected a client id"),
+            "{error:#}"
+        );
+        assert_eq!(
+            Config::parse(GOOD, Path::new("c.toml"), env)
+                .unwrap()
+                .api
+                .scope,
+            None
         );
     }
 

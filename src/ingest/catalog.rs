@@ -158,7 +158,7 @@ impl Catalog {
     }
 
     /// The catalog of a target without catalogs, whose rows grant the groups they name
-    /// (prancer): nothing to resolve against.
+    /// (see [`crate::targets::Capabilities::catalogs`]): nothing to resolve against.
     pub fn of_groups() -> Catalog {
         Catalog {
             groups: true,

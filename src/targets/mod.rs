@@ -53,23 +53,18 @@ impl Kind {
         }
     }
 
-    /// The `[api] scope` asked for when the config names none.
-    pub fn default_scope(self) -> Vec<String> {
-        match self {
-            Kind::Praesidium => vec![praesidium::model::USER_SCOPE.to_owned()],
-            Kind::Prancer => Vec::new(),
-        }
-    }
-
-    /// The target's own settings from its config section (`[prancer]`), checked; `secret`
-    /// reads an environment variable named in it (`key`, the variable, what it holds).
+    /// The target's own settings, checked: from its config section (`[prancer]`), or from
+    /// `[api]` for Praesidium's login (its client secret read into `api`). `secret` reads an
+    /// environment variable named there (`key`, the variable, what it holds).
     pub fn settings(
         self,
         section: Option<toml::Table>,
+        api: &mut crate::config::ApiConfig,
         secret: &dyn Fn(&str, &str, &str) -> anyhow::Result<crate::config::Secret>,
     ) -> anyhow::Result<Settings> {
         match self {
             Kind::Praesidium => {
+                praesidium::settings::check_login(api, secret)?;
                 if section.is_some() {
                     anyhow::bail!(
                         "a [prancer] section is set but [target] kind is \"praesidium\"; remove it or set kind = \"prancer\""

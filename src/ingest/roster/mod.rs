@@ -32,7 +32,7 @@ use crate::model::Grant;
 pub use crate::model::fingerprint::fingerprint;
 
 /// Every column a roster may have: [`COLUMNS`], then `groups`, what a target without
-/// catalogs grants (prancer).
+/// catalogs grants.
 pub const ALL_COLUMNS: &[&str] = &[
     "external_id",
     "first_name",

@@ -114,7 +114,7 @@ impl Client {
             http,
             client_id: api.client_id.clone(),
             secret: api.client_secret.clone(),
-            scope: api.scope.clone(),
+            scope: super::settings::scope(api),
             token: Mutex::new(None),
             failed_login: std::sync::Mutex::new(None),
             logins: Default::default(),

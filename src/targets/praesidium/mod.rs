@@ -5,6 +5,7 @@
 pub mod client;
 pub mod demo;
 pub mod model;
+pub mod settings;
 pub mod sim;
 pub mod target;
 
