@@ -50,6 +50,19 @@ impl<T: Sequenced + Clone> RequestLog<T> {
     }
 }
 
+/// The query of `GET /admin/requests`: entries after `since`, at most `limit`.
+#[derive(Debug, serde::Deserialize)]
+pub struct Page {
+    #[serde(default)]
+    pub since: u64,
+    #[serde(default = "every_entry")]
+    pub limit: usize,
+}
+
+fn every_entry() -> usize {
+    usize::MAX
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

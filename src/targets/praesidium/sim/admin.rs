@@ -14,13 +14,13 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 
 use super::Sim;
 use super::lock;
 use super::store::Caller;
 use crate::targets::praesidium::model::User;
 use crate::targets::sim_kit::guard;
+use crate::targets::sim_kit::request_log::Page;
 
 pub fn routes() -> Router<Arc<Sim>> {
     Router::new()
@@ -50,18 +50,6 @@ async fn seed_user(State(sim): State<Arc<Sim>>, Json(user): Json<User>) -> Respo
         Ok(user) => (StatusCode::CREATED, Json(user)).into_response(),
         Err(error) => (StatusCode::BAD_REQUEST, Json(error)).into_response(),
     }
-}
-
-#[derive(Deserialize)]
-struct Page {
-    #[serde(default)]
-    since: u64,
-    #[serde(default = "default_limit")]
-    limit: usize,
-}
-
-fn default_limit() -> usize {
-    usize::MAX
 }
 
 async fn list_requests(State(sim): State<Arc<Sim>>, Query(page): Query<Page>) -> Response {

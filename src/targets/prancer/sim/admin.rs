@@ -19,6 +19,7 @@ use serde::Deserialize;
 use super::store::StoreError;
 use super::{NewUser, Sim};
 use crate::targets::sim_kit::guard;
+use crate::targets::sim_kit::request_log::Page;
 
 pub fn routes() -> Router<Arc<Sim>> {
     Router::new()
@@ -87,18 +88,6 @@ async fn age(State(sim): State<Arc<Sim>>, Json(age): Json<Age>) -> Response {
         Ok(user) => Json(user).into_response(),
         Err(error) => store_refused(error),
     }
-}
-
-#[derive(Deserialize)]
-struct Page {
-    #[serde(default)]
-    since: u64,
-    #[serde(default = "default_limit")]
-    limit: usize,
-}
-
-fn default_limit() -> usize {
-    usize::MAX
 }
 
 async fn list_requests(State(sim): State<Arc<Sim>>, Query(page): Query<Page>) -> Response {
