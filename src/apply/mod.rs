@@ -502,17 +502,13 @@ async fn run_task<T: Target>(
     if task.in_doubt && target.resolves_by_reading(op.kind) {
         match target.confirm(op, Io { shared }).await {
             Ok(true) => {
-                let effect = Effect {
-                    uuid: None,
-                    http_status: Some(200),
-                    message: Some(
+                let effect = Effect::acknowledged(
+                    200,
+                    Some(
                         "confirmed by reading the account back after the answer was lost"
                             .to_owned(),
                     ),
-                    adopted: false,
-                    deleted: false,
-                    accepted: false,
-                };
+                );
                 done(shared, op, effect, true).await?;
                 return Ok(Step::Settled);
             }

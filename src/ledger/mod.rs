@@ -96,6 +96,21 @@ pub struct Effect {
     pub accepted: bool,
 }
 
+impl Effect {
+    /// An op acknowledged with `status` that changes nothing beyond what it asked for (no id
+    /// given, nothing adopted, deleted or accepted).
+    pub fn acknowledged(status: u16, message: Option<String>) -> Effect {
+        Effect {
+            uuid: None,
+            http_status: Some(status),
+            message,
+            adopted: false,
+            deleted: false,
+            accepted: false,
+        }
+    }
+}
+
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,

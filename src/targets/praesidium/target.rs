@@ -122,14 +122,7 @@ impl Target for Praesidium {
     async fn execute(&self, op: &Op, io: Io<'_>) -> Result<Effect, CallError> {
         let client = &self.client;
         let uuid = account_of(op);
-        let done = |status: u16| Effect {
-            uuid: None,
-            http_status: Some(status),
-            message: None,
-            adopted: false,
-            deleted: false,
-            accepted: false,
-        };
+        let done = |status: u16| Effect::acknowledged(status, None);
         match op.kind {
             OpKind::Create => {
                 let user = user_of(profile_of(op)?);

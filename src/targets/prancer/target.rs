@@ -41,17 +41,6 @@ impl Prancer {
     }
 }
 
-fn done(status: u16, message: Option<String>) -> Effect {
-    Effect {
-        uuid: None,
-        http_status: Some(status),
-        message,
-        adopted: false,
-        deleted: false,
-        accepted: false,
-    }
-}
-
 /// The email an op is about: the account id the ledger holds, or a create's profile's.
 fn email_of(op: &Op) -> Result<String, CallError> {
     op.payload
@@ -107,7 +96,7 @@ impl Prancer {
     fn gone(email: &str) -> Effect {
         Effect {
             deleted: true,
-            ..done(
+            ..Effect::acknowledged(
                 404,
                 Some(format!(
                     "prancer holds no account with the email {email} (deleted there?); forgotten, so the next run invites it again"
@@ -144,7 +133,7 @@ impl Prancer {
         if account.status != STATUS_PENDING {
             return Ok(Effect {
                 accepted: true,
-                ..done(
+                ..Effect::acknowledged(
                     200,
                     Some(format!(
                         "invitation already accepted (status {})",
@@ -154,7 +143,10 @@ impl Prancer {
             });
         }
         io.send(self.client.invite(&email, true)).await?;
-        Ok(done(200, Some("invitation sent again".to_owned())))
+        Ok(Effect::acknowledged(
+            200,
+            Some("invitation sent again".to_owned()),
+        ))
     }
 
     async fn invite(&self, op: &Op, io: Io<'_>) -> Result<Effect, CallError> {
@@ -233,7 +225,7 @@ impl Target for Prancer {
                     _ => (&[], items),
                 };
                 self.regroup(&account, add, drop, io).await?;
-                Ok(done(200, None))
+                Ok(Effect::acknowledged(200, None))
             }
             OpKind::Deactivate => {
                 let email = email_of(op)?;
@@ -248,7 +240,7 @@ impl Target for Prancer {
                 };
                 Ok(Effect {
                     deleted: true,
-                    ..done(200, message)
+                    ..Effect::acknowledged(200, message)
                 })
             }
             OpKind::Remind => self.remind(op, io).await,
