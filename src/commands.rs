@@ -18,7 +18,9 @@ use crate::ingest::catalog::Catalog;
 use crate::ingest::roster::RosterReader;
 use crate::ingest::source::Format;
 use crate::ledger::{Ledger, OpKind, RejectRow};
-use crate::plan::{self, EarlyRows, KnownKeys, LedgerIndex, Plan, Planner, ThresholdExceeded};
+use crate::plan::{
+    self, Allowances, EarlyRows, KnownKeys, LedgerIndex, Plan, Planner, ThresholdExceeded,
+};
 use crate::plan_csv::{self, PlanFile};
 use crate::{human, report};
 
@@ -35,10 +37,8 @@ pub enum Finish {
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     pub roster: Option<PathBuf>,
-    /// `--allow-deactivations N`.
-    pub allow_deactivations: Option<u64>,
-    /// `--allow-updates N`.
-    pub allow_updates: Option<u64>,
+    /// `--allow-deactivations N`, `--allow-updates N`, `--allow-reenrollments N`.
+    pub allow: Allowances,
     pub dry_run: bool,
     pub json: bool,
 }
@@ -112,6 +112,9 @@ fn plan_steps(
         rows_read_meanwhile = early.len(),
         "ledger index read"
     );
+    // The policy clock (see `crate::clock`): recertification and reminders are judged by it.
+    let now = crate::clock::now_ms()?;
+    let due = crate::completions::due(config, ledger, catalog, now, "[[recertify]]")?;
     let run_id = ledger.begin_run(command)?;
     let started = Instant::now();
     let plan_file = report::run_dir(&config.runs_dir(), run_id).join("plan.csv");
@@ -123,8 +126,11 @@ fn plan_steps(
         tx.use_known_keys(keys);
         let (outcome, who) = plan_csv::write_while(&plan_file, catalog, tx, |tx| {
             let can = config.target.kind().capabilities().ops;
-            let remind = config.target.remind_before(crate::ledger::now_ms());
-            let mut planner = Planner::new(index, tx).able_to(can).remind_before(remind);
+            let remind = config.target.remind_before(now);
+            let mut planner = Planner::new(index, tx)
+                .able_to(can)
+                .remind_before(remind)
+                .recertify(due);
             planner.read_roster(&mut reader, early)?;
             let rows = reader.rows();
             planner.finish(|lines| reader.originals(lines), rows)
@@ -144,11 +150,7 @@ fn plan_steps(
         let refusal = planned
             .outcome
             .plan
-            .check_threshold(
-                &config.safety,
-                options.allow_deactivations,
-                options.allow_updates,
-            )
+            .check_threshold(&config.safety, &options.allow)
             .err()
             .map(|refusal| ThresholdExceeded {
                 plan_file: Some(plan_file.clone()),
@@ -633,6 +635,74 @@ async fn execute(
 }
 
 pub use crate::status::status;
+
+/// `rostersync events serve`: see [`crate::targets::serve_events`]. Needs no client secret
+/// (it calls no API), only the credentials the publisher sends.
+pub async fn events_serve(
+    config_path: &Path,
+    options: crate::targets::ServeOptions,
+) -> Result<Finish> {
+    let config = Config::load_without_secret(config_path)?;
+    crate::targets::serve_events(&config, options).await?;
+    Ok(Finish::Converged)
+}
+
+/// `rostersync completions`: see [`crate::completions::report`].
+pub fn completions(
+    config_path: &Path,
+    since: Option<&str>,
+    format: crate::completions::Format,
+) -> Result<Finish> {
+    let config = Config::load_without_secret(config_path)?;
+    let since = since
+        .map(|raw| crate::clock::parse(raw).map(|at| at.timestamp_millis()))
+        .transpose()
+        .map_err(|e| e.context("--since"))?;
+    let catalog = if config.target.kind().capabilities().catalogs {
+        Catalog::load(
+            &config.files.clients,
+            &config.files.locations,
+            &config.files.content,
+        )?
+    } else {
+        Catalog::of_groups()
+    };
+    let now = crate::clock::now_ms()?;
+    let (ledger, store) = crate::completions::open(&config)?;
+    let Some(store) = store else {
+        eprintln!(
+            "no learning event received yet ({} does not exist)",
+            human::path(&config.events.store)
+        );
+        return Ok(Finish::Converged);
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let counts = match crate::completions::report(
+        &config,
+        &catalog,
+        ledger.as_ref(),
+        &store,
+        crate::completions::When { since, now },
+        format,
+        &mut out,
+    ) {
+        Ok(counts) => counts,
+        // The reader went away (`| head`): not an error of ours.
+        Err(e) if human::is_broken_pipe(&e) => return Ok(Finish::Converged),
+        Err(e) => return Err(e),
+    };
+    eprintln!(
+        "{} completion(s): {} current, {} due soon, {} overdue, {} without a recertification rule; {} event(s) matching nobody",
+        counts.completions,
+        counts.current,
+        counts.due_soon,
+        counts.overdue,
+        counts.no_policy,
+        counts.unmatched
+    );
+    Ok(Finish::Converged)
+}
 
 /// `rostersync demo`: see [`crate::targets::demo`].
 pub use crate::targets::demo;

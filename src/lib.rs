@@ -14,7 +14,9 @@
 //! [`targets`] holds what is specific to one API: its wire types, client and simulator.
 
 pub mod apply;
+pub mod clock;
 pub mod commands;
+pub mod completions;
 pub mod config;
 pub mod fsmode;
 pub mod human;

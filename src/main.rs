@@ -10,9 +10,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use rostersync::commands::{self, Finish, PlanOptions};
+use rostersync::completions::Format;
 use rostersync::ledger::LedgerLocked;
-use rostersync::plan::ThresholdExceeded;
-use rostersync::targets::simulate;
+use rostersync::plan::{Allowances, ThresholdExceeded};
+use rostersync::targets::{ServeOptions, simulate};
 
 // A plan hands millions of small allocations from the roster thread to the ledger writer;
 // glibc's allocator spent a quarter of the time freeing them across threads.
@@ -76,9 +77,43 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Learning events the platform publishes (Praesidium): `events serve` receives them.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Who completed what when, and who is due soon or overdue under [[recertify]]: the
+    /// compliance report, on stdout (CSV or JSON), with the events that match nobody.
+    Completions {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only completions on or after this date (2026-01-31, or a UTC time).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "csv")]
+        format: Format,
+    },
     /// Run an API simulator as a server (for tests, demos and rehearsals): Praesidium's, or
     /// prancer's with --target prancer.
     Sim(Box<simulate::SimArgs>),
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Receive learning events until SIGTERM or Ctrl-C: each is stored durably before it is
+    /// acknowledged (Basic credentials from the variables [events] names).
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Address and port to listen on, instead of [events] listen (default 127.0.0.1:8787).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Allow an address other than loopback (only behind a TLS proxy on another host:
+        /// the receiver itself speaks plain HTTP).
+        #[arg(long)]
+        allow_remote: bool,
+    },
 }
 
 #[derive(Args)]
@@ -97,6 +132,20 @@ struct AllowArgs {
     /// Accept up to N updates in this plan even when over safety.max_updates.
     #[arg(long, value_name = "N")]
     allow_updates: Option<u64>,
+    /// Accept up to N re-enrollments (recertification) in this plan even when over
+    /// safety.max_reenrollments.
+    #[arg(long, value_name = "N")]
+    allow_reenrollments: Option<u64>,
+}
+
+impl AllowArgs {
+    fn allowances(&self) -> Allowances {
+        Allowances {
+            deactivations: self.allow_deactivations,
+            updates: self.allow_updates,
+            reenrollments: self.allow_reenrollments,
+        }
+    }
 }
 
 /// Whether log lines may be coloured: stderr is a terminal and `NO_COLOR` (no-color.org) is
@@ -136,8 +185,7 @@ fn main() -> ExitCode {
                 &config.config,
                 &PlanOptions {
                     roster,
-                    allow_deactivations: allow.allow_deactivations,
-                    allow_updates: allow.allow_updates,
+                    allow: allow.allowances(),
                     json,
                     dry_run: false,
                 },
@@ -153,8 +201,7 @@ fn main() -> ExitCode {
                     &config.config,
                     &PlanOptions {
                         roster,
-                        allow_deactivations: allow.allow_deactivations,
-                        allow_updates: allow.allow_updates,
+                        allow: allow.allowances(),
                         dry_run,
                         json: false,
                     },
@@ -162,6 +209,28 @@ fn main() -> ExitCode {
                 .await
             }
             Command::Status { config, json } => commands::status(&config.config, json),
+            Command::Events {
+                command:
+                    EventsCommand::Serve {
+                        config,
+                        listen,
+                        allow_remote,
+                    },
+            } => {
+                commands::events_serve(
+                    &config.config,
+                    ServeOptions {
+                        listen,
+                        allow_remote,
+                    },
+                )
+                .await
+            }
+            Command::Completions {
+                config,
+                since,
+                format,
+            } => commands::completions(&config.config, since.as_deref(), format),
             Command::Sim(args) => simulate::run(*args).await.map(|()| Finish::Converged),
         }
     });

@@ -430,6 +430,7 @@ mod tests {
                 items: vec![],
                 profile_hash: 0,
                 row: None,
+                completions: Vec::new(),
             },
             before,
         }
@@ -539,6 +540,7 @@ mod tests {
                 items: vec![],
                 profile_hash: 1,
                 row: None,
+                completions: Vec::new(),
             },
         }
     }

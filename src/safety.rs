@@ -1,5 +1,6 @@
-//! The safety thresholds: how many deactivations and updates one plan may hold before it is
-//! refused (exit 3) unless the run names `--allow-deactivations N` / `--allow-updates N`.
+//! The safety thresholds: how many deactivations, updates and re-enrollments one plan may
+//! hold before it is refused (exit 3) unless the run names `--allow-deactivations N`,
+//! `--allow-updates N` or `--allow-reenrollments N`.
 //!
 //! Owns `[safety]` (reading and checking it) and the limits it gives for a number of active
 //! users. Pure: the plan counts its ops and asks. The floor must never allow more than half
@@ -73,6 +74,12 @@ pub struct Safety {
     pub max_updates: Option<Threshold>,
     /// Updates always allowed when `max_updates` is a percentage (default 10).
     pub max_updates_floor: u64,
+    /// Most re-enrollments (recertification resets a learner's progress in the item), `None`
+    /// when off (default `10%`): a policy typed wrong ("12 days" for "12 months") must not
+    /// send the whole organisation back to the start of its training in one night.
+    pub max_reenrollments: Option<Threshold>,
+    /// Re-enrollments always allowed when `max_reenrollments` is a percentage (default 10).
+    pub max_reenrollments_floor: u64,
 }
 
 impl Default for Safety {
@@ -82,6 +89,8 @@ impl Default for Safety {
             max_deactivations_floor: 3,
             max_updates: Some(Threshold::Percent(75.0)),
             max_updates_floor: 10,
+            max_reenrollments: Some(Threshold::Percent(10.0)),
+            max_reenrollments_floor: 10,
         }
     }
 }
@@ -104,6 +113,29 @@ impl Safety {
             Threshold::Percent(_) => share.max(self.max_updates_floor),
             Threshold::Count(_) => share,
         })
+    }
+
+    /// Re-enrollments a plan may hold given `active` users in the ledger; `None` when
+    /// unlimited.
+    pub fn reenrollment_limit(&self, active: u64) -> Option<u64> {
+        let threshold = self.max_reenrollments?;
+        let share = threshold.limit(active);
+        Some(match threshold {
+            Threshold::Percent(_) => share.max(self.max_reenrollments_floor),
+            Threshold::Count(_) => share,
+        })
+    }
+
+    /// `safety.max_reenrollments` as configured, for messages.
+    pub fn reenrollments_shown(&self) -> String {
+        match self.max_reenrollments {
+            None => "safety.max_reenrollments = \"off\"".to_owned(),
+            Some(Threshold::Percent(p)) => format!(
+                "safety.max_reenrollments = \"{p}%\", floor {}",
+                self.max_reenrollments_floor
+            ),
+            Some(Threshold::Count(n)) => format!("safety.max_reenrollments = {n}"),
+        }
     }
 
     /// `safety.max_deactivations` as configured, for messages.
@@ -139,6 +171,8 @@ pub(crate) struct RawSafety {
     max_deactivations_floor: Option<u64>,
     max_updates: Option<toml::Value>,
     max_updates_floor: Option<u64>,
+    max_reenrollments: Option<toml::Value>,
+    max_reenrollments_floor: Option<u64>,
 }
 
 impl RawSafety {
@@ -158,7 +192,18 @@ impl RawSafety {
                 format!("{label}: safety.max_updates: expected a count, a percentage like \"75%\" or \"off\", found {value}")
             })?),
         };
+        let max_reenrollments = match &self.max_reenrollments {
+            None => defaults.max_reenrollments,
+            Some(toml::Value::String(s)) if s.trim().eq_ignore_ascii_case("off") => None,
+            Some(value) => Some(Threshold::from_toml(value).with_context(|| {
+                format!("{label}: safety.max_reenrollments: expected a count, a percentage like \"10%\" or \"off\", found {value}")
+            })?),
+        };
         Ok(Safety {
+            max_reenrollments,
+            max_reenrollments_floor: self
+                .max_reenrollments_floor
+                .unwrap_or(defaults.max_reenrollments_floor),
             max_deactivations,
             max_deactivations_floor: self
                 .max_deactivations_floor

@@ -345,6 +345,7 @@ mod tests {
                 items: vec![],
                 profile_hash: 0,
                 row: None,
+                completions: Vec::new(),
             },
         }
     }

@@ -200,6 +200,20 @@ fn apply_effect(tx: &rusqlite::Transaction, op: &Op, effect: &Effect, now: i64) 
                 ),
                 params![op.key, hash, json, now],
             )?;
+            if op.kind == OpKind::ReEnroll {
+                // The expiries this re-enrollment answered: never answered twice.
+                for (item, completed_at) in op.payload.items.iter().zip(&op.payload.completions) {
+                    execute_cached(
+                        tx,
+                        "INSERT INTO recertified (key, content_uuid, completed_at, reenrolled_at)
+                         VALUES (?1, lower(?2), ?3, ?4)
+                         ON CONFLICT (key, content_uuid) DO UPDATE SET
+                             completed_at = max(completed_at, excluded.completed_at),
+                             reenrolled_at = excluded.reenrolled_at",
+                        params![op.key, item.id, completed_at, now],
+                    )?;
+                }
+            }
         }
     }
     Ok(())

@@ -232,6 +232,7 @@ mod tests {
                 items: vec![],
                 profile_hash: 1,
                 row: None,
+                completions: Vec::new(),
             },
         }
     }

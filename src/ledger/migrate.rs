@@ -37,6 +37,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "007_ledger_target.sql",
         include_str!("../../migrations/007_ledger_target.sql"),
     ),
+    (
+        "008_recertified.sql",
+        include_str!("../../migrations/008_recertified.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

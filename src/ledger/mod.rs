@@ -7,6 +7,7 @@
 
 mod checkpoint;
 mod effect;
+pub mod events;
 mod file;
 mod history;
 pub mod migrate;
@@ -111,6 +112,17 @@ impl Effect {
     }
 }
 
+/// A ledger user as the completions report shows them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Learner {
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub active: bool,
+    /// Content this tool enrolled.
+    pub content: Vec<Grant>,
+}
+
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
@@ -125,6 +137,20 @@ const PENDING: &str = "state = 'pending' AND id >= (SELECT coalesce(max(ops_from
 
 /// Ops sending or in doubt: the exact WHERE clause of the partial index `ops_unsettled`.
 const UNSETTLED: &str = "(state = 'sending' OR state = 'in_doubt')";
+
+/// The key and status of the account with this platform id. Ids are compared as written and
+/// in lower and upper case: the index on them is case-sensitive, and platforms differ in how
+/// they write a UUID.
+fn learner_of(conn: &Connection, uuid: &str) -> rusqlite::Result<Option<(String, bool)>> {
+    conn.prepare_cached(
+        "SELECT key, active FROM users WHERE uuid = ?1 OR uuid = ?2 OR uuid = ?3 ORDER BY active DESC LIMIT 1",
+    )?
+    .query_row(
+        params![uuid, uuid.to_ascii_lowercase(), uuid.to_ascii_uppercase()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
 
 /// Milliseconds since the Unix epoch.
 /// Read-only, and without SQLite's own per-call mutex (rusqlite's default for its other
@@ -299,6 +325,54 @@ impl Ledger {
                 Ok(())
             }
         }
+    }
+
+    /// The roster key of the account the platform knows by `uuid` (any case), and whether
+    /// it is active: how a learning event's learner is matched.
+    pub fn learner_of(&self, uuid: &str) -> Result<Option<(String, bool)>> {
+        learner_of(&self.conn, uuid).with_context(|| self.named())
+    }
+
+    /// What the completions report shows of a learner: the profile last acknowledged (a
+    /// ledger older than the neutral profile shows an empty one), its status and the content
+    /// this tool enrolled.
+    pub fn learner(&self, key: &str) -> Result<Option<Learner>> {
+        self.conn
+            .prepare_cached("SELECT email, profile, active, content FROM users WHERE key = ?1")
+            .and_then(|mut s| {
+                s.query_row([key], |r| {
+                    let profile: String = r.get(1)?;
+                    let content: String = r.get(3)?;
+                    let profile: Option<crate::model::Profile> =
+                        serde_json::from_str(&profile).ok();
+                    Ok(Learner {
+                        email: r.get(0)?,
+                        first_name: profile
+                            .as_ref()
+                            .map(|p| p.first_name.clone())
+                            .unwrap_or_default(),
+                        last_name: profile.map(|p| p.last_name).unwrap_or_default(),
+                        active: r.get(2)?,
+                        content: serde_json::from_str(&content).unwrap_or_default(),
+                    })
+                })
+                .optional()
+            })
+            .with_context(|| self.named())
+    }
+
+    /// The completion (ms) whose expiry the last acknowledged re-enrollment of `content_uuid`
+    /// for `key` answered.
+    pub fn recertified(&self, key: &str, content_uuid: &str) -> Result<Option<i64>> {
+        self.conn
+            .prepare_cached(
+                "SELECT completed_at FROM recertified WHERE key = ?1 AND content_uuid = lower(?2)",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![key, content_uuid], |r| r.get(0))
+                    .optional()
+            })
+            .with_context(|| self.named())
     }
 
     /// Records the start of a run; returns its id.

@@ -13,7 +13,7 @@ use rusqlite::types::ValueRef;
 use serde::{Deserialize, Serialize};
 
 use super::OpPayload;
-use crate::model::{Grant, Profile};
+use crate::model::{Grant, Profile, RowMemo};
 
 /// A UUID in 16 bytes when its text is the canonical lower-case form, else the text itself,
 /// so that decoding gives back exactly the string that was encoded.
@@ -211,12 +211,22 @@ impl Encoder {
                 .map(|b| b.len())
                 .and_then(|used| {
                     // The row memo trails the record, so payloads written before it existed
-                    // still decode.
-                    let memo = match &payload.row {
-                        Some(row) => postcard::to_slice(row, &mut self.bytes[used..])?.len(),
-                        None => 0,
+                    // still decode; a re-enrollment's completions trail a memo with digest 0
+                    // (a real memo's never is), so earlier records read as they did.
+                    let memo = match (&payload.row, payload.completions.is_empty()) {
+                        (Some(row), _) => postcard::to_slice(row, &mut self.bytes[used..])?.len(),
+                        (None, true) => 0,
+                        (None, false) => {
+                            postcard::to_slice(&NO_MEMO, &mut self.bytes[used..])?.len()
+                        }
                     };
-                    Ok(used + memo)
+                    let completions = if payload.completions.is_empty() {
+                        0
+                    } else {
+                        postcard::to_slice(&payload.completions, &mut self.bytes[used + memo..])?
+                            .len()
+                    };
+                    Ok(used + memo + completions)
                 });
             match written {
                 Ok(len) => return &self.bytes[..len],
@@ -230,6 +240,13 @@ impl Encoder {
     }
 }
 
+/// The memo written before a re-enrollment's completions when the op has no row memo.
+const NO_MEMO: RowMemo = RowMemo {
+    digest: 0,
+    state: 0,
+    email: 0,
+};
+
 /// Reads a stored payload: the binary form, or the JSON text of an older ledger.
 pub fn decode(value: ValueRef<'_>) -> Result<OpPayload> {
     match value {
@@ -238,7 +255,15 @@ pub fn decode(value: ValueRef<'_>) -> Result<OpPayload> {
                 postcard::take_from_bytes(bytes).context("unreadable op payload")?;
             let mut payload = from_stored(stored)?;
             if !rest.is_empty() {
-                payload.row = Some(postcard::from_bytes(rest).context("unreadable row memo")?);
+                let (row, rest): (RowMemo, _) =
+                    postcard::take_from_bytes(rest).context("unreadable row memo")?;
+                if row != NO_MEMO {
+                    payload.row = Some(row);
+                }
+                if !rest.is_empty() {
+                    payload.completions =
+                        postcard::from_bytes(rest).context("unreadable completions")?;
+                }
             }
             Ok(payload)
         }
@@ -272,6 +297,7 @@ fn from_stored(stored: Stored<'_>) -> Result<OpPayload> {
         items: grants(stored.items),
         profile_hash: stored.profile_hash,
         row: None,
+        completions: Vec::new(),
     })
 }
 
@@ -356,6 +382,7 @@ mod legacy {
                 items: old.items,
                 profile_hash: old.profile_hash,
                 row: old.row,
+                completions: Vec::new(),
             }
         }
     }
@@ -400,6 +427,7 @@ mod tests {
                 state: i64::MAX,
                 email: 12_345,
             }),
+            completions: Vec::new(),
         }
     }
 
@@ -480,6 +508,21 @@ mod tests {
         update.row = None;
         let bytes = encode(&update);
         assert_eq!(decode(ValueRef::Blob(&bytes)).unwrap(), update);
+    }
+
+    #[test]
+    fn a_reenrollment_keeps_the_completions_it_answers() {
+        let mut payload = OpPayload {
+            items: full_payload().items,
+            completions: vec![1_700_000_000_000],
+            ..OpPayload::of_account("u-1")
+        };
+        let bytes = encode(&payload);
+        assert_eq!(decode(ValueRef::Blob(&bytes)).unwrap(), payload);
+        // With a memo too (no op carries both today; the layout allows it).
+        payload.row = full_payload().row;
+        let bytes = encode(&payload);
+        assert_eq!(decode(ValueRef::Blob(&bytes)).unwrap(), payload);
     }
 
     #[test]

@@ -50,6 +50,7 @@ fn completing_ops_updates_the_user_in_the_same_step() {
             items: vec![],
             profile_hash: 42,
             row: None,
+            completions: Vec::new(),
         },
     }];
     ledger
@@ -112,6 +113,7 @@ fn plan_creates(ledger: &mut Ledger, keys: &[&str], commit: bool) -> i64 {
                         items: vec![],
                         profile_hash: 1,
                         row: None,
+                        completions: Vec::new(),
                     },
                 })?;
             }
@@ -219,6 +221,7 @@ fn an_account_created_again_forgets_the_old_invitation() {
         items: vec![],
         profile_hash: 1,
         row: None,
+        completions: Vec::new(),
     };
     let effect = |accepted: bool, deleted: bool| Effect {
         uuid: Some("k@example.com".into()),
@@ -273,6 +276,7 @@ fn an_account_found_missing_by_any_op_is_forgotten() {
         items: vec![],
         profile_hash: 1,
         row: None,
+        completions: Vec::new(),
     };
     let effect = |deleted: bool| Effect {
         uuid: Some("k@example.com".into()),

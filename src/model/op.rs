@@ -91,6 +91,11 @@ pub struct OpPayload {
     /// the next night recognizes the row unchanged without normalizing it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row: Option<RowMemo>,
+    /// For a re-enrollment, the completion each item's expiry was counted from (ms since
+    /// the epoch), in the order of `items`: recorded as answered once the op is acknowledged,
+    /// so that expiry is never answered twice. Empty for every other kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub completions: Vec<i64>,
 }
 
 impl OpPayload {
@@ -102,6 +107,7 @@ impl OpPayload {
             items: Vec::new(),
             profile_hash: 0,
             row: None,
+            completions: Vec::new(),
         }
     }
 }

@@ -10,11 +10,12 @@
 
 mod early;
 mod port;
+pub mod recertify;
 mod threshold;
 
 pub use early::EarlyRows;
 pub use port::{Known, KnownKeys, LedgerIndex, PlanIo, Remote};
-pub use threshold::{Breach, ThresholdExceeded};
+pub use threshold::{Allowances, Breach, ThresholdExceeded};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -90,6 +91,11 @@ impl Plan {
     pub fn updates(&self) -> usize {
         self.counts.get(&OpKind::Update).copied().unwrap_or(0)
     }
+
+    /// Re-enrollment ops (recertification).
+    pub fn reenrollments(&self) -> usize {
+        self.counts.get(&OpKind::ReEnroll).copied().unwrap_or(0)
+    }
 }
 
 /// Fingerprint of everything an update sends except status (handled on its own).
@@ -142,6 +148,9 @@ pub struct Planner<'io, Io: PlanIo> {
     /// Invitations last sent before this instant (ms since the epoch) and not accepted are
     /// sent again, for a target that invites ([`Planner::remind_before`]).
     remind_before: Option<i64>,
+    /// Re-enrollments the recertification policy asks for, by key fingerprint
+    /// ([`Planner::recertify`]); taken out as their rows are diffed.
+    due: rustc_hash::FxHashMap<u64, recertify::Due>,
 }
 
 /// The fingerprints of what a valid row asks for, computed once per row.
@@ -181,7 +190,17 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             broken: None,
             can: &OpKind::ALL,
             remind_before: None,
+            due: Default::default(),
         }
+    }
+
+    /// Plans a [`OpKind::ReEnroll`] of the items in `due` for each learner the roster still
+    /// names as active and still assigns them (the items the platform holds through this
+    /// tool). Planned with the learner's other ops, when the row is diffed, so that one
+    /// user's ops stay together and in order.
+    pub fn recertify(mut self, due: Vec<recertify::Due>) -> Self {
+        self.due = due.into_iter().map(|d| (fingerprint(&d.key), d)).collect();
+        self
     }
 
     /// Plans a [`OpKind::Remind`] for every person still on the roster whose invitation was
@@ -262,6 +281,11 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         let Some(key_hash) = raw.key_hash else {
             return false;
         };
+        // A learner due a re-enrollment is diffed from the row itself: whether the row still
+        // assigns the item is the row's to say.
+        if self.due.contains_key(&key_hash) {
+            return false;
+        }
         // A key that merely shares a fingerprint has other cells, so another digest.
         let Some(email) = self
             .index
@@ -371,6 +395,59 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         known: Option<Known>,
         memo: Option<RowMemo>,
     ) -> Result<()> {
+        let due = self.due_for(&user);
+        let key = due.as_ref().map(|_| user.key.clone());
+        self.diff_changes(user, wanted, known, memo)?;
+        if let (Some(key), Some(due)) = (key, due) {
+            self.reenroll(key, due)?;
+        }
+        Ok(())
+    }
+
+    /// The items this row's learner is due to be re-enrolled in and that the row still
+    /// assigns (none for a row that ends the account).
+    fn due_for(&mut self, user: &DesiredUser) -> Option<Vec<(Grant, i64)>> {
+        if self.due.is_empty() {
+            return None;
+        }
+        let key_hash = fingerprint(&user.key);
+        if self.due.get(&key_hash)?.key != user.key {
+            return None;
+        }
+        let mut due = self.due.remove(&key_hash)?.items;
+        if !user.active {
+            return None;
+        }
+        due.retain(|(item, _)| user.content.iter().any(|c| c.id == item.id));
+        (!due.is_empty()).then_some(due)
+    }
+
+    /// Plans the re-enrollment of the items of `due` the platform holds for the learner
+    /// through this tool (an item enrolled tonight for the first time needs none).
+    fn reenroll(&mut self, key: String, mut due: Vec<(Grant, i64)>) -> Result<()> {
+        let Some(remote) = self.io.remote(&key)? else {
+            return Ok(());
+        };
+        due.retain(|(item, _)| remote.content.iter().any(|c| c.id == item.id));
+        if due.is_empty() {
+            return Ok(());
+        }
+        let (items, completions) = due.into_iter().unzip();
+        let payload = OpPayload {
+            items,
+            completions,
+            ..OpPayload::of_account(&remote.uuid)
+        };
+        self.push(key, OpKind::ReEnroll, payload, Some(&remote))
+    }
+
+    fn diff_changes(
+        &mut self,
+        user: DesiredUser,
+        wanted: Wanted,
+        known: Option<Known>,
+        memo: Option<RowMemo>,
+    ) -> Result<()> {
         let known = known.filter(|k| k.has_uuid);
         // Only a changed user is looked up; a key that merely shares a fingerprint with a
         // ledger user is not in the ledger, so it is new.
@@ -397,6 +474,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                     items: vec![],
                     profile_hash: wanted.profile_hash,
                     row: memo,
+                    completions: Vec::new(),
                 };
                 self.push(key, OpKind::Create, payload, None)?;
             } else {
@@ -438,6 +516,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                 items: vec![],
                 profile_hash: hash,
                 row: None,
+                completions: Vec::new(),
             };
             self.push(key.clone(), OpKind::Update, payload, Some(&remote))?;
         }

@@ -459,7 +459,16 @@ fn the_threshold_refuses_unless_allowed() {
         max_deactivations_floor: 0,
         ..Safety::default()
     };
-    let refused = plan.check_threshold(&strict, None, None).unwrap_err();
+    let refused = plan
+        .check_threshold(
+            &strict,
+            &Allowances {
+                deactivations: None,
+                updates: None,
+                reenrollments: None,
+            },
+        )
+        .unwrap_err();
     assert_eq!(
         refused.breaches,
         vec![Breach {
@@ -475,17 +484,54 @@ fn the_threshold_refuses_unless_allowed() {
             .ends_with("run again with --allow-deactivations 5"),
         "{refused}"
     );
-    assert!(plan.check_threshold(&strict, Some(4), None).is_err());
-    assert!(plan.check_threshold(&strict, Some(5), None).is_ok());
+    assert!(
+        plan.check_threshold(
+            &strict,
+            &Allowances {
+                deactivations: Some(4),
+                updates: None,
+                reenrollments: None
+            }
+        )
+        .is_err()
+    );
+    assert!(
+        plan.check_threshold(
+            &strict,
+            &Allowances {
+                deactivations: Some(5),
+                updates: None,
+                reenrollments: None
+            }
+        )
+        .is_ok()
+    );
     let counted = Safety {
         max_deactivations: Threshold::Count(5),
         ..Safety::default()
     };
-    assert!(plan.check_threshold(&counted, None, None).is_ok());
+    assert!(
+        plan.check_threshold(
+            &counted,
+            &Allowances {
+                deactivations: None,
+                updates: None,
+                reenrollments: None
+            }
+        )
+        .is_ok()
+    );
     // Half of the 10 leave: the default floor (3) never lets half go.
     assert!(
-        plan.check_threshold(&Safety::default(), None, None)
-            .is_err()
+        plan.check_threshold(
+            &Safety::default(),
+            &Allowances {
+                deactivations: None,
+                updates: None,
+                reenrollments: None
+            }
+        )
+        .is_err()
     );
 }
 
@@ -506,7 +552,14 @@ fn updates_over_max_updates_are_refused_unless_allowed() {
     let plan = run(index, &mut memory, shifted).plan;
     assert_eq!(plan.updates(), 20);
     let refused = plan
-        .check_threshold(&Safety::default(), None, None)
+        .check_threshold(
+            &Safety::default(),
+            &Allowances {
+                deactivations: None,
+                updates: None,
+                reenrollments: None,
+            },
+        )
         .unwrap_err();
     assert_eq!(
         (refused.breaches[0].kind, refused.breaches[0].limit),
@@ -514,17 +567,44 @@ fn updates_over_max_updates_are_refused_unless_allowed() {
     );
     assert!(refused.to_string().contains("--allow-updates 20"));
     assert!(
-        plan.check_threshold(&Safety::default(), None, Some(20))
-            .is_ok()
+        plan.check_threshold(
+            &Safety::default(),
+            &Allowances {
+                deactivations: None,
+                updates: Some(20),
+                reenrollments: None
+            }
+        )
+        .is_ok()
     );
     let off = Safety {
         max_updates: None,
         ..Safety::default()
     };
-    assert!(plan.check_threshold(&off, None, None).is_ok());
+    assert!(
+        plan.check_threshold(
+            &off,
+            &Allowances {
+                deactivations: None,
+                updates: None,
+                reenrollments: None
+            }
+        )
+        .is_ok()
+    );
     let counted = Safety {
         max_updates: Some(Threshold::Count(19)),
         ..Safety::default()
     };
-    assert!(plan.check_threshold(&counted, None, None).is_err());
+    assert!(
+        plan.check_threshold(
+            &counted,
+            &Allowances {
+                deactivations: None,
+                updates: None,
+                reenrollments: None
+            }
+        )
+        .is_err()
+    );
 }

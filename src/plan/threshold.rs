@@ -20,10 +20,19 @@ pub struct ThresholdExceeded {
     pub plan_file: Option<std::path::PathBuf>,
 }
 
+/// What the operator accepted beyond the thresholds for one run (`--allow-deactivations N`,
+/// `--allow-updates N`, `--allow-reenrollments N`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allowances {
+    pub deactivations: Option<u64>,
+    pub updates: Option<u64>,
+    pub reenrollments: Option<u64>,
+}
+
 /// One threshold a plan went over.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Breach {
-    /// [`OpKind::Deactivate`] or [`OpKind::Update`].
+    /// [`OpKind::Deactivate`], [`OpKind::Update`] or [`OpKind::ReEnroll`].
     pub kind: OpKind,
     pub planned: usize,
     pub limit: u64,
@@ -36,6 +45,7 @@ impl Breach {
     pub fn allow_flag(&self) -> String {
         match self.kind {
             OpKind::Deactivate => format!("--allow-deactivations {}", self.planned),
+            OpKind::ReEnroll => format!("--allow-reenrollments {}", self.planned),
             _ => format!("--allow-updates {}", self.planned),
         }
     }
@@ -50,6 +60,7 @@ impl std::fmt::Display for ThresholdExceeded {
             }
             let verb = match breach.kind {
                 OpKind::Deactivate => "deactivates",
+                OpKind::ReEnroll => "re-enrolls",
                 _ => "updates",
             };
             write!(
@@ -73,13 +84,13 @@ impl std::fmt::Display for ThresholdExceeded {
 impl std::error::Error for ThresholdExceeded {}
 
 impl Plan {
-    /// Refuses a plan that deactivates or updates more than `safety` allows, unless the
-    /// operator named at least that many with `--allow-deactivations` / `--allow-updates`.
+    /// Refuses a plan that deactivates, updates or re-enrolls more than `safety` allows,
+    /// unless the operator named at least that many with `--allow-deactivations`,
+    /// `--allow-updates` or `--allow-reenrollments`.
     pub fn check_threshold(
         &self,
         safety: &Safety,
-        allow_deactivations: Option<u64>,
-        allow_updates: Option<u64>,
+        allow: &Allowances,
     ) -> Result<(), ThresholdExceeded> {
         let active = self.active_before as u64;
         let checks = [
@@ -87,15 +98,22 @@ impl Plan {
                 OpKind::Deactivate,
                 self.deactivations(),
                 Some(safety.deactivation_limit(active)),
-                allow_deactivations,
+                allow.deactivations,
                 safety.deactivations_shown(),
             ),
             (
                 OpKind::Update,
                 self.updates(),
                 safety.update_limit(active),
-                allow_updates,
+                allow.updates,
                 safety.updates_shown(),
+            ),
+            (
+                OpKind::ReEnroll,
+                self.reenrollments(),
+                safety.reenrollment_limit(active),
+                allow.reenrollments,
+                safety.reenrollments_shown(),
             ),
         ];
         let mut breaches = Vec::new();

@@ -17,6 +17,7 @@ pub mod sim_kit;
 pub mod simulate;
 
 pub use call::CallError;
+pub use praesidium::events::ServeOptions;
 
 use crate::apply::Io;
 use crate::ledger::Effect;
@@ -26,6 +27,20 @@ use crate::model::{Op, OpKind};
 /// three nights, in-process.
 pub async fn demo() -> anyhow::Result<crate::commands::Finish> {
     praesidium::demo::run().await
+}
+
+/// `rostersync events serve`: the receiver of the learning events the config's platform
+/// publishes, until SIGTERM or Ctrl-C.
+pub async fn serve_events(
+    config: &crate::config::Config,
+    options: ServeOptions,
+) -> anyhow::Result<()> {
+    match config.target.kind() {
+        Kind::Praesidium => praesidium::events::serve(config, options).await,
+        Kind::Prancer => anyhow::bail!(
+            "prancer publishes no learning events; `events serve` is for a Praesidium config"
+        ),
+    }
 }
 
 /// The targets rostersync knows, as `[target] kind` names them.

@@ -11,7 +11,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+mod learning;
+
+pub use learning::EventsConfig;
+use learning::{RawEvents, RawRule};
+
 use crate::ingest::source::ReadOptions;
+use crate::plan::recertify::Policy;
 use crate::safety::RawSafety;
 pub use crate::safety::{Safety, Threshold};
 use crate::targets::{Kind, Settings};
@@ -213,6 +219,10 @@ struct RawConfig {
     reports: ReportsConfig,
     #[serde(default)]
     columns: HashMap<String, String>,
+    #[serde(default)]
+    events: RawEvents,
+    #[serde(default)]
+    recertify: Vec<RawRule>,
 }
 
 /// A checked configuration with absolute paths and the secret loaded.
@@ -230,6 +240,10 @@ pub struct Config {
     pub reports: ReportsConfig,
     /// Roster header → canonical column.
     pub columns: HashMap<String, String>,
+    /// `[events]`: the learning-event receiver.
+    pub events: EventsConfig,
+    /// `[[recertify]]`: when completed training expires and is re-enrolled.
+    pub recertify: Policy,
 }
 
 impl Config {
@@ -331,6 +345,22 @@ impl Config {
                 }
             }
         }
+        let recertify = learning::check_policy(&label.to_string(), raw.recertify)?;
+        if !recertify.is_empty()
+            && !kind
+                .capabilities()
+                .ops
+                .contains(&crate::model::OpKind::ReEnroll)
+        {
+            bail!(
+                "{label}: recertify: {} cannot re-enroll content; remove the [[recertify]] rules",
+                kind.name()
+            );
+        }
+        let ledger_path = resolve(&raw.ledger.path);
+        let events = raw
+            .events
+            .check(&label.to_string(), &ledger_path, resolve)?;
         let files = FilesConfig {
             clients: resolve(&raw.files.clients),
             locations: resolve(&raw.files.locations),
@@ -342,14 +372,14 @@ impl Config {
             target,
             api,
             files,
-            ledger: LedgerConfig {
-                path: resolve(&raw.ledger.path),
-            },
+            ledger: LedgerConfig { path: ledger_path },
             defaults: raw.defaults,
             read,
             safety,
             reports,
             columns: raw.columns,
+            events,
+            recertify,
         })
     }
 
@@ -650,6 +680,7 @@ mod tests {
                 max_deactivations_floor: 1,
                 max_updates: None,
                 max_updates_floor: 10,
+                ..Safety::default()
             }
         );
         assert_eq!(config.safety.update_limit(100), None);

@@ -1,0 +1,403 @@
+//! Completions as the engine sees them: each learner's latest completion of each item, read
+//! from the events file, matched to a roster key through the ledger and to an SKU through
+//! the catalog, and judged against the recertification policy.
+//!
+//! Owns the plan's list of re-enrollments due and the `completions` report (who completed
+//! what when, who is due soon or overdue, and the events that match nobody). Reads only: it
+//! must never write the ledger or the events file, and never drop an event from the report
+//! because it matched nothing.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::ingest::catalog::{Catalog, ContentEntry};
+use crate::ledger::Ledger;
+use crate::ledger::events::{EventStore, LatestCompletion};
+use crate::model::Grant;
+use crate::plan::recertify::{self, Candidate, Due, Resolved};
+
+/// The policy resolved against the catalog (an SKU it does not list is an error naming the
+/// config file).
+pub fn resolve_policy(config: &Config, catalog: &Catalog, label: &str) -> Result<Resolved> {
+    config
+        .recertify
+        .resolve(
+            catalog
+                .content
+                .iter()
+                .map(|c| (c.uuid.as_str(), c.sku.as_str(), c.kind.as_api_str())),
+        )
+        .map_err(|e| anyhow::anyhow!("{label}: {e}"))
+}
+
+/// The re-enrollments due at `now` (ms): learners the ledger holds as active whose latest
+/// completion of an item under the policy is past its period less the lead, and whose
+/// expiry no acknowledged re-enrollment has answered yet. Whether the roster still assigns
+/// the item is the planner's to check.
+pub fn due(
+    config: &Config,
+    ledger: &Ledger,
+    catalog: &Catalog,
+    now: i64,
+    label: &str,
+) -> Result<Vec<Due>> {
+    if config.recertify.is_empty() {
+        return Ok(Vec::new());
+    }
+    let policy = resolve_policy(config, catalog, label)?;
+    let Some(store) = EventStore::open_read_only(&config.events.store)? else {
+        return Ok(Vec::new());
+    };
+    let mut candidates = Vec::new();
+    for completion in store.latest_completions()? {
+        let Some(item) = catalog.content_by_uuid(&completion.content_uuid) else {
+            continue;
+        };
+        let kind = item.kind.as_api_str();
+        let Some(rule) = policy.rule_for(&item.uuid, kind) else {
+            continue;
+        };
+        // Only what is due is matched to a learner: on most nights that is a few of
+        // millions of completions.
+        if !recertify::is_due(&rule, completion.completed_at, None, now) {
+            continue;
+        }
+        let Some((key, true)) = ledger.learner_of(&completion.user_uuid)? else {
+            continue;
+        };
+        let answered = ledger.recertified(&key, &item.uuid)?;
+        candidates.push(Candidate {
+            key,
+            item: Grant {
+                id: item.uuid.clone(),
+                kind: kind.to_owned(),
+            },
+            completed_at: completion.completed_at,
+            answered,
+        });
+    }
+    Ok(recertify::due(candidates, &policy, now))
+}
+
+/// `completions --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Json,
+}
+
+/// The report's moment: completions from `since` (ms, all when `None`), judged at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct When {
+    pub since: Option<i64>,
+    pub now: i64,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Line {
+    /// `current`, `due_soon`, `overdue`, `no_policy` (the item has no recertification rule)
+    /// or `unmatched` (see `note`).
+    pub status: &'static str,
+    pub key: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub learner_active: Option<bool>,
+    pub sku: String,
+    pub content: String,
+    pub content_type: String,
+    /// The latest completion, UTC (`YYYY-MM-DD HH:MM:SS`).
+    pub completed_at: String,
+    /// How many completions of the item by the learner were received.
+    pub completions: i64,
+    pub due_at: String,
+    pub expires_at: String,
+    pub user_uuid: String,
+    pub content_uuid: String,
+    /// Why an event matched nothing.
+    pub note: String,
+}
+
+/// What the report counted.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Counts {
+    pub completions: u64,
+    pub current: u64,
+    pub due_soon: u64,
+    pub overdue: u64,
+    pub no_policy: u64,
+    pub unmatched: u64,
+}
+
+fn time(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// Writes the report to `out`: a line per learner and item (the latest completion at or
+/// after `since`), then a line per stored event that is no completion of anything this
+/// ledger and catalog know. Lines are written as they are made: a report of millions of
+/// completions is never held in memory.
+pub fn report(
+    config: &Config,
+    catalog: &Catalog,
+    ledger: Option<&Ledger>,
+    store: &EventStore,
+    when: When,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<Counts> {
+    let When { since, now } = when;
+    let policy = resolve_policy(config, catalog, "config")?;
+    let mut counts = Counts::default();
+    let mut sink = Sink::new(format, out, now)?;
+    for completion in store.latest_completions()? {
+        if since.is_some_and(|since| completion.completed_at < since) {
+            continue;
+        }
+        let line = line_of(&completion, catalog, ledger, &policy, now)?;
+        counts.completions += 1;
+        match line.status {
+            "current" => counts.current += 1,
+            "due_soon" => counts.due_soon += 1,
+            "overdue" => counts.overdue += 1,
+            "no_policy" => counts.no_policy += 1,
+            _ => counts.unmatched += 1,
+        }
+        sink.line(&line)?;
+    }
+    // Events that are no completion at all (another type, no learner or item named).
+    store.each_since(since.unwrap_or(i64::MIN), |event| {
+        let note = match (&event.content_type, &event.user_uuid, &event.content_uuid) {
+            (None, _, _) => format!("event type {} is not a completion", event.event_type),
+            (_, None, _) => "the event names no learner UUID".to_owned(),
+            (_, _, None) => "the event names no course or learning path UUID".to_owned(),
+            _ => return Ok(()),
+        };
+        counts.unmatched += 1;
+        sink.line(&Line {
+            status: "unmatched",
+            key: event.matched_key.unwrap_or_default(),
+            email: String::new(),
+            first_name: String::new(),
+            last_name: String::new(),
+            learner_active: None,
+            sku: event.matched_sku.unwrap_or_default(),
+            content: String::new(),
+            content_type: event.content_type.unwrap_or_default(),
+            completed_at: time(event.occurred_at),
+            completions: 1,
+            due_at: String::new(),
+            expires_at: String::new(),
+            user_uuid: event.user_uuid.unwrap_or_default(),
+            content_uuid: event.content_uuid.unwrap_or_default(),
+            note: format!("{note} (event {})", event.id),
+        })
+    })?;
+    sink.finish(&counts)?;
+    Ok(counts)
+}
+
+fn line_of(
+    completion: &LatestCompletion,
+    catalog: &Catalog,
+    ledger: Option<&Ledger>,
+    policy: &Resolved,
+    now: i64,
+) -> Result<Line> {
+    let item: Option<&ContentEntry> = catalog.content_by_uuid(&completion.content_uuid);
+    let learner = match ledger {
+        Some(ledger) => ledger.learner_of(&completion.user_uuid)?,
+        None => None,
+    };
+    let person = match (&learner, ledger) {
+        (Some((key, _)), Some(ledger)) => ledger.learner(key)?,
+        _ => None,
+    };
+    let mut line = Line {
+        status: "unmatched",
+        key: learner.as_ref().map(|(k, _)| k.clone()).unwrap_or_default(),
+        email: person.as_ref().map(|p| p.email.clone()).unwrap_or_default(),
+        first_name: person
+            .as_ref()
+            .map(|p| p.first_name.clone())
+            .unwrap_or_default(),
+        last_name: person
+            .as_ref()
+            .map(|p| p.last_name.clone())
+            .unwrap_or_default(),
+        learner_active: learner.as_ref().map(|(_, active)| *active),
+        sku: item.map(|i| i.sku.clone()).unwrap_or_default(),
+        content: item.map(|i| i.name.clone()).unwrap_or_default(),
+        content_type: item
+            .map(|i| i.kind.as_api_str().to_owned())
+            .unwrap_or_else(|| completion.content_type.clone()),
+        completed_at: time(completion.completed_at),
+        completions: completion.times,
+        due_at: String::new(),
+        expires_at: String::new(),
+        user_uuid: completion.user_uuid.clone(),
+        content_uuid: completion.content_uuid.clone(),
+        note: String::new(),
+    };
+    let mut misses = Vec::new();
+    if learner.is_none() {
+        misses.push(format!(
+            "no learner in the ledger has UUID {}",
+            completion.user_uuid
+        ));
+    }
+    if item.is_none() {
+        misses.push(format!(
+            "content {} is not in the catalog",
+            completion.content_uuid
+        ));
+    }
+    if !misses.is_empty() {
+        line.note = misses.join("; ");
+        return Ok(line);
+    }
+    let rule = policy.rule_for(&completion.content_uuid, &line.content_type);
+    line.status = match rule.and_then(|rule| rule.expiry(completion.completed_at)) {
+        None => "no_policy",
+        Some(expiry) => {
+            line.due_at = time(expiry.due_at);
+            line.expires_at = time(expiry.expires_at);
+            expiry.standing(now).as_str()
+        }
+    };
+    Ok(line)
+}
+
+/// Where lines go: CSV rows, or the `lines` array of one JSON object.
+struct Sink<'a> {
+    format: Format,
+    csv: Option<csv::Writer<&'a mut dyn Write>>,
+    out: Option<&'a mut dyn Write>,
+    first: bool,
+}
+
+const HEADER: [&str; 16] = [
+    "status",
+    "key",
+    "email",
+    "first_name",
+    "last_name",
+    "learner_active",
+    "sku",
+    "content",
+    "content_type",
+    "completed_at",
+    "completions",
+    "due_at",
+    "expires_at",
+    "user_uuid",
+    "content_uuid",
+    "note",
+];
+
+impl<'a> Sink<'a> {
+    fn new(format: Format, out: &'a mut dyn Write, now: i64) -> Result<Sink<'a>> {
+        match format {
+            Format::Csv => {
+                let mut csv = csv::Writer::from_writer(out);
+                csv.write_record(HEADER)?;
+                Ok(Sink {
+                    format,
+                    csv: Some(csv),
+                    out: None,
+                    first: true,
+                })
+            }
+            Format::Json => {
+                write!(
+                    out,
+                    "{{\"as_of\":{},\"lines\":[",
+                    serde_json::to_string(&time(now))?
+                )?;
+                Ok(Sink {
+                    format,
+                    csv: None,
+                    out: Some(out),
+                    first: true,
+                })
+            }
+        }
+    }
+
+    fn line(&mut self, line: &Line) -> Result<()> {
+        match self.format {
+            Format::Csv => {
+                let active = match line.learner_active {
+                    Some(true) => "yes",
+                    Some(false) => "no",
+                    None => "",
+                };
+                let completions = line.completions.to_string();
+                let cells = [
+                    line.status,
+                    &line.key,
+                    &line.email,
+                    &line.first_name,
+                    &line.last_name,
+                    active,
+                    &line.sku,
+                    &line.content,
+                    &line.content_type,
+                    &line.completed_at,
+                    &completions,
+                    &line.due_at,
+                    &line.expires_at,
+                    &line.user_uuid,
+                    &line.content_uuid,
+                    &line.note,
+                ];
+                let csv = self.csv.as_mut().expect("a CSV sink has its writer");
+                csv.write_record(cells.iter().map(|c| crate::report::guarded(c).into_owned()))?;
+            }
+            Format::Json => {
+                let out = self.out.as_mut().expect("a JSON sink has its output");
+                if !self.first {
+                    out.write_all(b",")?;
+                }
+                out.write_all(b"\n")?;
+                serde_json::to_writer(&mut *out, line)?;
+            }
+        }
+        self.first = false;
+        Ok(())
+    }
+
+    fn finish(self, counts: &Counts) -> Result<()> {
+        match self.format {
+            Format::Csv => {
+                let mut csv = self.csv.expect("a CSV sink has its writer");
+                csv.flush()?;
+            }
+            Format::Json => {
+                let out = self.out.expect("a JSON sink has its output");
+                write!(out, "\n],\"counts\":{}}}\n", serde_json::to_string(counts)?)?;
+                out.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens what the report reads: the ledger (none yet: every event is unmatched) and the
+/// events file (none yet: an empty report).
+pub fn open(config: &Config) -> Result<(Option<Ledger>, Option<EventStore>)> {
+    let ledger = if config.ledger.path.exists() {
+        Some(Ledger::open_read_only(&config.ledger.path)?)
+    } else {
+        None
+    };
+    let store = EventStore::open_read_only(&config.events.store)
+        .with_context(|| "cannot read the events file ([events] store)".to_string())?;
+    Ok((ledger, store))
+}
