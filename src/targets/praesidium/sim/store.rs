@@ -546,3 +546,17 @@ pub fn validate(user: &User, catalog: &Catalog) -> Result<(), ApiError> {
         Err(validation_error(problems))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_enrollment_saved_before_completions_existed_still_loads() {
+        let old =
+            r#"{"type": "course", "enrolled_at": "2025-01-02T03:04:05Z", "re_enrollments": 2}"#;
+        let enrollment: Enrollment = serde_json::from_str(old).unwrap();
+        assert_eq!(enrollment.completed_at, None);
+        assert_eq!(enrollment.re_enrollments, 2);
+    }
+}
