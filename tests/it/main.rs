@@ -17,6 +17,7 @@ mod resilience;
 mod secrets;
 mod sim;
 mod sim_cli;
+mod sim_events;
 mod sim_guard;
 mod unattended;
 mod upgrade;

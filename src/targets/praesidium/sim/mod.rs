@@ -3,7 +3,8 @@
 //!
 //! Owns the simulated academy (`store`), authentication (`auth`), the fault settings
 //! (`faults`), what the request log says (`request_log`), the HTTP routes (`routes`,
-//! `admin`) and starting the server (`server`). The machinery every simulator shares (the
+//! `admin`), starting the server (`server`), and Event Publishing: completing content
+//! (`completion`), what a learning event says (`events`) and sending it (`publisher`). The machinery every simulator shares (the
 //! accept loop that can drop a connection after processing, fault decisions, the bounded
 //! log, the Host/Origin checks that keep browsers out) is `targets::sim_kit`. Listens on
 //! loopback unless told `--allow-remote`.
@@ -12,7 +13,10 @@
 
 pub mod admin;
 pub mod auth;
+pub mod completion;
+pub mod events;
 pub mod faults;
+pub mod publisher;
 pub mod request_log;
 pub mod routes;
 pub mod server;
@@ -33,8 +37,11 @@ use serde::{Deserialize, Serialize};
 use crate::ingest::catalog::Catalog;
 use crate::ingest::normalize::fold;
 pub use auth::Credential;
+use events::EventArgs;
+pub use events::{CompleteError, Completed, Endpoint, EndpointView};
 use faults::FaultState;
 pub use faults::Faults;
+use publisher::Publisher;
 use request_log::{LogEntry, RequestLog};
 pub use server::{RunningSim, start};
 use store::{SimUser, Store};
@@ -52,6 +59,10 @@ pub struct SimOptions {
     pub log_capacity: usize,
     /// JSON file the users are kept in across restarts.
     pub state_file: Option<PathBuf>,
+    /// Where learning events are POSTed (default: nowhere, completions publish nothing).
+    pub events_endpoint: Endpoint,
+    /// Attempts per event before the publisher gives up (default 20, at least 1).
+    pub events_max_attempts: u32,
 }
 
 impl SimOptions {
@@ -71,6 +82,8 @@ impl SimOptions {
             seed: None,
             log_capacity: 200_000,
             state_file: None,
+            events_endpoint: Endpoint::default(),
+            events_max_attempts: events::DEFAULT_MAX_ATTEMPTS,
         }
     }
 }
@@ -86,6 +99,7 @@ pub struct Sim {
     state_file: Option<PathBuf>,
     dirty: AtomicBool,
     started: Instant,
+    events: Publisher,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -113,6 +127,7 @@ impl Sim {
             state_file: options.state_file,
             dirty: AtomicBool::new(false),
             started: Instant::now(),
+            events: Publisher::new(options.events_endpoint, options.events_max_attempts),
         }))
     }
 
@@ -142,10 +157,12 @@ impl Sim {
         lock(&self.log).since(since, limit)
     }
 
-    /// Forgets all users, the request log and the duplicate window; keeps faults.
+    /// Forgets all users, the request log, the duplicate window and the event delivery log;
+    /// keeps faults and the events endpoint (events already queued are still sent).
     pub fn reset(&self) {
         *lock(&self.store) = Store::default();
         lock(&self.log).clear();
+        self.events.clear_log();
         self.dirty.store(true, Ordering::Relaxed);
     }
 
@@ -243,6 +260,8 @@ pub struct SimArgs {
     pub log_capacity: usize,
     #[command(flatten)]
     pub faults: Faults,
+    #[command(flatten)]
+    pub events: EventArgs,
 }
 
 impl SimArgs {
@@ -273,6 +292,7 @@ impl SimArgs {
         ]
         .into_iter()
         .filter_map(|(flag, changed)| changed.then_some(flag))
+        .chain(self.events.changed())
         .collect()
     }
 
@@ -319,6 +339,8 @@ impl SimArgs {
         options.seed = self.seed;
         options.log_capacity = self.log_capacity;
         options.state_file = self.state_file.clone();
+        options.events_endpoint = self.events.endpoint(|var| std::env::var(var).ok())?;
+        options.events_max_attempts = self.events.events_max_attempts;
         Ok((catalog, options))
     }
 }
@@ -335,10 +357,59 @@ pub async fn run(args: SimArgs) -> Result<()> {
     }
     println!("{}", running.addr);
     tracing::info!(
-        "simulator serving http://{} (admin: /admin/users, /admin/requests, /admin/faults, /admin/reset)",
+        "simulator serving http://{} (admin: /admin/users, /admin/requests, /admin/faults, /admin/reset, /admin/complete, /admin/events)",
         running.addr
     );
     crate::targets::sim_kit::shutdown_signal().await;
     running.stop().await;
     sim.save_if_dirty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SimArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("sim").chain(args.iter().copied())).map(|c| c.sim)
+    }
+
+    #[test]
+    fn the_event_flags_are_this_targets_own() {
+        assert!(parse(&[]).unwrap().changed().is_empty());
+        let args = parse(&[
+            "--events-url",
+            "http://127.0.0.1:9/events",
+            "--events-max-attempts",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(args.changed(), ["--events-url", "--events-max-attempts"]);
+        let (_, options) = args.build().unwrap();
+        assert_eq!(options.events_max_attempts, 3);
+        assert_eq!(
+            options.events_endpoint.view().url.as_deref(),
+            Some("http://127.0.0.1:9/events")
+        );
+    }
+
+    #[test]
+    fn event_flags_out_of_range_or_malformed_are_refused() {
+        for attempts in ["0", "1001"] {
+            assert!(parse(&["--events-max-attempts", attempts]).is_err());
+        }
+        let args = parse(&["--events-url", "ftp://example/x"]).unwrap();
+        assert!(
+            args.build()
+                .unwrap_err()
+                .to_string()
+                .contains("--events-url")
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! The Praesidium simulator as a running server.
 //!
-//! Owns starting and stopping it, and saving the state file periodically and at the end. The
+//! Owns starting and stopping it (the event publisher's sending task with it), and saving the
+//! state file periodically and at the end. The
 //! accept loop itself (and the connection drop it allows) is the shared `sim_kit::server`.
 
 use std::net::SocketAddr;
@@ -27,7 +28,8 @@ impl RunningSim {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting connections and saves the state file.
+    /// Stops accepting connections, stops sending events (those still queued are dropped) and
+    /// saves the state file.
     pub async fn stop(self) {
         self.serving.stop().await;
     }
@@ -41,9 +43,10 @@ pub async fn start(sim: Arc<Sim>, listen: SocketAddr) -> Result<RunningSim> {
     Ok(RunningSim { addr, sim, serving })
 }
 
-/// Serves until `shutdown` completes, then saves the state file.
+/// Serves (and sends events) until `shutdown` completes, then saves the state file.
 pub async fn serve(sim: Arc<Sim>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let app = super::routes::router(sim.clone());
+    let sending = super::publisher::spawn(sim.clone());
     let saver = sim.state_file.is_some().then(|| {
         let sim = sim.clone();
         tokio::spawn(async move {
@@ -57,6 +60,9 @@ pub async fn serve(sim: Arc<Sim>, listener: TcpListener, shutdown: impl Future<O
         })
     });
     kit::serve(app, listener, shutdown).await;
+    if let Some(sending) = sending {
+        sending.stop().await;
+    }
     if let Some(saver) = saver {
         saver.abort();
     }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::events::CompleteError;
 use crate::ingest::catalog::{Catalog, ContentType};
 use crate::ingest::normalize::{fold, is_valid_email, looks_like_uuid};
 use crate::targets::praesidium::model::{
@@ -40,6 +41,10 @@ pub struct Enrollment {
     pub kind: String,
     pub enrolled_at: DateTime<Utc>,
     pub re_enrollments: u32,
+    /// When the learner completed it (set by the admin call that simulates a completion,
+    /// cleared by a re-enrollment); absent in state files written before completions existed.
+    #[serde(default)]
+    pub completed_at: Option<DateTime<Utc>>,
 }
 
 /// The three content endpoints.
@@ -354,14 +359,69 @@ impl Store {
                                 kind: item.kind.clone(),
                                 enrolled_at: now,
                                 re_enrollments: 0,
+                                completed_at: None,
                             });
                     entry.re_enrollments += 1;
                     entry.enrolled_at = now;
+                    // Re-enrolled content is to be taken again: not completed any more.
+                    entry.completed_at = None;
                 }
             }
         }
         stored.updated_at = now;
         Ok(stored.user.clone())
+    }
+}
+
+/// The learner an event names, read before a completion changes anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Learner {
+    pub user_uuid: String,
+    pub client_uuid: String,
+    pub first_name: String,
+    pub last_name: String,
+    /// The user's `client_external_id`, empty when it has none.
+    pub ref1: String,
+}
+
+impl Store {
+    /// Who completes `content` (both folded UUIDs), or why they cannot: an unknown or
+    /// inactive user, or content they are not enrolled in. Changes nothing.
+    pub fn learner(&self, user: &str, content: &str) -> Result<Learner, CompleteError> {
+        let stored = self
+            .users
+            .get(user)
+            .ok_or_else(|| CompleteError::UnknownUser(user.to_owned()))?;
+        if stored.user.system.status.as_deref() == Some(STATUS_INACTIVE) {
+            return Err(CompleteError::InactiveUser(user.to_owned()));
+        }
+        if !stored.content.contains_key(content) {
+            return Err(CompleteError::NotEnrolled {
+                user: user.to_owned(),
+                content: content.to_owned(),
+            });
+        }
+        let principal = &stored.user.principal;
+        let text = |value: &Option<String>| value.clone().unwrap_or_default();
+        Ok(Learner {
+            user_uuid: user.to_owned(),
+            client_uuid: text(&stored.user.context.client),
+            first_name: text(&principal.first_name),
+            last_name: text(&principal.last_name),
+            ref1: text(&principal.client_external_id),
+        })
+    }
+
+    /// Records that `user` completed `content` at `at` (a later completion replaces it). Only
+    /// after [`Store::learner`] accepted the pair; anything else is left untouched.
+    pub fn mark_completed(&mut self, user: &str, content: &str, at: DateTime<Utc>) {
+        if let Some(entry) = self
+            .users
+            .get_mut(user)
+            .and_then(|u| u.content.get_mut(content))
+        {
+            entry.completed_at = Some(at);
+        }
     }
 }
 
@@ -383,10 +443,12 @@ fn enroll(stored: &mut SimUser, items: &[ContentRef], catalog: &Catalog, now: Da
         let kind = catalog
             .content_by_uuid(&uuid)
             .map_or(item.kind.clone(), |c| c.kind.as_api_str().to_owned());
+        // Already enrolled: kept as it is, completion included.
         stored.content.entry(uuid).or_insert(Enrollment {
             kind,
             enrolled_at: now,
             re_enrollments: 0,
+            completed_at: None,
         });
     }
 }
@@ -482,5 +544,19 @@ pub fn validate(user: &User, catalog: &Catalog) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(validation_error(problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_enrollment_saved_before_completions_existed_still_loads() {
+        let old =
+            r#"{"type": "course", "enrolled_at": "2025-01-02T03:04:05Z", "re_enrollments": 2}"#;
+        let enrollment: Enrollment = serde_json::from_str(old).unwrap();
+        assert_eq!(enrollment.completed_at, None);
+        assert_eq!(enrollment.re_enrollments, 2);
     }
 }
