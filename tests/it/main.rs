@@ -7,6 +7,7 @@ mod util;
 mod attack_formats;
 mod boundary;
 mod e2e;
+mod events;
 mod file_modes;
 mod formats;
 mod hostile_input;
