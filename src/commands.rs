@@ -41,6 +41,9 @@ pub struct PlanOptions {
     pub allow: Allowances,
     pub dry_run: bool,
     pub json: bool,
+    /// The policy clock (ms since the epoch) recertification and reminders are judged by,
+    /// instead of `ROSTERSYNC_NOW` or the real time (the demo lets a year pass with it).
+    pub now: Option<i64>,
 }
 
 struct Planned {
@@ -113,7 +116,10 @@ fn plan_steps(
         "ledger index read"
     );
     // The policy clock (see `crate::clock`): recertification and reminders are judged by it.
-    let now = crate::clock::now_ms()?;
+    let now = match options.now {
+        Some(now) => now,
+        None => crate::clock::now_ms()?,
+    };
     let due = crate::completions::due(config, ledger, catalog, now, "[[recertify]]")?;
     let run_id = ledger.begin_run(command)?;
     let started = Instant::now();

@@ -188,6 +188,7 @@ fn main() -> ExitCode {
                     allow: allow.allowances(),
                     json,
                     dry_run: false,
+                    now: None,
                 },
             ),
             Command::Apply { config } => commands::apply(&config.config).await,
@@ -204,6 +205,7 @@ fn main() -> ExitCode {
                         allow: allow.allowances(),
                         dry_run,
                         json: false,
+                        now: None,
                     },
                 )
                 .await

@@ -312,7 +312,11 @@ fn describe_with(op: &PlannedOp, catalog: &Catalog, names: &Names<'_>) -> PlanLi
         OpKind::Remove if catalog.groups => format!("removes groups: {}", items()),
         OpKind::Enroll => format!("adds content: {}", items()),
         OpKind::Remove => format!("removes content: {}", items()),
-        OpKind::ReEnroll => format!("re-enrols content: {}", items()),
+        OpKind::ReEnroll => format!(
+            "re-enrols content: {}{}",
+            items(),
+            completed(&op.payload.completions)
+        ),
         OpKind::Remind => "invitation sent again (not accepted yet)".to_owned(),
     };
     PlanLine {
@@ -322,6 +326,20 @@ fn describe_with(op: &PlannedOp, catalog: &Catalog, names: &Names<'_>) -> PlanLi
         last_name: name("last_name"),
         email: name("email"),
         changes,
+    }
+}
+
+/// Why a re-enrollment is planned: the completions whose expiry it answers.
+fn completed(completions: &[i64]) -> String {
+    let days: Vec<String> = completions
+        .iter()
+        .filter_map(|ms| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(*ms))
+        .map(|at| at.format("%Y-%m-%d").to_string())
+        .collect();
+    if days.is_empty() {
+        String::new()
+    } else {
+        format!(" (recertification: last completed {})", days.join(", "))
     }
 }
 

@@ -7,4 +7,4 @@
 pub mod payload;
 pub mod receiver;
 
-pub use receiver::{ServeOptions, serve};
+pub use receiver::{Receiving, ServeOptions, serve, start};

@@ -129,7 +129,18 @@ struct Stored {
     unmatched: Option<String>,
 }
 
+/// Whether the `n`th occurrence of something is logged: the first [`LOGGED_IN_FULL`], then
+/// one in a thousand, so that a misconfigured publisher or a hostile client cannot flood
+/// the log (every event is in the events file and the completions report anyway).
+fn worth_logging(n: u64) -> bool {
+    n <= LOGGED_IN_FULL || n.is_multiple_of(1000)
+}
+
+const LOGGED_IN_FULL: u64 = 20;
+
 struct Shared {
+    /// Requests refused (400, 401, 413), for [`worth_logging`].
+    refused: AtomicU64,
     credentials: Credentials,
     jobs: mpsc::Sender<Job>,
     stored: AtomicU64,
@@ -137,22 +148,25 @@ struct Shared {
     writer_alive: Arc<AtomicBool>,
 }
 
-/// Runs the receiver until SIGTERM or Ctrl-C.
+/// Runs the receiver until SIGTERM or Ctrl-C, with the credentials from the environment.
 pub async fn serve(config: &Config, options: ServeOptions) -> Result<()> {
     let events = &config.events;
-    let credential = |name: &str, what: &str| -> Result<String> {
+    let credential = |name: &str, key: &str, what: &str| -> Result<String> {
         std::env::var(name)
             .ok()
             .filter(|v| !v.is_empty())
             .with_context(|| {
                 format!(
-                    "events: the environment variable {name:?} is not set or empty; export the {what} Praesidium sends with every event in it ([events] {} names the variable)",
-                    if what == "username" { "username_env" } else { "password_env" }
+                    "events: the environment variable {name:?} is not set or empty; export the {what} Praesidium sends with every event in it ([events] {key} names the variable)"
                 )
             })
     };
-    let username = credential(&events.username_env, "username")?;
-    let password = Secret::new(credential(&events.password_env, "password")?);
+    let username = credential(&events.username_env, "username_env", "username")?;
+    let password = Secret::new(credential(
+        &events.password_env,
+        "password_env",
+        "password",
+    )?);
     if password.expose().chars().count() < 16 {
         tracing::warn!(
             "the events password in {} is shorter than 16 characters; a long random one is safer",
@@ -166,12 +180,49 @@ pub async fn serve(config: &Config, options: ServeOptions) -> Result<()> {
              listen on loopback behind a TLS proxy (see the README), or pass --allow-remote if a TLS proxy on another host forwards to it"
         );
     }
+    let receiving = start(config, listen, &username, &password).await?;
+    // For scripts and tests that asked for port 0.
+    crate::say!("listening on {}", receiving.addr);
+    shutdown_signal().await;
+    receiving.stop().await;
+    Ok(())
+}
+
+/// A receiver serving in the background; stop it with [`Receiving::stop`].
+pub struct Receiving {
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiving {
+    /// Stops accepting, lets the requests under way finish, stores what was queued.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Starts receiving on `listen` (port 0 picks one) for the Basic credentials given.
+pub async fn start(
+    config: &Config,
+    listen: SocketAddr,
+    username: &str,
+    password: &Secret,
+) -> Result<Receiving> {
+    let events = &config.events;
     let catalog = Catalog::load(
         &config.files.clients,
         &config.files.locations,
         &config.files.content,
     )?;
     let store = EventStore::open(&events.store)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("events: cannot listen on {listen}"))?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
     let (jobs, queue) = mpsc::channel::<Job>(QUEUE);
     let writer_alive = Arc::new(AtomicBool::new(true));
     let writer = {
@@ -186,42 +237,40 @@ pub async fn serve(config: &Config, options: ServeOptions) -> Result<()> {
             .context("cannot start the event writer")?
     };
     let shared = Arc::new(Shared {
-        credentials: Credentials::new(&username, &password),
+        refused: AtomicU64::new(0),
+        credentials: Credentials::new(username, password),
         jobs,
         stored: AtomicU64::new(0),
         duplicates: AtomicU64::new(0),
         writer_alive,
     });
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("events: cannot listen on {listen}"))?;
-    let bound = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
     tracing::info!(
-        "receiving learning events on http://{bound}/events (health: /health), storing them in {}",
+        "receiving learning events on http://{addr}/events (health: /health), storing them in {}",
         crate::human::path(&events.store)
     );
-    // For scripts and tests that asked for port 0.
-    crate::say!("listening on {bound}");
-    let stopping = shutdown_signal();
-    accept_loop(listener, router(shared.clone()), stopping).await;
-    let (stored, duplicates) = (
-        shared.stored.load(Ordering::SeqCst),
-        shared.duplicates.load(Ordering::SeqCst),
-    );
-    // With the last sender gone the writer stores what is queued and ends. Bounded: a
-    // handler that outlived the drain still holds a sender, and whatever it waits for was
-    // never acknowledged.
-    drop(shared);
-    let joined = tokio::task::spawn_blocking(move || writer.join());
-    if tokio::time::timeout(DRAIN, joined).await.is_err() {
-        tracing::warn!(
-            "the event writer did not finish in time; unanswered events were not acknowledged"
+    let (stop, stopping) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        accept_loop(listener, router(shared.clone()), async move {
+            let _ = stopping.await;
+        })
+        .await;
+        let (stored, duplicates) = (
+            shared.stored.load(Ordering::SeqCst),
+            shared.duplicates.load(Ordering::SeqCst),
         );
-    }
-    tracing::info!("stopped: {stored} event(s) stored, {duplicates} duplicate(s) acknowledged");
-    Ok(())
+        // With the last sender gone the writer stores what is queued and ends. Bounded: a
+        // handler that outlived the drain still holds a sender, and whatever it waits for
+        // was never acknowledged.
+        drop(shared);
+        let joined = tokio::task::spawn_blocking(move || writer.join());
+        if tokio::time::timeout(DRAIN, joined).await.is_err() {
+            tracing::warn!(
+                "the event writer did not finish in time; unanswered events were not acknowledged"
+            );
+        }
+        tracing::info!("stopped: {stored} event(s) stored, {duplicates} duplicate(s) acknowledged");
+    });
+    Ok(Receiving { addr, stop, task })
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -282,7 +331,12 @@ async fn receive(
     request: Request<Body>,
 ) -> Response {
     if !shared.credentials.admit(request.headers()) {
-        tracing::warn!("event refused from {peer}: missing or wrong credentials (401)");
+        let n = shared.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if worth_logging(n) {
+            tracing::warn!(
+                "event refused from {peer}: missing or wrong credentials (401; {n} refused so far)"
+            );
+        }
         return refusal(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
     }
     let received_at = crate::ledger::now_ms();
@@ -309,7 +363,10 @@ async fn receive(
     let event = match payload::parse(&body, received_at) {
         Ok(event) => event,
         Err(violation) => {
-            tracing::warn!("event refused from {peer}: {violation} (400)");
+            let n = shared.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            if worth_logging(n) {
+                tracing::warn!("event refused from {peer}: {violation} (400; {n} refused so far)");
+            }
             return refusal(StatusCode::BAD_REQUEST, violation.0);
         }
     };
@@ -374,6 +431,7 @@ fn write_events(
     mut queue: mpsc::Receiver<Job>,
 ) {
     let mut matcher = Matcher::new(ledger);
+    let mut unmatched_count = 0u64;
     while let Some(first) = queue.blocking_recv() {
         let mut group = vec![first];
         while group.len() < GROUP {
@@ -404,9 +462,12 @@ fn write_events(
             Ok(receipts) => {
                 for ((job, receipt), unmatched) in group.into_iter().zip(receipts).zip(notes) {
                     if let (Receipt::Stored(id), Some(why)) = (receipt, &unmatched) {
-                        tracing::warn!(
-                            "event {id} kept but matches nothing: {why} (see `rostersync completions`)"
-                        );
+                        unmatched_count += 1;
+                        if worth_logging(unmatched_count) {
+                            tracing::warn!(
+                                "event {id} kept but matches nothing: {why} ({unmatched_count} so far; see `rostersync completions`)"
+                            );
+                        }
                     }
                     let _ = job.reply.send(Ok(Stored { receipt, unmatched }));
                 }
