@@ -5,8 +5,9 @@
 //! Phases (BENCH_PARTS, default `fsync,alone,beside`):
 //! - `fsync`, the reference measured in the same run: sequential single-row INSERT
 //!   transactions into a scratch SQLite file in WAL mode with synchronous=FULL, on the disk
-//!   the events file is on, for 2 s: what one durable commit costs, and so what the
-//!   receiver's group commit buys;
+//!   the events file is on, 2 s each on a growing WAL, on a reused one, and on a reused one
+//!   with a core kept busy (a sync's latency on this VM depends on whether the CPUs are
+//!   idle): what one durable commit costs, and so what the receiver's group commit buys;
 //! - `alone`: the receiver with nothing else running;
 //! - `beside`: the receiver while `rostersync plan` of a BENCH_USERS-person roster
 //!   (1,000,000) runs in a loop for the whole window, each plan replacing the last one's
@@ -58,6 +59,8 @@ fn main() {
         common::binary().display()
     );
 
+    // The machine may be shared: what else ran shows in the load average.
+    println!("    load average before: {}", load_average());
     if part("fsync") {
         fsync_reference(work);
     }
@@ -205,10 +208,11 @@ fn phase(work: &Path, name: &str, load: &Load, beside: bool) {
         "    events file: {stored} events, {verdict} [{check}]; receiver {exit}; writer queue peak {max_queued} (from /health)"
     );
     println!(
-        "    CPU over the window: receiver {:.1} s ({:.0}% of one core), load generator {:.1} s",
+        "    CPU over the window: receiver {:.1} s ({:.0}% of one core), load generator {:.1} s; load average after: {}",
         cpu.0,
         100.0 * cpu.0 / elapsed,
-        cpu.1
+        cpu.1,
+        load_average()
     );
     summarise_log(&log);
     if let Some(plans) = plans {
@@ -495,17 +499,55 @@ fn plan(work: &Path, stop: &AtomicBool) -> PlanRun {
     }
 }
 
-/// The reference: sequential single-row transactions, WAL, synchronous=FULL, for 2 s.
+/// The reference: sequential single-row transactions, WAL, synchronous=FULL, 2 s each on a
+/// growing WAL (a fresh file), on a reused one (after a checkpoint SQLite writes the WAL again
+/// from its start, over blocks it already has: the state of a receiver running for minutes),
+/// and on a reused one with a core kept busy by a spinning thread (the machine under load).
 fn fsync_reference(work: &Path) {
     let path = work.join("fsync-scratch.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    let remove = || {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    };
+    remove();
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     conn.pragma_update(None, "synchronous", "FULL").unwrap();
     conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
         .unwrap();
+    commits(&conn, "growing WAL, machine idle");
+    // Past the 1000-page autocheckpoint in one transaction: the WAL is checkpointed and
+    // the next commits overwrite it from its start.
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let big = "y".repeat(4000);
+    for _ in 0..1200 {
+        conn.execute("INSERT INTO t (body) VALUES (?1)", [&big])
+            .unwrap();
+    }
+    conn.execute_batch("COMMIT").unwrap();
+    commits(&conn, "reused WAL, machine idle");
+    // On this VM a sync that finds the CPUs idle tends to come back on a ~4 ms tick; with a
+    // core busy (as under load) it can come back far sooner, so both are shown.
+    let spinning = Arc::new(AtomicBool::new(true));
+    let spinner = {
+        let spinning = spinning.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while spinning.load(Ordering::Relaxed) {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        })
+    };
+    commits(&conn, "reused WAL, one core kept busy");
+    spinning.store(false, Ordering::Relaxed);
+    spinner.join().unwrap();
+    drop(conn);
+    remove();
+}
+
+/// Commits one row at a time for 2 s; prints their rate and latency.
+fn commits(conn: &rusqlite::Connection, what: &str) {
     let body = "x".repeat(300);
     let mut times = Vec::new();
     let started = Instant::now();
@@ -520,15 +562,11 @@ fn fsync_reference(work: &Path) {
     let secs = started.elapsed().as_secs_f64();
     times.sort_by(f64::total_cmp);
     println!(
-        "(reference) durable commits, one row each, WAL + synchronous=FULL on this disk: {:.0} commits/s  (p50 {:.2} ms, p99 {:.2} ms)",
+        "(reference) durable commits, one row each, WAL + synchronous=FULL, {what}: {:>5.0} commits/s  (p50 {:.2} ms, p99 {:.2} ms)",
         times.len() as f64 / secs,
         times[times.len() / 2],
         times[(times.len() * 99 / 100).min(times.len() - 1)]
     );
-    drop(conn);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
 }
 
 /// The receiver's log in short: its line count, how many say an event matched nothing (one
@@ -587,4 +625,16 @@ fn own_cpu_secs() -> f64 {
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// The 1, 5 and 15-minute load averages (other work on the machine moves every figure).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
 }
