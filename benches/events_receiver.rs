@@ -516,7 +516,7 @@ fn fsync_reference(work: &Path) {
     conn.pragma_update(None, "synchronous", "FULL").unwrap();
     conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
         .unwrap();
-    commits(&conn, "growing WAL, machine idle");
+    commits(&conn, "growing WAL");
     // Past the 1000-page autocheckpoint in one transaction: the WAL is checkpointed and
     // the next commits overwrite it from its start.
     conn.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -526,7 +526,7 @@ fn fsync_reference(work: &Path) {
             .unwrap();
     }
     conn.execute_batch("COMMIT").unwrap();
-    commits(&conn, "reused WAL, machine idle");
+    commits(&conn, "reused WAL");
     // On this VM a sync that finds the CPUs idle tends to come back on a ~4 ms tick; with a
     // core busy (as under load) it can come back far sooner, so both are shown.
     let spinning = Arc::new(AtomicBool::new(true));
@@ -539,7 +539,7 @@ fn fsync_reference(work: &Path) {
             }
         })
     };
-    commits(&conn, "reused WAL, one core kept busy");
+    commits(&conn, "reused WAL, a core kept busy by a spinning thread");
     spinning.store(false, Ordering::Relaxed);
     spinner.join().unwrap();
     drop(conn);
