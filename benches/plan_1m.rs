@@ -60,7 +60,7 @@ fn main() {
         "plan benchmark: {users} users, roster {:.0} MB, generated in {:.1} s; rostersync {}",
         size as f64 / 1e6,
         started.elapsed().as_secs_f64(),
-        binary().display()
+        common::binary().display()
     );
     std::fs::write(
         work.join("bench.toml"),
@@ -249,13 +249,6 @@ fn encodings(work: &Path) {
     }
 }
 
-/// The rostersync binary measured: ROSTERSYNC_BIN, else the one built with this benchmark.
-fn binary() -> PathBuf {
-    std::env::var_os("ROSTERSYNC_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rostersync")))
-}
-
 /// The qsv binary for the reference: QSV, else `qsvlite` or `qsv` on the PATH, else the
 /// qsvlite built beside the project; `None` when none of them runs.
 fn qsv() -> Option<PathBuf> {
@@ -292,7 +285,7 @@ fn measure(dir: &Path, args: &[&str]) -> (f64, u64, String) {
     let started = Instant::now();
     let output = Command::new("/usr/bin/time")
         .args(["-f", "%M"])
-        .arg(binary())
+        .arg(common::binary())
         .args(args)
         .current_dir(dir)
         .env("BENCH_SECRET", "unused")

@@ -4,7 +4,7 @@
 // Each benchmark is its own crate and uses only part of this.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A benchmark setting from the environment variable `name`, `default` when unset or unreadable.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -12,6 +12,13 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The rostersync binary measured: ROSTERSYNC_BIN, else the one built with this benchmark.
+pub fn binary() -> PathBuf {
+    std::env::var_os("ROSTERSYNC_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rostersync")))
 }
 
 /// A realistic roster: names, emails, two clients, 1-2 locations, 1-3 content items.
