@@ -52,33 +52,36 @@ pub fn due(
         return Ok(Vec::new());
     };
     let mut candidates = Vec::new();
-    for completion in store.latest_completions()? {
+    store.each_latest_completion(|completion| {
         let Some(item) = catalog.content_by_uuid(&completion.content_uuid) else {
-            continue;
+            return Ok(());
         };
         let kind = item.kind.as_api_str();
         let Some(rule) = policy.rule_for(&item.uuid, kind) else {
-            continue;
+            return Ok(());
         };
         // Only what is due is matched to a learner: on most nights that is a few of
-        // millions of completions.
+        // millions of completions, and only those are kept.
         if !recertify::is_due(&rule, completion.completed_at, None, now) {
-            continue;
+            return Ok(());
         }
         let Some((key, true)) = ledger.learner_of(&completion.user_uuid)? else {
-            continue;
+            return Ok(());
         };
         let answered = ledger.recertified(&key, &item.uuid)?;
-        candidates.push(Candidate {
-            key,
-            item: Grant {
-                id: item.uuid.clone(),
-                kind: kind.to_owned(),
-            },
-            completed_at: completion.completed_at,
-            answered,
-        });
-    }
+        if recertify::is_due(&rule, completion.completed_at, answered, now) {
+            candidates.push(Candidate {
+                key,
+                item: Grant {
+                    id: item.uuid.clone(),
+                    kind: kind.to_owned(),
+                },
+                completed_at: completion.completed_at,
+                answered,
+            });
+        }
+        Ok(())
+    })?;
     Ok(recertify::due(candidates, &policy, now))
 }
 
@@ -156,9 +159,9 @@ pub fn report(
     let policy = resolve_policy(config, catalog, "config")?;
     let mut counts = Counts::default();
     let mut sink = Sink::new(format, out, now)?;
-    for completion in store.latest_completions()? {
+    store.each_latest_completion(|completion| {
         if since.is_some_and(|since| completion.completed_at < since) {
-            continue;
+            return Ok(());
         }
         let line = line_of(&completion, catalog, ledger, &policy, now)?;
         counts.completions += 1;
@@ -169,8 +172,8 @@ pub fn report(
             "no_policy" => counts.no_policy += 1,
             _ => counts.unmatched += 1,
         }
-        sink.line(&line)?;
-    }
+        sink.line(&line)
+    })?;
     // Events that are no completion at all (another type, no learner or item named).
     store.each_since(since.unwrap_or(i64::MIN), |event| {
         let note = match (&event.content_type, &event.user_uuid, &event.content_uuid) {

@@ -242,25 +242,40 @@ impl EventStore {
     }
 
     /// Every learner's latest completion of every item (completions only: events that name
-    /// a learner, an item and its type).
-    pub fn latest_completions(&self) -> Result<Vec<LatestCompletion>> {
+    /// a learner, an item and its type), in learner order; `f` is called with each (there
+    /// may be millions: never collected here).
+    pub fn each_latest_completion(
+        &self,
+        mut f: impl FnMut(LatestCompletion) -> Result<()>,
+    ) -> Result<()> {
         let mut statement = self.conn.prepare(
             "SELECT user_uuid, content_uuid, max(content_type), max(occurred_at), count(*)
              FROM events INDEXED BY events_by_completion
              WHERE user_uuid IS NOT NULL AND content_uuid IS NOT NULL AND content_type IS NOT NULL
              GROUP BY user_uuid, content_uuid",
         )?;
-        let rows = statement.query_map([], |r| {
-            Ok(LatestCompletion {
+        let mut rows = statement.query([])?;
+        while let Some(r) = rows.next()? {
+            f(LatestCompletion {
                 user_uuid: r.get(0)?,
                 content_uuid: r.get(1)?,
                 content_type: r.get(2)?,
                 completed_at: r.get(3)?,
                 times: r.get(4)?,
-            })
-        })?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .with_context(|| format!("events file {}", self.path.display()))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// [`EventStore::each_latest_completion`], collected (for tests and small stores).
+    pub fn latest_completions(&self) -> Result<Vec<LatestCompletion>> {
+        let mut all = Vec::new();
+        self.each_latest_completion(|c| {
+            all.push(c);
+            Ok(())
+        })
+        .with_context(|| format!("events file {}", self.path.display()))?;
+        Ok(all)
     }
 
     /// Events whose own time is at or after `since_ms`, oldest first; `f` is called with
