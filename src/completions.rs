@@ -51,8 +51,12 @@ pub fn due(
     let Some(store) = EventStore::open_read_only(&config.events.store)? else {
         return Ok(Vec::new());
     };
+    // Only completions old enough to be due under the most lenient rule are read.
+    let Some(until) = policy.latest_due(now) else {
+        return Ok(Vec::new());
+    };
     let mut candidates = Vec::new();
-    store.each_latest_completion(|completion| {
+    store.each_latest_completion(Some(until), |completion| {
         let Some(item) = catalog.content_by_uuid(&completion.content_uuid) else {
             return Ok(());
         };
@@ -159,7 +163,7 @@ pub fn report(
     let policy = resolve_policy(config, catalog, "config")?;
     let mut counts = Counts::default();
     let mut sink = Sink::new(format, out, now)?;
-    store.each_latest_completion(|completion| {
+    store.each_latest_completion(None, |completion| {
         if since.is_some_and(|since| completion.completed_at < since) {
             return Ok(());
         }

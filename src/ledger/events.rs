@@ -41,9 +41,20 @@ CREATE TABLE events (
     -- The payload as received.
     body          TEXT NOT NULL
 );
--- Completions by learner and content, newest last: the plan's and the report's reads.
-CREATE INDEX events_by_completion ON events (user_uuid, content_uuid, occurred_at);
 CREATE INDEX events_by_time ON events (occurred_at);
+-- Each learner's latest completion of each item, kept with every completion stored (same
+-- transaction): the plan reads only the completions old enough to be due, through the
+-- index on their time, instead of grouping millions of events every night.
+CREATE TABLE latest (
+    user_uuid     TEXT NOT NULL,
+    content_uuid  TEXT NOT NULL,
+    content_type  TEXT NOT NULL,
+    completed_at  INTEGER NOT NULL,
+    -- Completions of this item by this learner received.
+    times         INTEGER NOT NULL,
+    PRIMARY KEY (user_uuid, content_uuid)
+) WITHOUT ROWID;
+CREATE INDEX latest_by_time ON latest (completed_at);
 ";
 
 /// The events file that goes with the ledger at `ledger`: `rostersync.db` → `rostersync-events.db`.
@@ -210,6 +221,15 @@ impl EventStore {
                  ON CONFLICT (digest) DO NOTHING",
             )?;
             let mut existing = tx.prepare_cached("SELECT id FROM events WHERE digest = ?1")?;
+            let mut latest = tx.prepare_cached(
+                "INSERT INTO latest (user_uuid, content_uuid, content_type, completed_at, times)
+                 VALUES (?1, ?2, ?3, ?4, 1)
+                 ON CONFLICT (user_uuid, content_uuid) DO UPDATE SET
+                     content_type = CASE WHEN excluded.completed_at >= completed_at
+                                         THEN excluded.content_type ELSE content_type END,
+                     completed_at = max(completed_at, excluded.completed_at),
+                     times = times + 1",
+            )?;
             for event in events {
                 let inserted = insert.execute(params![
                     &event.digest[..],
@@ -224,7 +244,13 @@ impl EventStore {
                     event.body,
                 ])?;
                 receipts.push(if inserted == 1 {
-                    Receipt::Stored(tx.last_insert_rowid())
+                    let id = tx.last_insert_rowid();
+                    if let (Some(user), Some(content), Some(kind)) =
+                        (&event.user_uuid, &event.content_uuid, &event.content_type)
+                    {
+                        latest.execute(params![user, content, kind, event.occurred_at])?;
+                    }
+                    Receipt::Stored(id)
                 } else {
                     Receipt::Duplicate(existing.query_row([&event.digest[..]], |r| r.get(0))?)
                 });
@@ -242,19 +268,19 @@ impl EventStore {
     }
 
     /// Every learner's latest completion of every item (completions only: events that name
-    /// a learner, an item and its type), in learner order; `f` is called with each (there
-    /// may be millions: never collected here).
+    /// a learner, an item and its type) at or before `until` (ms; all when `None`); `f` is
+    /// called with each (there may be millions: never collected here).
     pub fn each_latest_completion(
         &self,
+        until: Option<i64>,
         mut f: impl FnMut(LatestCompletion) -> Result<()>,
     ) -> Result<()> {
         let mut statement = self.conn.prepare(
-            "SELECT user_uuid, content_uuid, max(content_type), max(occurred_at), count(*)
-             FROM events INDEXED BY events_by_completion
-             WHERE user_uuid IS NOT NULL AND content_uuid IS NOT NULL AND content_type IS NOT NULL
-             GROUP BY user_uuid, content_uuid",
+            "SELECT user_uuid, content_uuid, content_type, completed_at, times
+             FROM latest INDEXED BY latest_by_time WHERE completed_at <= ?1
+             ORDER BY completed_at",
         )?;
-        let mut rows = statement.query([])?;
+        let mut rows = statement.query([until.unwrap_or(i64::MAX)])?;
         while let Some(r) = rows.next()? {
             f(LatestCompletion {
                 user_uuid: r.get(0)?,
@@ -270,7 +296,7 @@ impl EventStore {
     /// [`EventStore::each_latest_completion`], collected (for tests and small stores).
     pub fn latest_completions(&self) -> Result<Vec<LatestCompletion>> {
         let mut all = Vec::new();
-        self.each_latest_completion(|c| {
+        self.each_latest_completion(None, |c| {
             all.push(c);
             Ok(())
         })

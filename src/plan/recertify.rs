@@ -218,6 +218,24 @@ impl Resolved {
         self.by_uuid.is_empty() && self.by_type.is_empty()
     }
 
+    /// The latest completion time (ms) any rule could call due at `now`: what is newer is
+    /// due under no rule (`None` when there is no rule).
+    pub fn latest_due(&self, now: i64) -> Option<i64> {
+        let at = DateTime::<Utc>::from_timestamp_millis(now)?;
+        self.by_uuid
+            .values()
+            .chain(self.by_type.values())
+            .filter_map(|rule| {
+                // Completed at c, due at c + period - lead <= now  <=>  c <= now - period + lead.
+                // Calendar months make that inexact by a few days; a day's margin each way
+                // keeps every due completion in (the exact check is made on each).
+                let back = rule.period.before(at)?;
+                let forward = rule.lead.after(back)?;
+                Some(forward.timestamp_millis().saturating_add(3 * 86_400_000))
+            })
+            .max()
+    }
+
     /// The rule for an item (`uuid` in any case), falling back to its type's.
     pub fn rule_for(&self, uuid: &str, kind: &str) -> Option<Rule> {
         self.by_uuid
@@ -376,6 +394,40 @@ mod tests {
                 .unwrap_err()
                 .contains("NOPE")
         );
+    }
+
+    #[test]
+    fn no_due_completion_is_newer_than_the_cutoff_the_plan_reads_up_to() {
+        let day = 86_400_000;
+        for (period, lead) in [
+            (Span::Months(1), Span::Days(0)),
+            (Span::Months(12), Span::Days(30)),
+            (Span::Months(1), Span::Days(20)),
+            (Span::Days(365), Span::Months(1)),
+        ] {
+            let rule = Rule::new(period, lead).unwrap();
+            let policy = Policy {
+                rules: vec![(Scope::Type("course".into()), rule)],
+            }
+            .resolve(std::iter::empty())
+            .unwrap();
+            // Every day of two years, judged on month ends and ordinary days.
+            for now in [
+                ms(2026, 3, 31),
+                ms(2026, 2, 28),
+                ms(2028, 2, 29),
+                ms(2026, 7, 15),
+            ] {
+                let cutoff = policy.latest_due(now).unwrap();
+                for d in 0..730 {
+                    let completed = now - d * day;
+                    if is_due(&rule, completed, None, now) {
+                        assert!(completed <= cutoff, "{period:?} {lead:?} {d}");
+                    }
+                }
+            }
+        }
+        assert_eq!(Resolved::default().latest_due(0), None);
     }
 
     #[test]
