@@ -7,6 +7,11 @@
 //! - [`apply`]: ops → API calls, rate-limited, journaled.
 //! - [`report`]: the files of a run; [`plan_csv`] its plan.csv (who, and what changes).
 //!
+//! Beside the flow: the learning events a platform publishes are received by its target
+//! (`targets::praesidium::events`) into the ledger's events file ([`ledger::events`]);
+//! [`completions`] reads them back for the plan's recertification
+//! ([`plan::recertify`]) and for the compliance report, judged by the policy [`clock`].
+//!
 //! [`commands`] strings the steps together, [`status`] shows what they left; [`config`] is read and checked before any of
 //! them. [`redact`] scrubs secrets and tokens from anything that leaves the process;
 //! [`human`] rounds figures and cleans paths for people to read.
