@@ -55,15 +55,9 @@ struct Planned {
     who: PlanFile,
 }
 
-/// ingest + diff + threshold, streamed: the roster is read row by row against the ledger's
-/// index and the ops go straight into the plan transaction, which is committed only when
-/// the whole file was read and the threshold holds (never for a dry run).
-fn plan_step(
-    config: &Config,
-    ledger: &mut Ledger,
-    command: &str,
-    options: &PlanOptions,
-) -> Result<(i64, Planned)> {
+/// The catalog rows resolve against: the config's three files for a target that has
+/// catalogs, the `groups` column's for one that has none; with the target's roles.
+fn catalog_of(config: &Config) -> Result<Catalog> {
     let capabilities = config.target.kind().capabilities();
     let catalog = if capabilities.catalogs {
         Catalog::load(
@@ -73,8 +67,20 @@ fn plan_step(
         )?
     } else {
         Catalog::of_groups()
-    }
-    .with_roles(capabilities.roles);
+    };
+    Ok(catalog.with_roles(capabilities.roles))
+}
+
+/// ingest + diff + threshold, streamed: the roster is read row by row against the ledger's
+/// index and the ops go straight into the plan transaction, which is committed only when
+/// the whole file was read and the threshold holds (never for a dry run).
+fn plan_step(
+    config: &Config,
+    ledger: &mut Ledger,
+    command: &str,
+    options: &PlanOptions,
+) -> Result<(i64, Planned)> {
+    let catalog = catalog_of(config)?;
     let roster_path = options
         .roster
         .clone()
@@ -664,15 +670,7 @@ pub fn completions(
         .map(|raw| crate::clock::parse(raw).map(|at| at.timestamp_millis()))
         .transpose()
         .map_err(|e| e.context("--since"))?;
-    let catalog = if config.target.kind().capabilities().catalogs {
-        Catalog::load(
-            &config.files.clients,
-            &config.files.locations,
-            &config.files.content,
-        )?
-    } else {
-        Catalog::of_groups()
-    };
+    let catalog = catalog_of(&config)?;
     let now = crate::clock::now_ms()?;
     let (ledger, store) = crate::completions::open(&config)?;
     let Some(store) = store else {

@@ -273,24 +273,27 @@ impl EventStore {
     pub fn each_latest_completion(
         &self,
         until: Option<i64>,
-        mut f: impl FnMut(LatestCompletion) -> Result<()>,
+        f: impl FnMut(LatestCompletion) -> Result<()>,
     ) -> Result<()> {
         let mut statement = self.conn.prepare(
             "SELECT user_uuid, content_uuid, content_type, completed_at, times
              FROM latest INDEXED BY latest_by_time WHERE completed_at <= ?1
              ORDER BY completed_at",
         )?;
-        let mut rows = statement.query([until.unwrap_or(i64::MAX)])?;
-        while let Some(r) = rows.next()? {
-            f(LatestCompletion {
-                user_uuid: r.get(0)?,
-                content_uuid: r.get(1)?,
-                content_type: r.get(2)?,
-                completed_at: r.get(3)?,
-                times: r.get(4)?,
-            })?;
-        }
-        Ok(())
+        let rows = statement.query([until.unwrap_or(i64::MAX)])?;
+        each(
+            rows,
+            |r| {
+                Ok(LatestCompletion {
+                    user_uuid: r.get(0)?,
+                    content_uuid: r.get(1)?,
+                    content_type: r.get(2)?,
+                    completed_at: r.get(3)?,
+                    times: r.get(4)?,
+                })
+            },
+            f,
+        )
     }
 
     /// [`EventStore::each_latest_completion`], collected (for tests and small stores).
@@ -309,28 +312,31 @@ impl EventStore {
     pub fn each_since(
         &self,
         since_ms: i64,
-        mut f: impl FnMut(StoredEvent) -> Result<()>,
+        f: impl FnMut(StoredEvent) -> Result<()>,
     ) -> Result<()> {
         let mut statement = self.conn.prepare(
             "SELECT id, received_at, event_type, occurred_at, user_uuid, content_uuid, content_type,
                     matched_key, matched_sku
              FROM events WHERE occurred_at >= ?1 ORDER BY occurred_at, id",
         )?;
-        let mut rows = statement.query([since_ms])?;
-        while let Some(r) = rows.next()? {
-            f(StoredEvent {
-                id: r.get(0)?,
-                received_at: r.get(1)?,
-                event_type: r.get(2)?,
-                occurred_at: r.get(3)?,
-                user_uuid: r.get(4)?,
-                content_uuid: r.get(5)?,
-                content_type: r.get(6)?,
-                matched_key: r.get(7)?,
-                matched_sku: r.get(8)?,
-            })?;
-        }
-        Ok(())
+        let rows = statement.query([since_ms])?;
+        each(
+            rows,
+            |r| {
+                Ok(StoredEvent {
+                    id: r.get(0)?,
+                    received_at: r.get(1)?,
+                    event_type: r.get(2)?,
+                    occurred_at: r.get(3)?,
+                    user_uuid: r.get(4)?,
+                    content_uuid: r.get(5)?,
+                    content_type: r.get(6)?,
+                    matched_key: r.get(7)?,
+                    matched_sku: r.get(8)?,
+                })
+            },
+            f,
+        )
     }
 
     /// The event with this digest, if stored.
@@ -344,6 +350,18 @@ impl EventStore {
             )
             .optional()?)
     }
+}
+
+/// Calls `f` with each row of `rows`, read by `read`, as it comes.
+fn each<T>(
+    mut rows: rusqlite::Rows<'_>,
+    read: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    mut f: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
+    while let Some(row) = rows.next()? {
+        f(read(row)?)?;
+    }
+    Ok(())
 }
 
 /// Refuses a file that exists but is no SQLite database (an empty or truncated one would be
