@@ -13,9 +13,14 @@ pub const VARIABLE: &str = "ROSTERSYNC_NOW";
 
 /// Milliseconds since the epoch: `ROSTERSYNC_NOW` when set, else the real time.
 pub fn now_ms() -> Result<i64> {
-    match std::env::var(VARIABLE) {
-        Ok(raw) if !raw.trim().is_empty() => {
-            let at = parse(&raw)?;
+    now_ms_from(std::env::var(VARIABLE).ok())
+}
+
+/// [`now_ms`] with `ROSTERSYNC_NOW` as given (`None`: unset).
+fn now_ms_from(variable: Option<String>) -> Result<i64> {
+    match variable {
+        Some(raw) if !raw.trim().is_empty() => {
+            let at = parse(&raw).map_err(|e| e.context(VARIABLE))?;
             tracing::warn!(
                 "{VARIABLE} is set: recertification and reminders are judged as at {} (a rehearsal clock; unset it for real runs)",
                 at.format("%Y-%m-%d %H:%M:%S UTC")
@@ -62,5 +67,19 @@ mod tests {
         );
         assert!(parse("31/01/2027").is_err());
         assert!(parse("2027-02-30").is_err());
+    }
+
+    #[test]
+    fn a_bad_policy_clock_is_named_in_the_error() {
+        let error = now_ms_from(Some("garbage".to_owned())).unwrap_err();
+        assert!(
+            format!("{error:#}").starts_with("ROSTERSYNC_NOW: "),
+            "{error:#}"
+        );
+        assert_eq!(
+            now_ms_from(Some("2027-01-31".to_owned())).unwrap(),
+            parse("2027-01-31").unwrap().timestamp_millis()
+        );
+        assert!(now_ms_from(None).is_ok() && now_ms_from(Some(" ".to_owned())).is_ok());
     }
 }

@@ -673,20 +673,19 @@ pub fn completions(
     let catalog = catalog_of(&config)?;
     let now = crate::clock::now_ms()?;
     let (ledger, store) = crate::completions::open(&config)?;
-    let Some(store) = store else {
+    if store.is_none() {
         eprintln!(
             "no learning event received yet ({} does not exist)",
             human::path(&config.events.store)
         );
-        return Ok(Finish::Converged);
-    };
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let counts = match crate::completions::report(
         &config,
         &catalog,
         ledger.as_ref(),
-        &store,
+        store.as_ref(),
         crate::completions::When { since, now },
         format,
         &mut out,

@@ -149,12 +149,14 @@ fn time(ms: i64) -> String {
 /// Writes the report to `out`: a line per learner and item (the latest completion at or
 /// after `since`), then a line per stored event that is no completion of anything this
 /// ledger and catalog know. Lines are written as they are made: a report of millions of
-/// completions is never held in memory.
+/// completions is never held in memory. With no events file (`store` is `None`: nothing
+/// received yet) the report is still written, empty: a header, or a JSON object with no
+/// lines, so that whatever reads it need not tell that case apart.
 pub fn report(
     config: &Config,
     catalog: &Catalog,
     ledger: Option<&Ledger>,
-    store: &EventStore,
+    store: Option<&EventStore>,
     when: When,
     format: Format,
     out: &mut dyn Write,
@@ -163,6 +165,10 @@ pub fn report(
     let policy = resolve_policy(config, catalog, "config")?;
     let mut counts = Counts::default();
     let mut sink = Sink::new(format, out, now)?;
+    let Some(store) = store else {
+        sink.finish(&counts)?;
+        return Ok(counts);
+    };
     store.each_latest_completion(None, |completion| {
         if since.is_some_and(|since| completion.completed_at < since) {
             return Ok(());

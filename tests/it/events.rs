@@ -581,3 +581,29 @@ async fn a_nightly_run_and_the_receiver_work_on_one_ledger_at_once() {
     assert_eq!(events_in_store(&work), answers.len() as i64);
     assert_eq!(util::sim_users(&sim.base_url()).await.len(), 3000);
 }
+
+/// Before the first event is received there is no events file: the report is still a
+/// report (a JSON object with no lines; a CSV header), not an empty output a script cannot
+/// read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_report_before_any_event_is_empty_but_well_formed() {
+    let work = Workdir::with_settings("http://127.0.0.1:9", SETTINGS);
+    assert!(!work.path("state/rostersync-events.db").exists());
+    let report = completions(&work, &[]).await;
+    assert_eq!(report["lines"], json!([]), "{report:#}");
+    assert_eq!(report["counts"]["completions"], 0, "{report:#}");
+    let mut command = work.command(&["completions"]);
+    command.env_remove("ROSTERSYNC_NOW");
+    let out = util::run_command(command).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("status,key,email,"),
+        "a CSV header: {:?}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("no learning event received yet"),
+        "{}",
+        out.stderr
+    );
+}

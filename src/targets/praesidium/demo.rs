@@ -164,7 +164,7 @@ fn show_completion(config: &Config, key: &str, now: i64) -> Result<()> {
         config,
         &crate::samples::catalog(),
         ledger.as_ref(),
-        &store,
+        Some(&store),
         crate::completions::When { since: None, now },
         crate::completions::Format::Csv,
         &mut csv,

@@ -92,12 +92,16 @@ pub fn parse(body: &[u8], now: i64) -> Result<Event, Violation> {
         None => return Err(violation("version is missing (expected \"1.0\")")),
     }
     let event_type = match object.get("event_type") {
-        Some(Value::String(t)) if !t.trim().is_empty() && t.len() <= 100 => {
+        Some(Value::String(t))
+            if !t.trim().is_empty() && t.len() <= 100 && !t.chars().any(char::is_control) =>
+        {
             t.trim().to_ascii_uppercase()
         }
         Some(Value::String(_)) => {
+            // Control characters too: the type is logged and reported, and a line break or
+            // a terminal escape in it would forge log lines.
             return Err(violation(
-                "event_type: expected an event type such as COURSE_COMPLETED, found an empty or overlong text",
+                "event_type: expected an event type such as COURSE_COMPLETED, found an empty or overlong text, or one with control characters",
             ));
         }
         Some(other) => {
@@ -171,12 +175,22 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-/// `eventType` → `event_type`; snake_case stays as it is.
+/// `eventType` → `event_type`, `userUUID` → `user_uuid`, `UUIDValue` → `uuid_value`;
+/// snake_case stays as it is. A run of capitals is one word (an acronym such as `UUID` or
+/// `ID`), ending before a capital that starts a lower-case word.
 fn snake(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
     let mut out = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
+    for (i, &c) in chars.iter().enumerate() {
         if c.is_ascii_uppercase() {
-            if i > 0 && !out.ends_with('_') {
+            let starts_word = match i.checked_sub(1).map(|j| chars[j]) {
+                None | Some('_') => false,
+                Some(previous) if previous.is_ascii_uppercase() => chars
+                    .get(i + 1)
+                    .is_some_and(|next| next.is_ascii_lowercase()),
+                Some(_) => true,
+            };
+            if starts_word && !out.ends_with('_') {
                 out.push('_');
             }
             out.push(c.to_ascii_lowercase());
@@ -328,6 +342,12 @@ fn canonical(value: &Value, hasher: &mut Sha256) {
             }
             hasher.update(b"]");
         }
+        // A UUID in either case is the same UUID (the context is matched lower-cased).
+        Value::String(text) if looks_like_uuid(text.trim()) => hasher.update(
+            serde_json::to_string(&text.trim().to_ascii_lowercase())
+                .unwrap_or_default()
+                .as_bytes(),
+        ),
         other => hasher.update(other.to_string().as_bytes()),
     }
 }
@@ -419,6 +439,45 @@ mod tests {
     }
 
     #[test]
+    fn acronyms_in_camel_case_names_read_as_one_word() {
+        assert_eq!(snake("userUUID"), "user_uuid");
+        assert_eq!(snake("courseUUID"), "course_uuid");
+        assert_eq!(snake("UUID"), "uuid");
+        assert_eq!(snake("userID"), "user_id");
+        assert_eq!(snake("UUIDValue"), "uuid_value");
+        assert_eq!(snake("eventType"), "event_type");
+        assert_eq!(snake("event_type"), "event_type");
+        assert_eq!(snake("ref1"), "ref1");
+        let acronyms = format!(
+            r#"{{"version":"1.0","eventType":"COURSE_COMPLETED","eventTimestamp":"2026-11-24 08:30:00",
+               "eventContext":{{"userUUID":"{USER}","courseUUID":"{COURSE}"}}}}"#
+        );
+        let event = body(&acronyms).unwrap();
+        assert_eq!(event.user_uuid.as_deref(), Some(USER));
+        assert_eq!(event.content_uuid.as_deref(), Some(COURSE));
+    }
+
+    #[test]
+    fn a_resent_event_with_its_uuids_in_another_case_has_the_same_digest() {
+        let lower = snake_event().replace(&COURSE.to_uppercase(), COURSE);
+        let upper = snake_event().replace(USER, &USER.to_uppercase());
+        assert_eq!(
+            body(&lower).unwrap().digest,
+            body(&snake_event()).unwrap().digest
+        );
+        assert_eq!(
+            body(&upper).unwrap().digest,
+            body(&snake_event()).unwrap().digest
+        );
+        // Other text keeps its case: it may tell events apart.
+        let client = snake_event().replace("\"client_uuid\":\"x\"", "\"client_uuid\":\"X\"");
+        assert_ne!(
+            body(&client).unwrap().digest,
+            body(&snake_event()).unwrap().digest
+        );
+    }
+
+    #[test]
     fn what_violates_the_specification_is_refused_with_the_reason() {
         let cases = [
             ("", "not JSON"),
@@ -435,6 +494,14 @@ mod tests {
             (
                 r#"{"version":"1.0","event_type":7,"event_timestamp":"2026-11-24 08:30:00","event_context":{}}"#,
                 "event_type: expected a string",
+            ),
+            (
+                r#"{"version":"1.0","event_type":"X\n2026-11-24T00:00:00Z ERROR forged","event_timestamp":"2026-11-24 08:30:00","event_context":{}}"#,
+                "control characters",
+            ),
+            (
+                r#"{"version":"1.0","event_type":"X\u001b[31m","event_timestamp":"2026-11-24 08:30:00","event_context":{}}"#,
+                "control characters",
             ),
             (
                 r#"{"version":"1.0","event_type":"COURSE_COMPLETED","event_context":{}}"#,

@@ -113,6 +113,18 @@ impl Credentials {
     }
 }
 
+/// Refuses a username no Basic credentials can carry: the user-id ends at the first colon
+/// (RFC 7617), so with one in it every event would be refused with 401, and the publisher
+/// would give up on them.
+fn usable_username(username: &str, variable: &str) -> Result<()> {
+    if username.contains(':') {
+        bail!(
+            "events: the username in {variable} contains a colon; HTTP Basic authentication cannot carry one (the username ends at the first colon), so every event would be refused; choose a username without one"
+        );
+    }
+    Ok(())
+}
+
 /// One event handed to the writer, with where its outcome goes.
 struct Job {
     event: Event,
@@ -211,6 +223,7 @@ pub async fn start(
     password: &Secret,
 ) -> Result<Receiving> {
     let events = &config.events;
+    usable_username(username, &events.username_env)?;
     let catalog = Catalog::load(
         &config.files.clients,
         &config.files.locations,
@@ -714,5 +727,20 @@ mod tests {
             assert!(!credentials.admit(&headers(&wrong)), "{wrong}");
         }
         assert!(!credentials.admit(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn a_username_with_a_colon_is_refused_at_start() {
+        assert!(usable_username("praesidium", "EV_USER").is_ok());
+        let refused = usable_username("prae:sidium", "EV_USER").unwrap_err();
+        let message = format!("{refused:#}");
+        assert!(
+            message.contains("EV_USER") && message.contains("colon"),
+            "{message}"
+        );
+        assert!(!message.contains("prae:sidium"), "{message}");
+        // Such a user could never get in: the header splits at its first colon.
+        let credentials = Credentials::new("prae:sidium", &Secret::new("long-enough-password"));
+        assert!(!credentials.admit(&headers(&basic("prae:sidium", "long-enough-password"))));
     }
 }
