@@ -162,7 +162,7 @@ pub fn report(
     out: &mut dyn Write,
 ) -> Result<Counts> {
     let When { since, now } = when;
-    let policy = resolve_policy(config, catalog, "config")?;
+    let policy = resolve_policy(config, catalog, "[[recertify]]")?;
     let mut counts = Counts::default();
     let mut sink = Sink::new(format, out, now)?;
     let Some(store) = store else {

@@ -115,7 +115,7 @@ pub(super) fn check_policy(label: &str, raw: Vec<RawRule>) -> Result<Policy> {
             (Scope::Sku(a), Scope::Sku(b)) => a.eq_ignore_ascii_case(b),
             (a, b) => a == b,
         }) {
-            bail!("{at}: {scope:?} already has a rule");
+            bail!("{at}: {scope} already has a rule (rules are one per sku or type)");
         }
         policy.rules.push((scope, rule));
     }

@@ -158,6 +158,15 @@ pub enum Scope {
     Type(String),
 }
 
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Sku(sku) => write!(f, "sku {sku:?}"),
+            Scope::Type(kind) => write!(f, "type {kind:?}"),
+        }
+    }
+}
+
 /// The policy as configured: rules in the order written.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {
@@ -203,9 +212,7 @@ impl Policy {
                 let found = items
                     .clone()
                     .find(|(_, item_sku, _)| item_sku.eq_ignore_ascii_case(sku))
-                    .ok_or_else(|| {
-                        format!("recertify: sku {sku:?} is not in the content catalog")
-                    })?;
+                    .ok_or_else(|| format!("sku {sku:?} is not in the content catalog"))?;
                 resolved.by_uuid.insert(found.0.to_ascii_lowercase(), *rule);
             }
         }

@@ -17,6 +17,7 @@
 //!
 //! It must never refuse what the specification allows, and never panic on any input.
 
+use chrono::Datelike;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -60,6 +61,8 @@ fn violation(text: impl Into<String>) -> Violation {
 
 /// Reads one payload; `now` (ms) bounds how far in the future its timestamp may be.
 pub fn parse(body: &[u8], now: i64) -> Result<Event, Violation> {
+    // A byte-order mark, which some JSON writers put first, is no reason to lose the event.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         violation(format!(
             "the body is not JSON: {} at line {} column {}",
@@ -243,16 +246,38 @@ fn timestamp(raw: &str) -> Result<i64, Violation> {
         .or_else(|| text.strip_suffix("+00:00"))
         .or_else(|| text.strip_suffix(" UTC"))
         .unwrap_or(text);
+    let shown: String = raw.chars().take(40).collect();
+    let mut at = None;
     for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
-        if let Ok(at) = chrono::NaiveDateTime::parse_from_str(text, format) {
-            return Ok(at.and_utc().timestamp_millis());
+        if let Ok(naive) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            at = Some(naive.and_utc());
+            break;
         }
     }
-    let shown: String = raw.chars().take(40).collect();
-    Err(violation(format!(
-        "event_timestamp: expected \"YYYY-MM-DD HH:MM:SS\" (UTC), found {shown:?}"
-    )))
+    // Another zone, written out (`+02:00`): taken for what it says, then as UTC.
+    let at = at.or_else(|| {
+        ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%:z"]
+            .iter()
+            .find_map(|format| chrono::DateTime::parse_from_str(text, format).ok())
+            .map(|at| at.with_timezone(&chrono::Utc))
+    });
+    let Some(at) = at else {
+        return Err(violation(format!(
+            "event_timestamp: expected \"YYYY-MM-DD HH:MM:SS\" (UTC), found {shown:?}"
+        )));
+    };
+    // Praesidium published no events before this: an earlier date is a default or a typo,
+    // and as a completion it would be overdue at once and re-enroll the learner.
+    if at.year() < EARLIEST_YEAR {
+        return Err(violation(format!(
+            "event_timestamp: {shown:?} is before {EARLIEST_YEAR} (expected the time of the event, UTC)"
+        )));
+    }
+    Ok(at.timestamp_millis())
 }
+
+/// The earliest year an event may be dated.
+const EARLIEST_YEAR: i32 = 2000;
 
 /// A UUID-looking text at `path` (names) in `context`, lower-cased.
 fn uuid_at(context: &Map<String, Value>, path: &[&str]) -> Option<String> {
@@ -539,6 +564,26 @@ mod tests {
         for (text, why) in cases {
             let refused = body(text).unwrap_err().0;
             assert!(refused.contains(why), "{text}: {refused}");
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_an_explicit_zone_and_an_early_date_are_handled() {
+        let mut bom = b"\xEF\xBB\xBF".to_vec();
+        bom.extend_from_slice(snake_event().as_bytes());
+        assert_eq!(parse(&bom, NOW).unwrap(), body(&snake_event()).unwrap());
+        let zoned = snake_event().replace("2026-11-24 08:30:00", "2026-11-24 10:30:00+02:00");
+        assert_eq!(
+            body(&zoned).unwrap().occurred_at,
+            body(&snake_event()).unwrap().occurred_at
+        );
+        for early in [
+            "1999-12-31 23:59:59",
+            "0001-01-01 00:00:00",
+            "1970-01-01 00:00:00",
+        ] {
+            let old = snake_event().replace("2026-11-24 08:30:00", early);
+            assert!(body(&old).unwrap_err().0.contains("before 2000"), "{early}");
         }
     }
 

@@ -86,7 +86,9 @@ impl Credentials {
 
     /// Whether `Authorization` carries these credentials.
     fn admit(&self, headers: &HeaderMap) -> bool {
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
+        // Exactly one: with two, which one a proxy or a log reads is anyone's guess.
+        let mut given = headers.get_all(header::AUTHORIZATION).iter();
+        let (Some(value), None) = (given.next(), given.next()) else {
             return false;
         };
         let Ok(value) = value.to_str() else {
@@ -727,6 +729,12 @@ mod tests {
             assert!(!credentials.admit(&headers(&wrong)), "{wrong}");
         }
         assert!(!credentials.admit(&HeaderMap::new()));
+        let mut twice = headers(&basic("praesidium", "s3cret:with-colon"));
+        twice.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&basic("praesidium", "s3cret:with-colon")).unwrap(),
+        );
+        assert!(!credentials.admit(&twice), "two Authorization headers");
     }
 
     #[test]
