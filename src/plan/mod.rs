@@ -283,7 +283,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         };
         // A learner due a re-enrollment is diffed from the row itself: whether the row still
         // assigns the item is the row's to say.
-        if self.due.contains_key(&key_hash) {
+        if !self.due.is_empty() && self.due.contains_key(&key_hash) {
             return false;
         }
         // A key that merely shares a fingerprint has other cells, so another digest.

@@ -608,3 +608,78 @@ fn updates_over_max_updates_are_refused_unless_allowed() {
         .is_err()
     );
 }
+
+/// Issue 13: a re-enrollment is planned only for a valid, active row that still assigns the
+/// item the platform holds; with the learner's other ops, after them; never for a row
+/// rejected that night, a learner who left, or an item removed tonight.
+#[test]
+fn a_due_recertification_is_planned_only_where_the_row_still_assigns_the_item() {
+    let course = Grant {
+        id: "c1".into(),
+        kind: "course".into(),
+    };
+    let other = Grant {
+        id: "c2".into(),
+        kind: "course".into(),
+    };
+    let keys = ["SAME", "MOVED", "DROPPED", "LEFT", "REJECTED", "GONE"];
+    let users: Vec<DesiredUser> = keys.iter().map(|k| desired(k)).collect();
+    let (index, mut memory) = ledger_of(&users);
+    let due: Vec<recertify::Due> = keys
+        .iter()
+        .map(|k| recertify::Due {
+            key: (*k).into(),
+            items: vec![(course.clone(), 1_700_000_000_000)],
+        })
+        .collect();
+    let mut moved = desired("MOVED");
+    moved.last_name = "Renamed".into();
+    moved.content = vec![course.clone(), other.clone()].into();
+    let mut dropped = desired("DROPPED");
+    dropped.content = vec![other].into();
+    let mut left = desired("LEFT");
+    left.active = false;
+    let rows = vec![
+        Ok(desired("SAME")),
+        Ok(moved),
+        Ok(dropped),
+        Ok(left),
+        Err(Reject {
+            line: 6,
+            column: "email".into(),
+            reason: "bad".into(),
+            original: "REJECTED,...".into(),
+            key: Some("REJECTED".into()),
+            email: None,
+        }),
+    ];
+    let count = rows.len() as u64;
+    let mut planner = Planner::new(index, &mut memory).recertify(due);
+    for row in rows {
+        planner.row(row, None).unwrap();
+    }
+    let outcome = planner.finish(|_| Ok(HashMap::new()), count).unwrap();
+    assert_eq!(outcome.plan.reenrollments(), 2);
+    let planned: Vec<(&str, OpKind)> = memory
+        .ops
+        .iter()
+        .map(|o| (o.key.as_str(), o.kind))
+        .collect();
+    assert_eq!(
+        planned,
+        [
+            ("SAME", OpKind::ReEnroll),
+            ("MOVED", OpKind::Update),
+            ("MOVED", OpKind::Enroll),
+            ("MOVED", OpKind::ReEnroll),
+            ("DROPPED", OpKind::Enroll),
+            ("DROPPED", OpKind::Remove),
+            ("LEFT", OpKind::Deactivate),
+            ("GONE", OpKind::Deactivate),
+        ]
+    );
+    let reenroll = memory.ops.iter().find(|o| o.key == "SAME").unwrap();
+    assert_eq!(reenroll.payload.items, [course]);
+    assert_eq!(reenroll.payload.completions, [1_700_000_000_000]);
+    assert_eq!(reenroll.payload.remote_id.as_deref(), Some("uuid-SAME"));
+}
