@@ -24,7 +24,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "rostersync",
     version,
-    about = "Provision people into the Praesidium learning platform from CSV rosters",
+    about = "Provision people into learning platforms (Praesidium, prancer) from CSV rosters",
     after_help = "Exit codes: 0 converged, 1 fatal, 2 rows rejected or ops failed, 3 refused by a safety threshold, 4 ledger locked by another run."
 )]
 struct Cli {
@@ -34,7 +34,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the simulator in-process, provision samples/ over three nights, print what happened.
+    /// Start the simulator in-process, provision samples/ over three nights, then a completion
+    /// published, received and recertified; print what happened.
     Demo,
     /// Read the roster, diff it against the ledger, store the plan and write plan.csv (sends
     /// nothing, needs no client secret).
