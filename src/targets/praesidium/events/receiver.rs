@@ -45,8 +45,10 @@ use crate::ledger::events::{EventStore, NewEvent, Receipt};
 
 /// The largest event body accepted (a completion is a few hundred bytes).
 pub const MAX_BODY: usize = 64 * 1024;
-/// Connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: u32 = 512;
+/// Connections served at once at most (more wait in the kernel's backlog): enough that idle
+/// or slow clients, each closed after [`READ_TIMEOUT`], cannot easily crowd out the
+/// publisher; fewer when the process may open fewer files (see [`connection_slots`]).
+const MAX_CONNECTIONS: u32 = 4096;
 /// Events waiting for the writer; beyond, 503 (the publisher retries).
 const QUEUE: usize = 8192;
 /// Events committed in one transaction at most.
@@ -593,6 +595,41 @@ impl<'a> Matcher<'a> {
     }
 }
 
+/// How many connections to serve at once: [`MAX_CONNECTIONS`], or fewer when the open-file
+/// limit is lower (raised first to its hard limit, as servers do), keeping 64 files for the
+/// events file, the ledger and the logs.
+fn connection_slots() -> u32 {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only read and write the struct handed to them.
+        let files = unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return 256;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit.rlim_cur = limit.rlim_max;
+                }
+            }
+            limit.rlim_cur
+        };
+        let spare = files.saturating_sub(64).clamp(16, u64::from(MAX_CONNECTIONS));
+        spare as u32
+    }
+    #[cfg(not(unix))]
+    {
+        256
+    }
+}
+
 /// Completes on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -623,7 +660,8 @@ async fn accept_loop(
     app: Router,
     stopping: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS as usize));
+    let capacity = connection_slots();
+    let slots = Arc::new(Semaphore::new(capacity as usize));
     let (stop, stopped) = watch::channel(false);
     tokio::pin!(stopping);
     loop {
@@ -670,7 +708,7 @@ async fn accept_loop(
     drop(listener);
     let _ = stop.send(true);
     // Every connection holds a slot: all slots free means all connections ended.
-    let all = slots.acquire_many(MAX_CONNECTIONS);
+    let all = slots.acquire_many(capacity);
     if tokio::time::timeout(DRAIN + Duration::from_secs(1), all)
         .await
         .is_err()
