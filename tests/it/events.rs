@@ -607,3 +607,33 @@ async fn the_report_before_any_event_is_empty_but_well_formed() {
         out.stderr
     );
 }
+
+/// Idle connections (a port scanner, a client that never sends) do not crowd out the
+/// publisher: with more held open than the receiver once served at all, an event is still
+/// answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_connections_do_not_keep_the_publisher_out() {
+    let (_sim, work) = provisioned().await;
+    let receiver = Receiver::spawn(&work);
+    let addr = receiver.url.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..600 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let answer = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .post(receiver.events_url())
+        .header("authorization", basic(USER, PASSWORD))
+        .body(completion(
+            "0b7e7e43-4c2a-4f6e-9c43-8f7b1f1e2a10",
+            &util::content_uuid("SAFE-101"),
+            "2026-01-05 10:00:00",
+        ))
+        .send()
+        .await
+        .expect("answered while 600 idle connections are held open");
+    assert_eq!(answer.status(), 200);
+    drop(idle);
+}

@@ -621,7 +621,9 @@ fn connection_slots() -> u32 {
             }
             limit.rlim_cur
         };
-        let spare = files.saturating_sub(64).clamp(16, u64::from(MAX_CONNECTIONS));
+        let spare = files
+            .saturating_sub(64)
+            .clamp(16, u64::from(MAX_CONNECTIONS));
         spare as u32
     }
     #[cfg(not(unix))]
