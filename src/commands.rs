@@ -696,12 +696,13 @@ pub fn completions(
         Err(e) => return Err(e),
     };
     eprintln!(
-        "{} completion(s): {} current, {} due soon, {} overdue, {} without a recertification rule; {} event(s) matching nobody",
+        "{} completion(s): {} current, {} due soon, {} overdue, {} without a recertification rule; {} assigned and never completed; {} event(s) matching nobody",
         counts.completions,
         counts.current,
         counts.due_soon,
         counts.overdue,
         counts.no_policy,
+        counts.not_completed,
         counts.unmatched
     );
     Ok(Finish::Converged)

@@ -106,8 +106,8 @@ pub struct When {
 /// One line of the report.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Line {
-    /// `current`, `due_soon`, `overdue`, `no_policy` (the item has no recertification rule)
-    /// or `unmatched` (see `note`).
+    /// `current`, `due_soon`, `overdue`, `no_policy` (the item has no recertification rule),
+    /// `unmatched` (see `note`) or `not_completed` (assigned under a rule, never completed).
     pub status: &'static str,
     pub key: String,
     pub email: String,
@@ -138,6 +138,8 @@ pub struct Counts {
     pub overdue: u64,
     pub no_policy: u64,
     pub unmatched: u64,
+    /// Active learners assigned an item under a rule with no completion of it received.
+    pub not_completed: u64,
 }
 
 fn time(ms: i64) -> String {
@@ -166,6 +168,11 @@ pub fn report(
     let mut counts = Counts::default();
     let mut sink = Sink::new(format, out, now)?;
     let Some(store) = store else {
+        if since.is_none()
+            && let Some(ledger) = ledger
+        {
+            not_completed(ledger, None, catalog, &policy, &mut counts, &mut sink)?;
+        }
         sink.finish(&counts)?;
         return Ok(counts);
     };
@@ -212,8 +219,69 @@ pub fn report(
             note: format!("{note} (event {})", event.id),
         })
     })?;
+    // The whole picture only: a report from a date lists what happened since.
+    if since.is_none()
+        && let Some(ledger) = ledger
+    {
+        not_completed(
+            ledger,
+            Some(store),
+            catalog,
+            &policy,
+            &mut counts,
+            &mut sink,
+        )?;
+    }
     sink.finish(&counts)?;
     Ok(counts)
+}
+
+/// A `not_completed` line for each active learner holding (through this tool) an item under
+/// a rule with no completion of it received: the people a compliance report is about.
+fn not_completed(
+    ledger: &Ledger,
+    store: Option<&EventStore>,
+    catalog: &Catalog,
+    policy: &Resolved,
+    counts: &mut Counts,
+    sink: &mut Sink<'_>,
+) -> Result<()> {
+    if policy.is_empty() {
+        return Ok(());
+    }
+    ledger.each_active_learner(|key, uuid, learner| {
+        for item in &learner.content {
+            if policy.rule_for(&item.id, &item.kind).is_none() {
+                continue;
+            }
+            if let Some(store) = store
+                && store.has_completion(uuid, &item.id)?
+            {
+                continue;
+            }
+            let entry = catalog.content_by_uuid(&item.id);
+            counts.not_completed += 1;
+            sink.line(&Line {
+                status: "not_completed",
+                key: key.to_owned(),
+                email: learner.email.clone(),
+                first_name: learner.first_name.clone(),
+                last_name: learner.last_name.clone(),
+                learner_active: Some(true),
+                sku: entry.map(|e| e.sku.clone()).unwrap_or_default(),
+                content: entry.map(|e| e.name.clone()).unwrap_or_default(),
+                content_type: item.kind.clone(),
+                completed_at: String::new(),
+                completions: 0,
+                due_at: String::new(),
+                expires_at: String::new(),
+                user_uuid: uuid.to_owned(),
+                content_uuid: item.id.clone(),
+                note: "assigned under a recertification rule; no completion received".to_owned(),
+            })?;
+        }
+        Ok(())
+    })
 }
 
 fn line_of(

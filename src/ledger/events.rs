@@ -296,6 +296,18 @@ impl EventStore {
         )
     }
 
+    /// Whether any completion of `content_uuid` by `user_uuid` (either in any case) is stored.
+    pub fn has_completion(&self, user_uuid: &str, content_uuid: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM latest WHERE user_uuid = lower(?1) AND content_uuid = lower(?2)",
+            )?
+            .query_row([user_uuid, content_uuid], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
     /// [`EventStore::each_latest_completion`], collected (for tests and small stores).
     pub fn latest_completions(&self) -> Result<Vec<LatestCompletion>> {
         let mut all = Vec::new();

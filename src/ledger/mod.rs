@@ -361,6 +361,40 @@ impl Ledger {
             .with_context(|| self.named())
     }
 
+    /// Every active learner the platform acknowledged, with their platform id, in key order;
+    /// `f` is called with each (a million are never collected).
+    pub fn each_active_learner(
+        &self,
+        mut f: impl FnMut(&str, &str, Learner) -> Result<()>,
+    ) -> Result<()> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT key, uuid, email, profile, content FROM users
+                 WHERE active = 1 AND uuid IS NOT NULL ORDER BY key",
+            )
+            .with_context(|| self.named())?;
+        let mut rows = statement.query([]).with_context(|| self.named())?;
+        while let Some(row) = rows.next().with_context(|| self.named())? {
+            let key: String = row.get(0)?;
+            let uuid: String = row.get(1)?;
+            let profile: Option<crate::model::Profile> =
+                serde_json::from_str(&row.get::<_, String>(3)?).ok();
+            let learner = Learner {
+                email: row.get(2)?,
+                first_name: profile
+                    .as_ref()
+                    .map(|p| p.first_name.clone())
+                    .unwrap_or_default(),
+                last_name: profile.map(|p| p.last_name).unwrap_or_default(),
+                active: true,
+                content: serde_json::from_str(&row.get::<_, String>(4)?).unwrap_or_default(),
+            };
+            f(&key, &uuid, learner)?;
+        }
+        Ok(())
+    }
+
     /// The completion (ms) whose expiry the last acknowledged re-enrollment of `content_uuid`
     /// for `key` answered.
     pub fn recertified(&self, key: &str, content_uuid: &str) -> Result<Option<i64>> {

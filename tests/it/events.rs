@@ -261,6 +261,26 @@ async fn published_events_land_matched_and_a_resent_one_is_recorded_once() {
         at.format("%Y-%m-%d %H:%M:%S").to_string()
     );
     assert_eq!(report["counts"]["unmatched"], 0);
+    // The people the report is about: assigned a course under the rule, never completed it.
+    let missing = |key: &str, sku: &str| {
+        report["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["status"] == "not_completed" && l["key"] == key && l["sku"] == sku)
+    };
+    assert!(
+        missing("E0003", "RPT-100") && missing("E0004", "TRANS-130"),
+        "{report:#}"
+    );
+    assert!(!missing("E0003", "SAFE-201"), "completed");
+    let since = work.command(&["completions", "--format", "json", "--since", "2000-01-01"]);
+    let since: Value = serde_json::from_str(&util::run_command(since).await.stdout).unwrap();
+    assert_eq!(
+        since["counts"]["not_completed"], 0,
+        "a report from a date lists what happened"
+    );
+    assert_eq!(since["counts"]["completions"], 2);
     let status = receiver.terminate();
     assert!(
         status.success(),
