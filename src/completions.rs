@@ -72,18 +72,16 @@ pub fn due(
         let Some((key, true)) = ledger.learner_of(&completion.user_uuid)? else {
             return Ok(());
         };
-        let answered = ledger.recertified(&key, &item.uuid)?;
-        if recertify::is_due(&rule, completion.completed_at, answered, now) {
-            candidates.push(Candidate {
-                key,
-                item: Grant {
-                    id: item.uuid.clone(),
-                    kind: kind.to_owned(),
-                },
-                completed_at: completion.completed_at,
-                answered,
-            });
-        }
+        // Answered expiries are dropped by `recertify::due`.
+        candidates.push(Candidate {
+            answered: ledger.recertified(&key, &item.uuid)?,
+            key,
+            item: Grant {
+                id: item.uuid.clone(),
+                kind: kind.to_owned(),
+            },
+            completed_at: completion.completed_at,
+        });
         Ok(())
     })?;
     Ok(recertify::due(candidates, &policy, now))
@@ -104,7 +102,7 @@ pub struct When {
 }
 
 /// One line of the report.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Line {
     /// `current`, `due_soon`, `overdue`, `no_policy` (the item has no recertification rule),
     /// `unmatched` (see `note`) or `not_completed` (assigned under a rule, never completed).
@@ -193,30 +191,29 @@ pub fn report(
     })?;
     // Events that are no completion at all (another type, no learner or item named).
     store.each_since(since.unwrap_or(i64::MIN), |event| {
-        let note = match (&event.content_type, &event.user_uuid, &event.content_uuid) {
-            (None, _, _) => format!("event type {} is not a completion", event.event_type),
-            (_, None, _) => "the event names no learner UUID".to_owned(),
-            (_, _, None) => "the event names no course or learning path UUID".to_owned(),
-            _ => return Ok(()),
+        // Completions naming both were reported above, matched or not.
+        let Some(note) = unmatched(
+            event
+                .content_type
+                .is_none()
+                .then_some(event.event_type.as_str()),
+            event.user_uuid.as_deref().map(|u| (u, true)),
+            event.content_uuid.as_deref().map(|c| (c, true)),
+        ) else {
+            return Ok(());
         };
         counts.unmatched += 1;
         sink.line(&Line {
             status: "unmatched",
             key: event.matched_key.unwrap_or_default(),
-            email: String::new(),
-            first_name: String::new(),
-            last_name: String::new(),
-            learner_active: None,
             sku: event.matched_sku.unwrap_or_default(),
-            content: String::new(),
             content_type: event.content_type.unwrap_or_default(),
             completed_at: time(event.occurred_at),
             completions: 1,
-            due_at: String::new(),
-            expires_at: String::new(),
             user_uuid: event.user_uuid.unwrap_or_default(),
             content_uuid: event.content_uuid.unwrap_or_default(),
             note: format!("{note} (event {})", event.id),
+            ..Line::default()
         })
     })?;
     // The whole picture only: a report from a date lists what happened since.
@@ -271,17 +268,40 @@ fn not_completed(
                 sku: entry.map(|e| e.sku.clone()).unwrap_or_default(),
                 content: entry.map(|e| e.name.clone()).unwrap_or_default(),
                 content_type: item.kind.clone(),
-                completed_at: String::new(),
-                completions: 0,
-                due_at: String::new(),
-                expires_at: String::new(),
                 user_uuid: uuid.to_owned(),
                 content_uuid: item.id.clone(),
                 note: "assigned under a recertification rule; no completion received".to_owned(),
+                ..Line::default()
             })?;
         }
         Ok(())
     })
+}
+
+/// Why an event matches nothing, or `None` when it is a completion of a known learner and
+/// item. `other_type` is the event's type when it is no completion; then come the learner's
+/// UUID and the item's, each with whether the ledger or the catalog knows it (`None`: the
+/// event names none). The receiver answers with it and the report prints it.
+pub fn unmatched(
+    other_type: Option<&str>,
+    learner: Option<(&str, bool)>,
+    item: Option<(&str, bool)>,
+) -> Option<String> {
+    if let Some(event_type) = other_type {
+        return Some(format!("event type {event_type} is not a completion"));
+    }
+    let mut misses = Vec::new();
+    match learner {
+        None => misses.push("the event names no learner UUID".to_owned()),
+        Some((uuid, false)) => misses.push(format!("no learner in the ledger has UUID {uuid}")),
+        Some((_, true)) => {}
+    }
+    match item {
+        None => misses.push("the event names no course or learning path UUID".to_owned()),
+        Some((uuid, false)) => misses.push(format!("content {uuid} is not in the catalog")),
+        Some((_, true)) => {}
+    }
+    (!misses.is_empty()).then(|| misses.join("; "))
 }
 
 fn line_of(
@@ -293,26 +313,17 @@ fn line_of(
 ) -> Result<Line> {
     let item: Option<&ContentEntry> = catalog.content_by_uuid(&completion.content_uuid);
     let learner = match ledger {
-        Some(ledger) => ledger.learner_of(&completion.user_uuid)?,
+        Some(ledger) => ledger.learner_by_uuid(&completion.user_uuid)?,
         None => None,
     };
-    let person = match (&learner, ledger) {
-        (Some((key, _)), Some(ledger)) => ledger.learner(key)?,
-        _ => None,
-    };
+    let person = learner.as_ref().map(|(_, person)| person);
     let mut line = Line {
         status: "unmatched",
         key: learner.as_ref().map(|(k, _)| k.clone()).unwrap_or_default(),
-        email: person.as_ref().map(|p| p.email.clone()).unwrap_or_default(),
-        first_name: person
-            .as_ref()
-            .map(|p| p.first_name.clone())
-            .unwrap_or_default(),
-        last_name: person
-            .as_ref()
-            .map(|p| p.last_name.clone())
-            .unwrap_or_default(),
-        learner_active: learner.as_ref().map(|(_, active)| *active),
+        email: person.map(|p| p.email.clone()).unwrap_or_default(),
+        first_name: person.map(|p| p.first_name.clone()).unwrap_or_default(),
+        last_name: person.map(|p| p.last_name.clone()).unwrap_or_default(),
+        learner_active: person.map(|p| p.active),
         sku: item.map(|i| i.sku.clone()).unwrap_or_default(),
         content: item.map(|i| i.name.clone()).unwrap_or_default(),
         content_type: item
@@ -320,27 +331,16 @@ fn line_of(
             .unwrap_or_else(|| completion.content_type.clone()),
         completed_at: time(completion.completed_at),
         completions: completion.times,
-        due_at: String::new(),
-        expires_at: String::new(),
         user_uuid: completion.user_uuid.clone(),
         content_uuid: completion.content_uuid.clone(),
-        note: String::new(),
+        ..Line::default()
     };
-    let mut misses = Vec::new();
-    if learner.is_none() {
-        misses.push(format!(
-            "no learner in the ledger has UUID {}",
-            completion.user_uuid
-        ));
-    }
-    if item.is_none() {
-        misses.push(format!(
-            "content {} is not in the catalog",
-            completion.content_uuid
-        ));
-    }
-    if !misses.is_empty() {
-        line.note = misses.join("; ");
+    if let Some(why) = unmatched(
+        None,
+        Some((&completion.user_uuid, learner.is_some())),
+        Some((&completion.content_uuid, item.is_some())),
+    ) {
+        line.note = why;
         return Ok(line);
     }
     let rule = policy.rule_for(&completion.content_uuid, &line.content_type);
@@ -356,11 +356,9 @@ fn line_of(
 }
 
 /// Where lines go: CSV rows, or the `lines` array of one JSON object.
-struct Sink<'a> {
-    format: Format,
-    csv: Option<csv::Writer<&'a mut dyn Write>>,
-    out: Option<&'a mut dyn Write>,
-    first: bool,
+enum Sink<'a> {
+    Csv(Box<csv::Writer<&'a mut dyn Write>>),
+    Json { out: &'a mut dyn Write, first: bool },
 }
 
 const HEADER: [&str; 16] = [
@@ -384,16 +382,11 @@ const HEADER: [&str; 16] = [
 
 impl<'a> Sink<'a> {
     fn new(format: Format, out: &'a mut dyn Write, now: i64) -> Result<Sink<'a>> {
-        match format {
+        Ok(match format {
             Format::Csv => {
                 let mut csv = csv::Writer::from_writer(out);
                 csv.write_record(HEADER)?;
-                Ok(Sink {
-                    format,
-                    csv: Some(csv),
-                    out: None,
-                    first: true,
-                })
+                Sink::Csv(Box::new(csv))
             }
             Format::Json => {
                 write!(
@@ -401,19 +394,14 @@ impl<'a> Sink<'a> {
                     "{{\"as_of\":{},\"lines\":[",
                     serde_json::to_string(&time(now))?
                 )?;
-                Ok(Sink {
-                    format,
-                    csv: None,
-                    out: Some(out),
-                    first: true,
-                })
+                Sink::Json { out, first: true }
             }
-        }
+        })
     }
 
     fn line(&mut self, line: &Line) -> Result<()> {
-        match self.format {
-            Format::Csv => {
+        match self {
+            Sink::Csv(csv) => {
                 let active = match line.learner_active {
                     Some(true) => "yes",
                     Some(false) => "no",
@@ -438,30 +426,24 @@ impl<'a> Sink<'a> {
                     &line.content_uuid,
                     &line.note,
                 ];
-                let csv = self.csv.as_mut().expect("a CSV sink has its writer");
                 csv.write_record(cells.iter().map(|c| crate::report::guarded(c).into_owned()))?;
             }
-            Format::Json => {
-                let out = self.out.as_mut().expect("a JSON sink has its output");
-                if !self.first {
+            Sink::Json { out, first } => {
+                if !*first {
                     out.write_all(b",")?;
                 }
+                *first = false;
                 out.write_all(b"\n")?;
-                serde_json::to_writer(&mut *out, line)?;
+                serde_json::to_writer(&mut **out, line)?;
             }
         }
-        self.first = false;
         Ok(())
     }
 
     fn finish(self, counts: &Counts) -> Result<()> {
-        match self.format {
-            Format::Csv => {
-                let mut csv = self.csv.expect("a CSV sink has its writer");
-                csv.flush()?;
-            }
-            Format::Json => {
-                let out = self.out.expect("a JSON sink has its output");
+        match self {
+            Sink::Csv(mut csv) => csv.flush()?,
+            Sink::Json { out, .. } => {
                 write!(out, "\n],\"counts\":{}}}\n", serde_json::to_string(counts)?)?;
                 out.flush()?;
             }

@@ -389,14 +389,10 @@ fn check_file(path: &Path) -> Result<()> {
     if !metadata.is_file() {
         bail!("events file {} is not a regular file", path.display());
     }
-    let mut magic = [0u8; 16];
-    let read = std::fs::File::open(path)
-        .and_then(|mut f| {
-            use std::io::Read;
-            f.read(&mut magic)
-        })
+    let sqlite = super::file::starts_as_sqlite(path)
         .with_context(|| format!("cannot read events file {}", path.display()))?;
-    if metadata.len() > 0 && (read < magic.len() || &magic != b"SQLite format 3\0") {
+    // Empty is a store created and killed before its schema was written: begun again.
+    if metadata.len() > 0 && !sqlite {
         bail!(
             "events file {} is not a SQLite database; is [events] store right? (restore it from a backup: it holds the completions)",
             path.display()

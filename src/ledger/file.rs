@@ -42,19 +42,22 @@ pub(super) fn check_ledger_file(path: &Path) -> Result<()> {
             "ledger {shown} exists but is empty (0 bytes): it was probably truncated (a full disk, a failed copy); {start_over}"
         );
     }
-    let mut magic = [0u8; 16];
-    let read = File::open(path)
-        .and_then(|mut f| {
-            use std::io::Read;
-            f.read(&mut magic)
-        })
-        .with_context(|| format!("cannot read ledger {shown}"))?;
-    if read < magic.len() || &magic != SQLITE_MAGIC {
+    if !starts_as_sqlite(path).with_context(|| format!("cannot read ledger {shown}"))? {
         anyhow::bail!(
             "ledger {shown} is not a SQLite database (expected it to start with \"SQLite format 3\"); is [ledger] path right? If it is, {start_over}"
         );
     }
     Ok(())
+}
+
+/// Whether the file at `path` begins as every SQLite database does.
+pub(super) fn starts_as_sqlite(path: &Path) -> std::io::Result<bool> {
+    let mut magic = [0u8; 16];
+    let read = File::open(path).and_then(|mut f| {
+        use std::io::Read;
+        f.read(&mut magic)
+    })?;
+    Ok(read == magic.len() && &magic == SQLITE_MAGIC)
 }
 
 /// The ledger's schema version, refusing one this binary must not touch: written by a newer

@@ -123,6 +123,24 @@ pub struct Learner {
     pub content: Vec<Grant>,
 }
 
+impl Learner {
+    /// Reads `email, profile, active, content` from `row`, starting at column `at`.
+    fn read(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Learner> {
+        let profile: Option<crate::model::Profile> =
+            serde_json::from_str(&row.get::<_, String>(at + 1)?).ok();
+        let (first_name, last_name) = profile
+            .map(|p| (p.first_name, p.last_name))
+            .unwrap_or_default();
+        Ok(Learner {
+            email: row.get(at)?,
+            first_name,
+            last_name,
+            active: row.get(at + 2)?,
+            content: serde_json::from_str(&row.get::<_, String>(at + 3)?).unwrap_or_default(),
+        })
+    }
+}
+
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
@@ -138,18 +156,17 @@ const PENDING: &str = "state = 'pending' AND id >= (SELECT coalesce(max(ops_from
 /// Ops sending or in doubt: the exact WHERE clause of the partial index `ops_unsettled`.
 const UNSETTLED: &str = "(state = 'sending' OR state = 'in_doubt')";
 
-/// The key and status of the account with this platform id. Ids are compared as written and
-/// in lower and upper case: the index on them is case-sensitive, and platforms differ in how
-/// they write a UUID.
-fn learner_of(conn: &Connection, uuid: &str) -> rusqlite::Result<Option<(String, bool)>> {
-    conn.prepare_cached(
-        "SELECT key, active FROM users WHERE uuid = ?1 OR uuid = ?2 OR uuid = ?3 ORDER BY active DESC LIMIT 1",
-    )?
-    .query_row(
-        params![uuid, uuid.to_ascii_lowercase(), uuid.to_ascii_uppercase()],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
+/// The user with a platform id, given by [`uuid_spellings`] (an active one first): the id as
+/// written and in lower and upper case, since the index on ids is case-sensitive and
+/// platforms differ in how they write a UUID.
+const BY_UUID: &str = "uuid = ?1 OR uuid = ?2 OR uuid = ?3 ORDER BY active DESC LIMIT 1";
+
+fn uuid_spellings(uuid: &str) -> [String; 3] {
+    [
+        uuid.to_owned(),
+        uuid.to_ascii_lowercase(),
+        uuid.to_ascii_uppercase(),
+    ]
 }
 
 /// Milliseconds since the Unix epoch.
@@ -327,42 +344,38 @@ impl Ledger {
         }
     }
 
-    /// The roster key of the account the platform knows by `uuid` (any case), and whether
-    /// it is active: how a learning event's learner is matched.
+    /// The roster key of the account the platform knows by `uuid` (in any case, see
+    /// [`BY_UUID`]), and whether it is active: how a learning event's learner is matched.
     pub fn learner_of(&self, uuid: &str) -> Result<Option<(String, bool)>> {
-        learner_of(&self.conn, uuid).with_context(|| self.named())
+        self.conn
+            .prepare_cached(&format!("SELECT key, active FROM users WHERE {BY_UUID}"))
+            .and_then(|mut s| {
+                s.query_row(uuid_spellings(uuid), |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .with_context(|| self.named())
     }
 
-    /// What the completions report shows of a learner: the profile last acknowledged (a
-    /// ledger older than the neutral profile shows an empty one), its status and the content
-    /// this tool enrolled.
-    pub fn learner(&self, key: &str) -> Result<Option<Learner>> {
+    /// The roster key and what the completions report shows of the learner the platform
+    /// knows by `uuid` (in any case, see [`BY_UUID`]): the profile last
+    /// acknowledged (a ledger older than the neutral profile shows an empty one), its status
+    /// and the content this tool enrolled. One lookup for both.
+    pub fn learner_by_uuid(&self, uuid: &str) -> Result<Option<(String, Learner)>> {
         self.conn
-            .prepare_cached("SELECT email, profile, active, content FROM users WHERE key = ?1")
+            .prepare_cached(&format!(
+                "SELECT key, email, profile, active, content FROM users WHERE {BY_UUID}"
+            ))
             .and_then(|mut s| {
-                s.query_row([key], |r| {
-                    let profile: String = r.get(1)?;
-                    let content: String = r.get(3)?;
-                    let profile: Option<crate::model::Profile> =
-                        serde_json::from_str(&profile).ok();
-                    Ok(Learner {
-                        email: r.get(0)?,
-                        first_name: profile
-                            .as_ref()
-                            .map(|p| p.first_name.clone())
-                            .unwrap_or_default(),
-                        last_name: profile.map(|p| p.last_name).unwrap_or_default(),
-                        active: r.get(2)?,
-                        content: serde_json::from_str(&content).unwrap_or_default(),
-                    })
+                s.query_row(uuid_spellings(uuid), |r| {
+                    Ok((r.get(0)?, Learner::read(r, 1)?))
                 })
                 .optional()
             })
             .with_context(|| self.named())
     }
 
-    /// Every active learner the platform acknowledged, with their platform id, in key order;
-    /// `f` is called with each (a million are never collected).
+    /// Every active learner the platform acknowledged, with their key and platform id, in
+    /// key order; `f` is called with each (a million are never collected).
     pub fn each_active_learner(
         &self,
         mut f: impl FnMut(&str, &str, Learner) -> Result<()>,
@@ -370,27 +383,14 @@ impl Ledger {
         let mut statement = self
             .conn
             .prepare(
-                "SELECT key, uuid, email, profile, content FROM users
+                "SELECT key, uuid, email, profile, active, content FROM users
                  WHERE active = 1 AND uuid IS NOT NULL ORDER BY key",
             )
             .with_context(|| self.named())?;
         let mut rows = statement.query([]).with_context(|| self.named())?;
         while let Some(row) = rows.next().with_context(|| self.named())? {
-            let key: String = row.get(0)?;
-            let uuid: String = row.get(1)?;
-            let profile: Option<crate::model::Profile> =
-                serde_json::from_str(&row.get::<_, String>(3)?).ok();
-            let learner = Learner {
-                email: row.get(2)?,
-                first_name: profile
-                    .as_ref()
-                    .map(|p| p.first_name.clone())
-                    .unwrap_or_default(),
-                last_name: profile.map(|p| p.last_name).unwrap_or_default(),
-                active: true,
-                content: serde_json::from_str(&row.get::<_, String>(4)?).unwrap_or_default(),
-            };
-            f(&key, &uuid, learner)?;
+            let (key, uuid): (String, String) = (row.get(0)?, row.get(1)?);
+            f(&key, &uuid, Learner::read(row, 2)?)?;
         }
         Ok(())
     }

@@ -545,52 +545,30 @@ impl<'a> Matcher<'a> {
         event: &Event,
         catalog: &Catalog,
     ) -> (Option<String>, Option<String>, Option<String>) {
-        let Some(kind) = event.content_type else {
-            return (
-                None,
-                None,
-                Some(format!(
-                    "event type {} is not a completion",
-                    event.event_type
-                )),
-            );
-        };
-        let mut misses = Vec::new();
-        let key = match &event.user_uuid {
-            None => {
-                misses.push("the event names no learner UUID".to_owned());
-                None
-            }
-            Some(uuid) => {
-                let found = match self.ledger().map(|ledger| ledger.learner_of(uuid)) {
-                    Some(Ok(found)) => found,
-                    Some(Err(error)) => {
-                        tracing::warn!("cannot match an event to a learner: {error:#}");
-                        self.ledger = None;
-                        None
-                    }
-                    None => None,
-                };
-                if found.is_none() {
-                    misses.push(format!("no learner in the ledger has UUID {uuid}"));
+        let key = match (&event.content_type, &event.user_uuid) {
+            (Some(_), Some(uuid)) => match self.ledger().map(|ledger| ledger.learner_of(uuid)) {
+                Some(Ok(found)) => found.map(|(key, _)| key),
+                Some(Err(error)) => {
+                    tracing::warn!("cannot match an event to a learner: {error:#}");
+                    self.ledger = None;
+                    None
                 }
-                found.map(|(key, _)| key)
-            }
+                None => None,
+            },
+            _ => None,
         };
-        let sku = match &event.content_uuid {
-            None => {
-                misses.push(format!("the event names no {kind} UUID"));
-                None
-            }
-            Some(uuid) => {
-                let found = catalog.content_by_uuid(uuid).map(|c| c.sku.clone());
-                if found.is_none() {
-                    misses.push(format!("{kind} {uuid} is not in the catalog"));
-                }
-                found
-            }
+        let sku = match (&event.content_type, &event.content_uuid) {
+            (Some(_), Some(uuid)) => catalog.content_by_uuid(uuid).map(|c| c.sku.clone()),
+            _ => None,
         };
-        let unmatched = (!misses.is_empty()).then(|| misses.join("; "));
+        let unmatched = crate::completions::unmatched(
+            event
+                .content_type
+                .is_none()
+                .then_some(event.event_type.as_str()),
+            event.user_uuid.as_deref().map(|u| (u, key.is_some())),
+            event.content_uuid.as_deref().map(|c| (c, sku.is_some())),
+        );
         (key, sku, unmatched)
     }
 }
