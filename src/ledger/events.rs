@@ -261,6 +261,7 @@ impl EventStore {
     }
 
     /// How many events are stored.
+    #[cfg(test)]
     pub fn count(&self) -> Result<i64> {
         Ok(self
             .conn
@@ -308,7 +309,8 @@ impl EventStore {
             .is_some())
     }
 
-    /// [`EventStore::each_latest_completion`], collected (for tests and small stores).
+    /// [`EventStore::each_latest_completion`], collected.
+    #[cfg(test)]
     pub fn latest_completions(&self) -> Result<Vec<LatestCompletion>> {
         let mut all = Vec::new();
         self.each_latest_completion(None, |c| {
@@ -349,18 +351,6 @@ impl EventStore {
             },
             f,
         )
-    }
-
-    /// The event with this digest, if stored.
-    pub fn find(&self, digest: &[u8; 32]) -> Result<Option<i64>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT id FROM events WHERE digest = ?1",
-                [&digest[..]],
-                |r| r.get(0),
-            )
-            .optional()?)
     }
 }
 
