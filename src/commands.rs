@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::ingest::catalog::Catalog;
 use crate::ingest::roster::RosterReader;
 use crate::ingest::source::Format;
-use crate::ledger::{Ledger, OpKind, RejectRow};
+use crate::ledger::{Keeping, Ledger, OpKind, RejectRow};
 use crate::plan::{
     self, Allowances, EarlyRows, KnownKeys, LedgerIndex, Plan, Planner, ThresholdExceeded,
 };
@@ -130,13 +130,16 @@ fn plan_steps(
     let run_id = ledger.begin_run(command)?;
     let started = Instant::now();
     let plan_file = report::run_dir(&config.runs_dir(), run_id).join("plan.csv");
-    let (planned, refusal) = ledger.write_plan(run_id, |tx| {
+    // The index this plan leaves is written while it commits, for the next plan.
+    let ledger_id = ledger.users_version()?.ledger_id;
+    let ledger_path = ledger.path().to_owned();
+    let (planned, refusal, kept) = ledger.write_plan(run_id, |tx| {
         // plan.csv is written while the plan is made, op by op as the ledger stores them; it
         // is written before the threshold is checked: a refused plan's file says who it would
         // have deactivated.
         report::prepare_run_dir(plan_file.parent().unwrap_or(Path::new(".")))?;
         tx.use_known_keys(keys);
-        let (outcome, who) = plan_csv::write_while(&plan_file, catalog, tx, |tx| {
+        let (mut outcome, who) = plan_csv::write_while(&plan_file, catalog, tx, |tx| {
             let can = config.target.kind().capabilities().ops;
             let remind = config.target.remind_before(now);
             let mut planner = Planner::new(index, tx)
@@ -153,6 +156,7 @@ fn plan_steps(
             rewritten = tx.withdrew_ops(),
             "roster read and diffed, plan.csv written"
         );
+        let index = std::mem::take(&mut outcome.index);
         let planned = Planned {
             outcome,
             roster_path,
@@ -182,11 +186,26 @@ fn plan_steps(
                 .collect();
             let started = Instant::now();
             tx.write_rejects(rejects)?;
-            tx.commit()?;
+            let keeping = tx
+                .take_known_keys()
+                .map(|keys| Keeping::start(&ledger_path, ledger_id, index, keys));
+            if let Err(e) = tx.commit() {
+                if let Some(keeping) = keeping {
+                    let _ = keeping.finish(None);
+                }
+                return Err(e);
+            }
             tracing::debug!(secs = started.elapsed().as_secs_f64(), "plan committed");
+            return Ok((planned, refusal, keeping));
         }
-        Ok((planned, refusal))
+        Ok((planned, refusal, None))
     })?;
+    // The ledger's index as this plan left it, for the next plan (see `ledger::index_file`).
+    if let Some(keeping) = kept {
+        let started = Instant::now();
+        ledger.keep_index(keeping);
+        tracing::debug!(secs = started.elapsed().as_secs_f64(), "ledger index kept");
+    }
     if let Some(refusal) = refusal {
         if options.json {
             let summary = summary_json(run_id, "refused", &planned, None, Some(&refusal));
@@ -632,6 +651,11 @@ async fn execute(
     )?;
     crate::say!("reports: {}", human::path(&dir));
     prune(config, &ledger);
+    // The next night's plan starts from the index file rather than reading every user (a
+    // stopped run leaves that to the next plan: it is told to end within seconds).
+    if !stats.interrupted_by_signal {
+        ledger.refresh_index();
+    }
     if let Some(fatal) = &stats.fatal {
         // The run is recorded and reported; the command still fails (exit 1).
         anyhow::bail!(

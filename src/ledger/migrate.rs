@@ -41,6 +41,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "008_recertified.sql",
         include_str!("../../migrations/008_recertified.sql"),
     ),
+    (
+        "009_users_version.sql",
+        include_str!("../../migrations/009_users_version.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -10,12 +10,14 @@ mod effect;
 pub mod events;
 mod file;
 mod history;
+mod index_file;
 pub mod migrate;
 mod payload;
 mod plan_writer;
 
 pub use effect::content_record;
 pub use history::{LedgerStatus, OpCount, RunRow};
+pub use index_file::{Keeping, UsersVersion};
 pub use plan_writer::{Before, PlanTx, PlannedOp, PushedOp};
 
 use effect::write_entry;
@@ -446,8 +448,66 @@ impl Ledger {
     }
 
     /// The index, and the keys of the users a plan could deactivate ([`KnownKeys`]).
+    /// The planner's index and the deactivatable keys: from the index file kept beside the
+    /// ledger ([`index_file`]) when it is certainly this ledger's as it stands, else read from
+    /// the ledger itself.
     pub fn index_and_keys(&self) -> Result<(LedgerIndex, KnownKeys)> {
+        let version = UsersVersion::of(&self.conn).with_context(|| self.named())?;
+        match index_file::read(&self.path, &version) {
+            Ok(Some(kept)) => {
+                tracing::debug!(
+                    users = kept.0.len(),
+                    "ledger index read from its index file"
+                );
+                return Ok(kept);
+            }
+            Ok(None) => {}
+            // A cache, so never a reason to fail: said, and the ledger read instead.
+            Err(e) => tracing::warn!("{e:#}; reading the ledger's users instead"),
+        }
         self.read_index().with_context(|| self.named())
+    }
+
+    /// The ledger's id and the version of its users ([`index_file`]).
+    pub fn users_version(&self) -> Result<UsersVersion> {
+        UsersVersion::of(&self.conn).with_context(|| self.named())
+    }
+
+    /// Puts in place the index file a committed plan wrote ([`Keeping`]), under the users
+    /// version the commit left. Best effort: a failure is logged, and the next plan reads
+    /// the ledger.
+    pub fn keep_index(&self, keeping: Keeping) {
+        let kept = UsersVersion::of(&self.conn).and_then(|version| keeping.finish(Some(&version)));
+        if let Err(e) = kept {
+            index_file::remove(&self.path);
+            tracing::warn!("cannot keep the ledger's index for the next plan: {e:#}");
+        }
+    }
+
+    /// Brings the index file up to date after users changed (an apply): read from the ledger
+    /// and kept, so that the next night's plan need not read it. Nothing to do when the file
+    /// is still the ledger's.
+    pub fn refresh_index(&self) {
+        let started = std::time::Instant::now();
+        let refreshed = UsersVersion::of(&self.conn).and_then(|version| {
+            if index_file::is_current(&self.path, &version) {
+                return Ok(false);
+            }
+            let (index, keys) = self.read_index()?;
+            index_file::write(&self.path, &version, &index, &keys)?;
+            Ok(true)
+        });
+        match refreshed {
+            Ok(refreshed) => tracing::debug!(
+                refreshed,
+                secs = started.elapsed().as_secs_f64(),
+                "ledger index file"
+            ),
+            Err(e) => {
+                index_file::remove(&self.path);
+                tracing::warn!("cannot keep the ledger's index for the next plan: {e:#}");
+            }
+        }
     }
 
     fn read_index(&self) -> Result<(LedgerIndex, KnownKeys)> {

@@ -23,7 +23,7 @@ use anyhow::Result;
 
 use crate::ingest::normalize::fold;
 use crate::ingest::roster::{
-    CrossRowCheck, DesiredUser, RawRow, Reject, RosterReader, protected_by,
+    CrossRowCheck, DesiredUser, RawRow, Record, Reject, RosterReader, protected_by,
 };
 use crate::model::fingerprint::ProfileFields;
 pub use crate::model::fingerprint::{content_hash, fingerprint, state_hash};
@@ -64,6 +64,9 @@ pub struct Unsupported {
 impl Unsupported {
     pub const SHOWN: usize = 20;
 }
+
+/// Rows read ahead of the diff, so that their index lookups overlap ([`Planner::read_roster`]).
+const LOOKAHEAD: usize = 128;
 
 /// More rows than this that cannot be split into fields, and the file is not trusted to say
 /// who left: an export in another layout, not a few stray rows.
@@ -151,6 +154,9 @@ pub struct Planner<'io, Io: PlanIo> {
     /// Re-enrollments the recertification policy asks for, by key fingerprint
     /// ([`Planner::recertify`]); taken out as their rows are diffed.
     due: rustc_hash::FxHashMap<u64, recertify::Due>,
+    /// The row memos handed to the ledger, by key fingerprint: the index is brought up to
+    /// them when the plan is finished ([`Outcome::index`]).
+    remembered: Vec<(u64, RowMemo)>,
 }
 
 /// The fingerprints of what a valid row asks for, computed once per row.
@@ -169,6 +175,9 @@ pub struct Outcome {
     pub valid: u64,
     /// The roster is broken (the message names the file and line): no deactivation planned.
     pub broken: Option<String>,
+    /// The ledger's index as the plan leaves the ledger (with the row memos it stored), for
+    /// the next plan to start from once this one is committed.
+    pub index: LedgerIndex,
 }
 
 impl<'io, Io: PlanIo> Planner<'io, Io> {
@@ -191,6 +200,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
             can: &OpKind::ALL,
             remind_before: None,
             due: Default::default(),
+            remembered: Vec::new(),
         }
     }
 
@@ -262,9 +272,35 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                 reader.rewind(end)?;
             }
         }
-        while let Some(raw) = reader.next_raw()? {
-            if !self.settled(&raw) {
-                self.row(reader.resolve(), Some(raw.digest))?;
+        // Rows are taken a batch at a time and their keys looked up in the index in one tight
+        // loop first: the lookups of a million-user index each miss the processor's caches,
+        // and made one per row parsed they wait one after another (a third of a night's
+        // plan); made together, the misses overlap. Each row is then settled or resolved, in
+        // order, from its saved record.
+        let mut saved: Vec<Record> = Vec::new();
+        saved.resize_with(LOOKAHEAD, Record::default);
+        let mut raws: Vec<RawRow> = Vec::with_capacity(LOOKAHEAD);
+        loop {
+            raws.clear();
+            while raws.len() < LOOKAHEAD {
+                let Some(raw) = reader.next_raw()? else {
+                    break;
+                };
+                reader.swap_record(&mut saved[raws.len()]);
+                raws.push(raw);
+            }
+            if raws.is_empty() {
+                break;
+            }
+            for raw in &raws {
+                if let Some(key_hash) = raw.key_hash {
+                    std::hint::black_box(self.index.get(&key_hash).map(|k| k.settled_digest));
+                }
+            }
+            for (raw, record) in raws.iter().zip(&saved) {
+                if !self.settled(raw) {
+                    self.row(reader.resolve_saved(record), Some(raw.digest))?;
+                }
             }
         }
         if let Some(why) = reader.broken() {
@@ -331,6 +367,7 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
                     && known.is_some_and(|k| k.settled_digest != memo.digest)
                 {
                     self.io.remember(&user.key, memo)?;
+                    self.remembered.push((key_hash, memo));
                 }
                 let before = self.plan.ops_pushed;
                 let line = user.line;
@@ -701,12 +738,27 @@ impl<'io, Io: PlanIo> Planner<'io, Io> {
         }
         self.plan.unchanged =
             self.valid as usize - self.lines_with_ops.len() - self.plan.skipped_inactive;
+        // What the ledger's index reads once the memos are stored (as `Known::new` reads a
+        // user's row).
+        for (key_hash, memo) in std::mem::take(&mut self.remembered) {
+            if let Some(known) = self.index.get_mut(&key_hash) {
+                let Known {
+                    profile_hash,
+                    content_hash,
+                    active,
+                    has_uuid,
+                    ..
+                } = *known;
+                *known = Known::new(profile_hash, content_hash, active, has_uuid, Some(memo));
+            }
+        }
         Ok(Outcome {
             plan: self.plan,
             rejects: self.rejects,
             rows,
             valid: self.valid,
             broken: self.broken,
+            index: self.index,
         })
     }
 }

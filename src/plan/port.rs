@@ -80,6 +80,15 @@ impl KnownKeys {
         }
     }
 
+    /// How many keys there are.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
     pub fn push(&mut self, key: &str) {
         self.bytes.push_str(key);
         self.ends.push(self.bytes.len());

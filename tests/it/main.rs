@@ -11,6 +11,7 @@ mod events;
 mod file_modes;
 mod formats;
 mod hostile_input;
+mod index_file;
 mod pacing;
 mod prancer_e2e;
 mod prancer_sim;

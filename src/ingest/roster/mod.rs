@@ -24,7 +24,8 @@ use anyhow::{Context, Result, bail};
 use rustc_hash::FxHashMap;
 
 use super::catalog::Catalog;
-use super::input::{self, Record};
+use super::input;
+pub use super::input::Record;
 use super::normalize::{clean, fold, header_key, is_valid_email, split_multi};
 use super::source::{self, Format, Opened, ReadOptions, ReadSeek, Records};
 use crate::config::Defaults;
@@ -476,7 +477,23 @@ impl<'a> RosterReader<'a> {
     // A reject is one of a row's two outcomes, as large as the other, not an error to bubble.
     #[allow(clippy::result_large_err)]
     pub fn resolve(&mut self) -> Result<DesiredUser, Reject> {
-        let record = &self.record;
+        let record = std::mem::take(&mut self.record);
+        let resolved = self.resolve_saved(&record);
+        self.record = record;
+        resolved
+    }
+
+    /// Trades the record of the row [`RosterReader::next_raw`] returned last for `other`
+    /// (whose buffers the reader reuses): rows can be read ahead and resolved later, each
+    /// from its saved record, by [`RosterReader::resolve_saved`].
+    pub fn swap_record(&mut self, other: &mut Record) {
+        std::mem::swap(&mut self.record, other);
+    }
+
+    /// [`RosterReader::resolve`] for a row whose record was saved by
+    /// [`RosterReader::swap_record`].
+    #[allow(clippy::result_large_err)]
+    pub fn resolve_saved(&mut self, record: &Record) -> Result<DesiredUser, Reject> {
         let line = record.line();
         if let Some(why) = record.broken(self.width) {
             return Err(Reject {
