@@ -6,10 +6,10 @@
 //! that. The file is a cache and nothing more: it holds only what the ledger holds, it is
 //! written by whoever last had the whole index in hand (a plan after its commit, an apply
 //! after it changed users), and it is used only while it is certainly the ledger's own:
-//! the ledger's id and the version of its users table ([`UsersVersion`], counted up by
-//! triggers on every change to a user, whoever makes it) must be the ones it was taken at,
-//! and its checksum must hold. Anything else, and the index is read from the ledger as
-//! before. It must never hand back an index that differs from the ledger's.
+//! the ledger's id and the version of its users table ([`UsersVersion`], a new random value
+//! drawn by triggers at every change to a user, whoever makes it) must be the ones it was
+//! taken at, and its checksum must hold. Anything else, and the index is read from the ledger
+//! as before. It must never hand back an index that differs from the ledger's.
 //!
 //! Layout (little-endian): `MAGIC`, the ledger id (32 bytes), the users version, the entry
 //! count and the key count; the entries (fingerprint and [`Known`], 41 bytes each); the
@@ -32,7 +32,8 @@ const ENTRY: usize = 8 * 5 + 1;
 const IO_BUFFER: usize = 1 << 20;
 
 /// What identifies the state of a ledger's users: the ledger's own id (random, made by
-/// migration 009) and the number of changes made to its users so far.
+/// migration 009) and the random value its users' last change drew (a ledger restored from a
+/// backup and changed again never draws the value a newer index file was taken at).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsersVersion {
     pub ledger_id: String,
