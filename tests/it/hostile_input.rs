@@ -81,18 +81,6 @@ async fn run_bounded(work: &Workdir, args: &[&str], deadline: Duration) -> Bound
 const LIMIT: Duration = Duration::from_secs(60);
 const MEMORY_BOUND: u64 = 200 << 20;
 
-fn person(i: usize) -> Vec<String> {
-    let key = format!("E{i:04}");
-    row(
-        &key,
-        "Quinn",
-        &format!("Person{i}"),
-        &format!("{}@example.com", key.to_lowercase()),
-        "Lakeside Camp",
-        "SAFE-101",
-    )
-}
-
 fn ledger_path(work: &Workdir) -> std::path::PathBuf {
     work.path("state/rostersync.db")
 }

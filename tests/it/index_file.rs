@@ -7,19 +7,7 @@ use crate::util;
 use util::*;
 
 fn people() -> Vec<Vec<String>> {
-    (1..=4)
-        .map(|i| {
-            let key = format!("E{i:04}");
-            row(
-                &key,
-                "Quinn",
-                &format!("Person{i}"),
-                &format!("{}@example.com", key.to_lowercase()),
-                "Lakeside Camp",
-                "SAFE-101",
-            )
-        })
-        .collect()
+    (1..=4).map(person).collect()
 }
 
 /// Runs `plan --json` with the ledger's debug log; returns the plan's ops by kind and

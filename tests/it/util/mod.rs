@@ -355,6 +355,19 @@ pub fn ods_workbook(sheet: &str, rows_xml: &str) -> Vec<u8> {
     out.into_inner()
 }
 
+/// Person `i` (key `E0001`...), at Lakeside Camp with SAFE-101.
+pub fn person(i: usize) -> Vec<String> {
+    let key = format!("E{i:04}");
+    row(
+        &key,
+        "Quinn",
+        &format!("Person{i}"),
+        &format!("{}@example.com", key.to_lowercase()),
+        "Lakeside Camp",
+        "SAFE-101",
+    )
+}
+
 /// A roster row for the sample catalog: key, first, last, email, locations, content.
 pub fn row(
     key: &str,
