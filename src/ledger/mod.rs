@@ -14,6 +14,7 @@ mod index_file;
 pub mod migrate;
 mod payload;
 mod plan_writer;
+mod replaced;
 
 pub use effect::content_record;
 pub use history::{LedgerStatus, OpCount, RunRow};

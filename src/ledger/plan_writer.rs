@@ -19,6 +19,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::replaced::{Keep, NewOpRow, Replaced};
 use super::{NewOp, OpKind, OpPayload, RejectRow, RowMemo, now_ms, payload};
 use crate::model::fingerprint::fingerprint;
 use crate::model::{Grant, Profile};
@@ -180,7 +181,15 @@ fn write(
     started: SyncSender<Result<()>>,
 ) -> Result<()> {
     let begin = begin_plan(conn, run_id);
-    let (tx, mut replaced, ops_from) = match begin {
+    let (
+        tx,
+        mut replaced,
+        mut keep,
+        Ids {
+            first: ops_from,
+            next,
+        },
+    ) = match begin {
         Ok(begun) => {
             let _ = started.send(Ok(()));
             begun
@@ -193,8 +202,9 @@ fn write(
     let now = now_ms();
     // Ids are given, not left to SQLite: it would number after the highest id left, and the
     // replaced ops deleted meanwhile may leave that below this plan's first id.
-    let mut next_id = ops_from;
+    let mut next_id = next;
     let mut encoder = payload::Encoder::default();
+    let mut encoded = Encoded::default();
     let mut forward: Option<SyncSender<Vec<PushedOp>>> = None;
     loop {
         // The replaced plan's ops are deleted a slice at a time whenever the planner has
@@ -216,8 +226,19 @@ fn write(
         };
         match command {
             Command::Insert(ops) => {
-                for rows in ops.chunks(ROWS_PER_INSERT) {
-                    insert_ops(&tx, rows, run_id, now, &mut next_id, &mut encoder)?;
+                encoded.encode(&ops, &mut encoder);
+                let written = match keep.as_mut() {
+                    Some(keep) => keep_same(&tx, &ops, &encoded, keep, &mut replaced)?,
+                    None => vec![true; ops.len()],
+                };
+                let rows: Vec<(&NewOp, &[u8])> = ops
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| written[*i])
+                    .map(|(i, pushed)| (&pushed.op, encoded.payload(i)))
+                    .collect();
+                for rows in rows.chunks(ROWS_PER_INSERT) {
+                    insert_ops(&tx, rows, run_id, now, &mut next_id)?;
                 }
                 // Shown only once stored. A reader that hung up has failed on its own and
                 // says why when it is joined; the plan itself goes on.
@@ -237,7 +258,9 @@ fn write(
                 }
             }
             Command::Retract(keys, reply) => {
-                let _ = reply.send(retract(&tx, ops_from, &keys));
+                let retracted = stop_keeping(&tx, &mut keep, &mut replaced)
+                    .and_then(|()| retract(&tx, ops_from, &keys));
+                let _ = reply.send(retracted);
             }
             Command::Rejects(rejects) => {
                 let mut insert = tx.prepare_cached(
@@ -254,19 +277,24 @@ fn write(
                 }
             }
             Command::Export(out) => {
-                if let Err(error) = export(&tx, ops_from, &out) {
+                let exported = stop_keeping(&tx, &mut keep, &mut replaced)
+                    .and_then(|()| export(&tx, ops_from, &out));
+                if let Err(error) = exported {
                     let _ = out.send(Err(error));
                 }
             }
             #[cfg(test)]
             Command::DeleteReplaced(reply) => {
-                let _ = reply.send(replaced.delete_all(&tx));
+                let _ = reply.send(stop_keeping(&tx, &mut keep, &mut replaced));
             }
             Command::Commit(reply) => {
-                let committed = replaced
-                    .delete_all(&tx)
+                let kept = keep.as_ref().map_or(0, Keep::kept);
+                let committed = stop_keeping(&tx, &mut keep, &mut replaced)
                     .and_then(|()| Ok(tx.commit()?))
                     .context("cannot commit the plan");
+                if committed.is_ok() && kept > 0 {
+                    tracing::debug!(kept, "ops of the replaced plan kept as they were");
+                }
                 let _ = reply.send(committed);
                 return Ok(());
             }
@@ -301,22 +329,82 @@ fn insert_sql(rows: usize) -> String {
     )
 }
 
-/// Inserts `rows` (at most [`ROWS_PER_INSERT`]) with ids from `next_id` on.
+/// The payloads of a batch of ops, encoded one after another.
+#[derive(Default)]
+struct Encoded {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Encoded {
+    fn encode(&mut self, ops: &[PushedOp], encoder: &mut payload::Encoder) {
+        self.bytes.clear();
+        self.ends.clear();
+        for pushed in ops {
+            self.bytes
+                .extend_from_slice(encoder.encode(&pushed.op.payload));
+            self.ends.push(self.bytes.len());
+        }
+    }
+
+    fn payload(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+}
+
+/// Which ops of a batch must be written: not those of a user whose ops the replaced plan
+/// holds already, identical ([`Keep`]). A batch ends between two users
+/// ([`PlanTx::push_op`]), so each user's ops are judged together.
+fn keep_same(
+    tx: &Transaction,
+    ops: &[PushedOp],
+    encoded: &Encoded,
+    keep: &mut Keep,
+    replaced: &mut Replaced,
+) -> Result<Vec<bool>> {
+    let mut written = vec![true; ops.len()];
+    let mut start = 0;
+    while start < ops.len() {
+        let key = &ops[start].op.key;
+        let end = ops[start..]
+            .iter()
+            .position(|p| &p.op.key != key)
+            .map_or(ops.len(), |n| start + n);
+        let rows: Vec<NewOpRow<'_>> = (start..end)
+            .map(|i| NewOpRow {
+                key,
+                seq: i64::from(ops[i].op.seq),
+                kind: ops[i].op.kind.as_str(),
+                payload: encoded.payload(i),
+            })
+            .collect();
+        if keep.keep(tx, &rows, replaced)? {
+            written[start..end].fill(false);
+        }
+        start = end;
+    }
+    Ok(written)
+}
+
+/// Ends keeping: every old op not kept is deleted now (the plan is about to be committed or
+/// read back, and must hold only its own ops).
+fn stop_keeping(tx: &Transaction, keep: &mut Option<Keep>, replaced: &mut Replaced) -> Result<()> {
+    if let Some(keep) = keep.take() {
+        keep.finish(replaced);
+    }
+    replaced.delete_all(tx)
+}
+
+/// Inserts `rows` (at most [`ROWS_PER_INSERT`], each an op and its encoded payload) with ids
+/// from `next_id` on.
 fn insert_ops(
     tx: &Transaction,
-    rows: &[PushedOp],
+    rows: &[(&NewOp, &[u8])],
     run_id: i64,
     now: i64,
     next_id: &mut i64,
-    encoder: &mut payload::Encoder,
 ) -> Result<()> {
-    // The payloads, one after another, bound from here (the encoder keeps only the last).
-    let mut payloads = Vec::with_capacity(rows.len() * 256);
-    let mut ends = Vec::with_capacity(rows.len());
-    for pushed in rows {
-        payloads.extend_from_slice(encoder.encode(&pushed.op.payload));
-        ends.push(payloads.len());
-    }
     static FULL: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| insert_sql(ROWS_PER_INSERT));
     let mut insert = if rows.len() == ROWS_PER_INSERT {
@@ -326,79 +414,67 @@ fn insert_ops(
     };
     insert.raw_bind_parameter(1, run_id)?;
     insert.raw_bind_parameter(2, now)?;
-    let mut start = 0;
-    for (i, (pushed, end)) in rows.iter().zip(ends).enumerate() {
-        let op = &pushed.op;
+    for (i, (op, payload)) in rows.iter().enumerate() {
         let at = 3 + i * 5;
         insert.raw_bind_parameter(at, *next_id)?;
         insert.raw_bind_parameter(at + 1, &op.key)?;
         insert.raw_bind_parameter(at + 2, op.seq)?;
         insert.raw_bind_parameter(at + 3, op.kind.as_str())?;
-        insert.raw_bind_parameter(at + 4, &payloads[start..end])?;
-        start = end;
+        insert.raw_bind_parameter(at + 4, *payload)?;
         *next_id += 1;
     }
     insert.raw_execute()?;
     Ok(())
 }
 
-/// The ops of the plan this one replaces that are still to be deleted: the pending ones among
-/// ids `next..end`.
-///
-/// Pending ops are the ones at or after the newest plan's first id (`PENDING`), so the moment
-/// this plan's first id is recorded, the older plan's ops are pending no more to anyone
-/// reading inside the transaction; deleting them is only tidying up, done while the planner
-/// is busy elsewhere, and always before the commit: a committed plan never leaves them
-/// behind, and a plan not committed leaves them as they were.
-struct Replaced {
+/// This plan's first op id (where its ops start, recorded as `runs.ops_from`) and the id its
+/// first op written gets.
+struct Ids {
+    first: i64,
     next: i64,
-    end: i64,
 }
 
-impl Replaced {
-    /// Ids deleted at a time: a few milliseconds of work.
-    const SLICE: i64 = 4096;
-
-    fn is_empty(&self) -> bool {
-        self.next >= self.end
-    }
-
-    fn delete_some(&mut self, tx: &Transaction) -> Result<()> {
-        let to = self.end.min(self.next + Self::SLICE);
-        tx.prepare_cached("DELETE FROM ops WHERE id >= ?1 AND id < ?2 AND state = 'pending'")?
-            .execute(params![self.next, to])?;
-        self.next = to;
-        Ok(())
-    }
-
-    fn delete_all(&mut self, tx: &Transaction) -> Result<()> {
-        while !self.is_empty() {
-            self.delete_some(tx)?;
-        }
-        Ok(())
-    }
-}
-
-/// Opens the plan's transaction: this plan's ops start after every op there is, which
-/// withdraws the last plan's pending ops (see [`Replaced`]). Returns the transaction, the
-/// ops to delete and this plan's first id.
-fn begin_plan(conn: &mut Connection, run_id: i64) -> Result<(Transaction<'_>, Replaced, i64)> {
+/// Opens the plan's transaction. A plan replaces the pending ops of the plan before it. When
+/// nobody applied that plan, this one starts where it started and keeps the users' ops it
+/// makes again ([`Keep`]); otherwise this plan's ops start after every op there is, which
+/// withdraws the last plan's pending ops (see [`Replaced`]). Returns the transaction, the ops
+/// to delete, what to keep from, and this plan's ids.
+fn begin_plan(
+    conn: &mut Connection,
+    run_id: i64,
+) -> Result<(Transaction<'_>, Replaced, Option<Keep>, Ids)> {
     let tx = conn.transaction()?;
-    let pending_from: i64 =
-        tx.query_row("SELECT coalesce(max(ops_from), 0) FROM runs", [], |r| {
-            r.get(0)
-        })?;
-    let ops_from: i64 =
-        tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM ops", [], |r| r.get(0))?;
+    let last_plan: Option<(i64, i64)> = tx
+        .query_row(
+            "SELECT ops_from, id FROM runs WHERE ops_from IS NOT NULL ORDER BY ops_from DESC, id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let next: i64 = tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM ops", [], |r| r.get(0))?;
+    let pending_from = last_plan.map_or(0, |(from, _)| from);
+    // Only ops nobody could have touched are kept: every run since that plan's (itself
+    // included) only planned. Each op kept is checked pending and never attempted as well.
+    let untouched = match last_plan {
+        Some((from, last_run)) if from < next => !tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE id >= ?1 AND id <> ?2 AND command <> 'plan')",
+            params![last_run, run_id],
+            |r| r.get::<_, bool>(0),
+        )?,
+        _ => false,
+    };
+    let mut replaced = Replaced::default();
+    let (first, keep) = if untouched {
+        (pending_from, Some(Keep::new(pending_from, next)))
+    } else {
+        replaced.add(pending_from, next);
+        (next, None)
+    };
     tx.execute(
         "UPDATE runs SET ops_from = ?2 WHERE id = ?1",
-        params![run_id, ops_from],
+        params![run_id, first],
     )?;
-    let replaced = Replaced {
-        next: pending_from,
-        end: ops_from,
-    };
-    Ok((tx, replaced, ops_from))
+    Ok((tx, replaced, keep, Ids { first, next }))
 }
 
 /// Sends every op of the plan, with its user's row, to `out` in batches; stops early when
@@ -622,14 +698,17 @@ impl PlanIo for PlanTx {
     }
 
     fn push_op(&mut self, op: NewOp, before: Option<&Remote>) -> Result<()> {
+        // A full batch goes between two users, never inside one's ops: the writer judges
+        // each user's ops together (see `keep_same`).
+        if self.batch.len() >= BATCH && self.batch.last().is_some_and(|last| last.op.key != op.key)
+        {
+            self.flush()?;
+        }
         // Encoded on the writer's thread: this one reads and diffs the roster, the longer job.
         self.batch.push(PushedOp {
             op,
             before: before.cloned(),
         });
-        if self.batch.len() >= BATCH {
-            self.flush()?;
-        }
         Ok(())
     }
 

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::model::Profile;
 use crate::plan::PlanIo;
@@ -335,4 +337,256 @@ fn pending_ops_of_a_version_1_ledger_survive_the_migration() {
             ("C", OpKind::Deactivate, Some("u-c"))
         ]
     );
+}
+
+/// A plan as the keeping tests write it: each user's ops, in plan order, an op being its
+/// kind and a number standing for its payload.
+type Groups = Vec<(String, Vec<(OpKind, i64)>)>;
+
+fn write_groups(ledger: &mut Ledger, command: &str, groups: &Groups, commit: bool) -> i64 {
+    let run = ledger.begin_run(command).unwrap();
+    ledger
+        .write_plan(run, |tx| {
+            for (key, ops) in groups {
+                for (kind, variant) in ops {
+                    tx.push(NewOp {
+                        key: key.clone(),
+                        seq: kind.seq(),
+                        kind: *kind,
+                        payload: OpPayload {
+                            profile_hash: *variant,
+                            ..OpPayload::of_account(&format!("u-{key}"))
+                        },
+                    })?;
+                }
+            }
+            if commit { tx.commit() } else { Ok(()) }
+        })
+        .unwrap();
+    run
+}
+
+/// The pending ops by user: (id, kind, payload number) in plan order.
+fn pending_by_user(ledger: &Ledger) -> BTreeMap<String, Vec<(i64, OpKind, i64)>> {
+    let mut users: BTreeMap<String, Vec<(i64, OpKind, i64)>> = BTreeMap::new();
+    for op in ledger.pending_ops().unwrap() {
+        users
+            .entry(op.key)
+            .or_default()
+            .push((op.id, op.kind, op.payload.profile_hash));
+    }
+    users
+}
+
+/// Checks that the ledger's pending ops are exactly `groups`' (a user's ops in their order,
+/// before any later op of theirs), and nothing else.
+fn assert_pending_are(ledger: &Ledger, groups: &Groups) {
+    let mut wanted: BTreeMap<String, Vec<(OpKind, i64)>> = BTreeMap::new();
+    for (key, ops) in groups {
+        wanted.entry(key.clone()).or_default().extend(ops);
+    }
+    let pending = pending_by_user(ledger);
+    let seen: BTreeMap<String, Vec<(OpKind, i64)>> = pending
+        .iter()
+        .map(|(key, ops)| (key.clone(), ops.iter().map(|o| (o.1, o.2)).collect()))
+        .collect();
+    assert_eq!(seen, wanted);
+    let total: i64 = ledger
+        .conn
+        .query_row("SELECT count(*) FROM ops", [], |r| r.get(0))
+        .unwrap();
+    let planned: usize = groups.iter().map(|(_, ops)| ops.len()).sum();
+    assert_eq!(
+        total as usize, planned,
+        "no op of the replaced plan is left"
+    );
+}
+
+/// A small deterministic generator (xorshift), so that a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn some_plan(users: usize, rng: &mut Rng) -> Groups {
+    let kinds = [
+        OpKind::Create,
+        OpKind::Update,
+        OpKind::Enroll,
+        OpKind::Remove,
+    ];
+    let mut groups: Groups = (0..users)
+        .map(|i| {
+            let n = 1 + rng.below(3) as usize;
+            let ops = (0..n)
+                .map(|j| (kinds[(j + i) % kinds.len()], rng.below(1000) as i64))
+                .collect();
+            (format!("K{i:06}"), ops)
+        })
+        .collect();
+    // Deactivations and reminders come last, as the planner pushes them; some reminders are
+    // for users with ops above.
+    for i in 0..users / 50 {
+        groups.push((format!("L{i:06}"), vec![(OpKind::Deactivate, 0)]));
+        groups.push((format!("K{:06}", i * 7), vec![(OpKind::Remind, 0)]));
+    }
+    groups
+}
+
+/// The same plan with rows edited, removed, added and moved, a few here and there and a block
+/// of each.
+fn edited(plan: &Groups, rng: &mut Rng) -> Groups {
+    let mut plan = plan.clone();
+    for _ in 0..plan.len() / 20 {
+        let i = rng.below(plan.len() as u64) as usize;
+        match rng.below(4) {
+            0 => plan[i].1[0].1 += 1,
+            1 => {
+                plan.remove(i);
+            }
+            2 => plan.insert(
+                i,
+                (
+                    format!("N{}", rng.below(1 << 40)),
+                    vec![(OpKind::Create, 1)],
+                ),
+            ),
+            _ => {
+                let group = plan.remove(i);
+                let to = (i + rng.below(3000) as usize).min(plan.len());
+                plan.insert(to, group);
+            }
+        }
+    }
+    let at = rng.below(plan.len() as u64 / 2) as usize;
+    plan.drain(at..at + 1500);
+    let at = rng.below(plan.len() as u64) as usize;
+    for j in 0..1200 {
+        plan.insert(at, (format!("B{j}"), vec![(OpKind::Create, 2)]));
+    }
+    plan
+}
+
+/// Issue 11: planning again a plan nobody applied keeps the users' ops it makes again where
+/// they are (a re-plan of a million ops inserted and deleted a million identical ones).
+#[test]
+fn a_plan_made_again_keeps_the_ops_it_makes_again_and_only_those() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("l.db")).unwrap();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let first = some_plan(6000, &mut rng);
+    write_groups(&mut ledger, "plan", &first, true);
+    assert_pending_are(&ledger, &first);
+    let ids_before = pending_by_user(&ledger);
+
+    // The same plan again: every op kept, with its id.
+    write_groups(&mut ledger, "plan", &first, true);
+    assert_pending_are(&ledger, &first);
+    assert_eq!(
+        pending_by_user(&ledger),
+        ids_before,
+        "every op kept as it was"
+    );
+
+    // Edited: exactly the new plan's ops, a user's ops in order and before their later ops.
+    let second = edited(&first, &mut rng);
+    write_groups(&mut ledger, "plan", &second, true);
+    assert_pending_are(&ledger, &second);
+    let after = pending_by_user(&ledger);
+    for (key, ops) in &after {
+        assert!(
+            ops.windows(2).all(|w| w[0].0 < w[1].0),
+            "{key}'s ops are out of their order: {ops:?}"
+        );
+    }
+    let kept = after
+        .iter()
+        .filter(|(key, ops)| ids_before.get(*key) == Some(ops))
+        .count();
+    // Users whose ops are the same in both plans: all but the few moved far are kept.
+    let same = |plan: &Groups| -> BTreeMap<String, Vec<(OpKind, i64)>> {
+        let mut users: BTreeMap<String, Vec<(OpKind, i64)>> = BTreeMap::new();
+        for (key, ops) in plan {
+            users.entry(key.clone()).or_default().extend(ops);
+        }
+        users
+    };
+    let (old, new) = (same(&first), same(&second));
+    let unchanged = new
+        .iter()
+        .filter(|(k, ops)| old.get(*k) == Some(ops))
+        .count();
+    assert!(
+        kept * 100 > unchanged * 95,
+        "{kept} of {unchanged} users kept"
+    );
+
+    // Not committed: the plan stays as it was; then a third plan, and the first again.
+    write_groups(&mut ledger, "plan", &first, false);
+    assert_eq!(pending_by_user(&ledger), after);
+    let third = edited(&second, &mut rng);
+    write_groups(&mut ledger, "plan", &third, true);
+    assert_pending_are(&ledger, &third);
+    write_groups(&mut ledger, "plan", &first, true);
+    assert_pending_are(&ledger, &first);
+}
+
+/// Once anything but a plan ran after the pending plan (an apply may have sent its ops),
+/// nothing is kept from it: the new plan's ops are all written after it.
+#[test]
+fn nothing_is_kept_from_a_plan_an_apply_may_have_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("l.db")).unwrap();
+    let plan: Groups = (0..10)
+        .map(|i| (format!("K{i}"), vec![(OpKind::Create, i)]))
+        .collect();
+    write_groups(&mut ledger, "plan", &plan, true);
+    let first = pending_by_user(&ledger);
+    ledger.begin_run("apply").unwrap();
+    write_groups(&mut ledger, "plan", &plan, true);
+    assert_pending_are(&ledger, &plan);
+    let highest_before = first.values().flatten().map(|o| o.0).max().unwrap();
+    assert!(
+        pending_by_user(&ledger)
+            .values()
+            .flatten()
+            .all(|o| o.0 > highest_before),
+        "ops were kept from a plan an apply followed"
+    );
+    // A `run` plans and applies at once: the plan it stored is not kept from either.
+    write_groups(&mut ledger, "run", &plan, true);
+    let of_run = pending_by_user(&ledger);
+    write_groups(&mut ledger, "plan", &plan, true);
+    assert!(
+        pending_by_user(&ledger)
+            .iter()
+            .all(|(key, ops)| ops[0].0 > of_run[key][0].0)
+    );
+}
+
+/// An op an apply attempted and left pending is never kept, whatever ran since.
+#[test]
+fn an_op_once_attempted_is_written_again_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("l.db")).unwrap();
+    let plan: Groups = (0..4)
+        .map(|i| (format!("K{i}"), vec![(OpKind::Create, i)]))
+        .collect();
+    write_groups(&mut ledger, "plan", &plan, true);
+    let before = pending_by_user(&ledger);
+    ledger
+        .conn
+        .execute("UPDATE ops SET attempts = 1 WHERE key = 'K2'", [])
+        .unwrap();
+    write_groups(&mut ledger, "plan", &plan, true);
+    assert_pending_are(&ledger, &plan);
+    let after = pending_by_user(&ledger);
+    assert_eq!(after["K1"], before["K1"]);
+    assert_ne!(after["K2"], before["K2"]);
 }
