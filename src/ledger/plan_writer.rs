@@ -125,8 +125,14 @@ pub(super) fn write_plan<T>(
     // Two batches in flight at most: the planner never runs far ahead of the disk.
     let (to_writer, commands) = sync_channel::<Command>(2);
     let (started_tx, started) = sync_channel::<Result<()>>(1);
+    let (stop_syncing, syncing) = sync_channel::<()>(0);
     std::thread::scope(|scope| {
-        let writer = scope.spawn(move || writer(conn, run_id, commands, started_tx));
+        scope.spawn(move || sync_wal_while_writing(path, &syncing));
+        let writer = scope.spawn(move || {
+            let written = writer(conn, run_id, commands, started_tx);
+            drop(stop_syncing);
+            written
+        });
         let outcome = (|| {
             started
                 .recv()
@@ -155,6 +161,29 @@ pub(super) fn write_plan<T>(
     })
 }
 
+/// How often the WAL is synced while a plan is written.
+const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Syncs the ledger's WAL to disk every [`SYNC_EVERY`] until `stop` is closed, while the plan
+/// writer fills it. The commit must sync the WAL (a stored plan survives a power loss); a
+/// first import's plan writes some 300 MB there, which the commit then waited a quarter of
+/// a second to get onto the disk, everything else done. Synced as it is written (as
+/// RocksDB's `wal_bytes_per_sync` does), the disk works while the roster is read, and the
+/// commit syncs only the last part. An extra sync changes nothing else; one that fails is
+/// left to the commit's own, which says why.
+fn sync_wal_while_writing(ledger: &Path, stop: &Receiver<()>) {
+    let wal = super::file::sibling(ledger, "-wal");
+    let mut file = None;
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(SYNC_EVERY) {
+        if file.is_none() {
+            file = std::fs::File::open(&wal).ok();
+        }
+        if let Some(file) = &file {
+            let _ = file.sync_data();
+        }
+    }
+}
+
 /// The writer thread: owns the transaction, runs commands in order.
 fn writer(
     conn: &mut Connection,
@@ -162,9 +191,10 @@ fn writer(
     commands: Receiver<Command>,
     started: SyncSender<Result<()>>,
 ) -> Result<()> {
-    // A bigger page cache for the bulk insert: SQLite otherwise spills pages to the WAL again
-    // and again while a million-op plan is written.
-    conn.pragma_update(None, "cache_size", -65536)?;
+    // A page cache for the bulk insert: 16 MB holds the ops table's inner pages and its right
+    // edge, where a plan's ops are appended, so no page is spilled to the WAL twice. A bigger
+    // one only held more dirty pages back for the commit to write, after everything else.
+    conn.pragma_update(None, "cache_size", -16384)?;
     // The commit syncs the WAL: the checkpoint that used to sync a plan is deferred (see
     // `super::checkpoint`), and a committed plan must survive a power loss as it did.
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -231,6 +261,13 @@ fn write(
                     Some(keep) => keep_same(&tx, &ops, &encoded, keep, &mut replaced)?,
                     None => vec![true; ops.len()],
                 };
+                // Another roster altogether: the old ops are deleted while the planner is
+                // busy, as without keeping, not all at the commit.
+                if keep.as_ref().is_some_and(Keep::hopeless)
+                    && let Some(keep) = keep.take()
+                {
+                    keep.finish(&mut replaced);
+                }
                 let rows: Vec<(&NewOp, &[u8])> = ops
                     .iter()
                     .enumerate()

@@ -114,7 +114,8 @@ struct OldOp {
 /// edited, removed or moved a little are found around them. A user not found is written
 /// anew; old users the window leaves behind without being found are deleted. When many
 /// users in a row are not found (a block of rows removed), the window looks further ahead,
-/// up to [`Keep::MAX_AHEAD`]; past that the rest is written anew, as without keeping.
+/// up to [`Keep::MAX_AHEAD`]; past that the rest is written anew, as without keeping, and
+/// after twice as many the plan is taken for another altogether ([`Keep::hopeless`]).
 pub(super) struct Keep {
     /// The next old id to read, and the end of the old plan's ids.
     read_from: i64,
@@ -168,6 +169,12 @@ impl Keep {
     /// Ops kept so far.
     pub(super) fn kept(&self) -> u64 {
         self.kept
+    }
+
+    /// Whether the new plan has gone so long without a user of the old one that it is
+    /// another plan altogether: then nothing more is looked for.
+    pub(super) fn hopeless(&self) -> bool {
+        self.misses >= 2 * Self::MAX_AHEAD
     }
 
     /// Whether the new plan's ops for one user (`ops`, all of one key, in their order) are

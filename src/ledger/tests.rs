@@ -590,3 +590,23 @@ fn an_op_once_attempted_is_written_again_not_kept() {
     assert_eq!(after["K1"], before["K1"]);
     assert_ne!(after["K2"], before["K2"]);
 }
+
+/// A plan made again from another roster altogether: after a long run of users the old plan
+/// does not have, nothing more is looked for, and the new plan's ops are exactly its own.
+#[test]
+fn a_plan_of_another_roster_altogether_replaces_the_old_one_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("l.db")).unwrap();
+    let users = |prefix: &str, n: usize| -> Groups {
+        (0..n)
+            .map(|i| (format!("{prefix}{i:06}"), vec![(OpKind::Create, i as i64)]))
+            .collect()
+    };
+    write_groups(&mut ledger, "plan", &users("OLD", 1000), true);
+    // Some users at the end are the old plan's: past the point of giving up, they are
+    // written again too.
+    let mut second = users("NEW", 140_000);
+    second.extend(users("OLD", 10));
+    write_groups(&mut ledger, "plan", &second, true);
+    assert_pending_are(&ledger, &second);
+}

@@ -15,6 +15,7 @@ mod index_file;
 mod pacing;
 mod prancer_e2e;
 mod prancer_sim;
+mod replan;
 mod resilience;
 mod secrets;
 mod sim;

@@ -13,7 +13,9 @@ use super::*;
 /// rows cost tens of megabytes.
 #[derive(Default)]
 pub struct CrossRowCheck {
-    first_line_by_key: FxHashMap<u64, u64>,
+    /// (key, line) of every row whose key the caller does not track: sorted once at the end,
+    /// like the emails (a first import's million keys spent more in a growing map).
+    keys: Vec<(u64, u64)>,
     /// (email, key, line) of every valid row: sorted once at the end, which costs a fraction
     /// of a million random inserts into a map.
     emails: Vec<(u64, u64, u64)>,
@@ -33,7 +35,7 @@ impl CrossRowCheck {
     pub fn with_capacity(rows: usize) -> CrossRowCheck {
         CrossRowCheck {
             // Keys already in the ledger are tracked in its index; only new ones land here.
-            first_line_by_key: FxHashMap::default(),
+            keys: Vec::new(),
             emails: Vec::with_capacity(rows),
             conflicts: Conflicts::default(),
         }
@@ -50,12 +52,7 @@ impl CrossRowCheck {
 
     /// Records a key by its fingerprint.
     pub fn observe_key(&mut self, key_hash: u64, line: u64) {
-        match self.first_line_by_key.get(&key_hash) {
-            Some(&first) => self.key_repeated(key_hash, first, line),
-            None => {
-                self.first_line_by_key.insert(key_hash, line);
-            }
-        }
+        self.keys.push((key_hash, line));
     }
 
     /// Records a key seen again on `line`, first seen on `first`: for callers that track
@@ -82,6 +79,14 @@ impl CrossRowCheck {
     /// The conflicts found. An email's conflict lists its first row and every row whose key
     /// differs from that row's (rows repeating the first row's key are the key rule's).
     pub fn finish(mut self) -> Conflicts {
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.sort_unstable();
+        for group in keys.chunk_by(|a, b| a.0 == b.0) {
+            let (key, first) = group[0];
+            for &(_, line) in &group[1..] {
+                self.key_repeated(key, first, line);
+            }
+        }
         self.emails
             .sort_unstable_by_key(|&(email, _, line)| (email, line));
         for group in self.emails.chunk_by(|a, b| a.0 == b.0) {
