@@ -2,7 +2,9 @@
 //!
 //! (a) a first plan: 1M creates written to an empty ledger (plan.csv included);
 //! (a2) replacing that plan while its 1M ops are still pending: the same roster planned again
-//! on the unapplied ledger;
+//! on the unapplied ledger (its ops are kept where they are);
+//! (a3) replacing it with the plan of the next night's roster (1% changed, 0.5% gone, 0.5%
+//! new): the users whose ops differ are written anew, the others kept;
 //! (b) a no-change re-plan against a ledger that holds all 1M as provisioned;
 //! (d) the next night against that ledger: a roster with 1% of the rows changed (half
 //! renamed, half with other content), 0.5% gone and 0.5% new people, beside `qsv diff` of the
@@ -36,7 +38,7 @@ const RUNS: usize = 5;
 
 fn main() {
     let users: usize = common::env_or("BENCH_USERS", 1_000_000);
-    let parts: String = common::env_or("BENCH_PARTS", "a,a2,b,d,c,sqlite".to_owned());
+    let parts: String = common::env_or("BENCH_PARTS", "a,a2,a3,b,d,c,sqlite".to_owned());
     let part = |name: &str| parts.split(',').any(|p| p.trim() == name);
     let dir = tempfile::tempdir().unwrap();
     // BENCH_DIR keeps the files (roster, seeded ledger) for profiling afterwards.
@@ -84,11 +86,29 @@ fn main() {
             let (secs, rss, out) = measure(work, &plan);
             let replaced = ops(&out)["create"].clone();
             println!(
-                "(a2) replacing the pending plan #{attempt}: {secs:>6.2} s, peak RSS {rss:>5} MB  ({replaced} creates written)"
+                "(a2) replacing the pending plan #{attempt}: {secs:>6.2} s, peak RSS {rss:>5} MB  ({replaced} creates planned)"
             );
             times.push(secs);
         }
         println!("    (a2) median {:.2} s", median(&mut times));
+    }
+
+    if part("a3") {
+        // The next night's roster over the pending plan, then the first roster again: each
+        // replaces a plan that differs from it by 2% of its users.
+        let mut times = Vec::new();
+        for attempt in 1..=3 {
+            for roster in ["roster-next.csv", "roster.csv"] {
+                let (secs, rss, out) =
+                    measure(work, &[&plan[..], &["--roster", roster][..]].concat());
+                println!(
+                    "(a3) replacing the pending plan with {roster:<15} #{attempt}: {secs:>6.2} s, peak RSS {rss:>5} MB  ({} creates planned)",
+                    ops(&out)["create"]
+                );
+                times.push(secs);
+            }
+        }
+        println!("    (a3) median {:.2} s", median(&mut times));
     }
 
     let seeding = Instant::now();

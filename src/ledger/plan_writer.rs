@@ -488,8 +488,12 @@ fn begin_plan(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let next: i64 = tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM ops", [], |r| r.get(0))?;
     let pending_from = last_plan.map_or(0, |(from, _)| from);
+    // Never below the last plan's first id: its ops may all be gone (a plan of none replaced
+    // them, or kept none), and ids numbered again below it would never be pending.
+    let next: i64 = tx
+        .query_row("SELECT coalesce(max(id), 0) + 1 FROM ops", [], |r| r.get(0))
+        .map(|next: i64| next.max(pending_from))?;
     // Only ops nobody could have touched are kept: every run since that plan's (itself
     // included) only planned. Each op kept is checked pending and never attempted as well.
     let untouched = match last_plan {

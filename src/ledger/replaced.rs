@@ -124,10 +124,10 @@ pub(super) struct Keep {
     /// The number of the window's first group (groups are numbered in plan order).
     front: u64,
     /// Where the first not yet taken group of each key is in the window, by the key's
-    /// fingerprint.
-    by_key: FxHashMap<u64, u64>,
-    /// A key has two groups in the window: the map is mended by a scan when one is taken.
-    repeated_keys: bool,
+    /// fingerprint, and how many of that key's groups are there (a user with row ops and a
+    /// reminder at the end has two: the map is mended by a scan of the window when the first
+    /// is taken, for those keys only).
+    by_key: FxHashMap<u64, (u64, u32)>,
     /// The group after the last one found, and how far ahead of it to look.
     found_upto: u64,
     ahead: u64,
@@ -157,7 +157,6 @@ impl Keep {
             window: VecDeque::new(),
             front: 0,
             by_key: FxHashMap::default(),
-            repeated_keys: false,
             found_upto: 0,
             ahead: Self::AHEAD,
             misses: 0,
@@ -245,7 +244,7 @@ impl Keep {
         while self.front + (self.window.len() as u64) < reach && self.read_from < self.end {
             self.read(tx)?;
         }
-        let Some(&number) = self.by_key.get(&fingerprint) else {
+        let Some(&(number, _)) = self.by_key.get(&fingerprint) else {
             return Ok(None);
         };
         // The last group read may go on in the ops not read yet: read until it is whole.
@@ -286,12 +285,7 @@ impl Keep {
             }
             let fingerprint = fingerprint(key);
             let number = self.front + self.window.len() as u64;
-            match self.by_key.entry(fingerprint) {
-                std::collections::hash_map::Entry::Vacant(entry) => {
-                    entry.insert(number);
-                }
-                std::collections::hash_map::Entry::Occupied(_) => self.repeated_keys = true,
-            }
+            self.by_key.entry(fingerprint).or_insert((number, 0)).1 += 1;
             self.window.push_back(OldGroup {
                 key: key.to_owned(),
                 fingerprint,
@@ -326,22 +320,30 @@ impl Keep {
         taken
     }
 
-    /// Group `number` of `fingerprint` is gone from the map: points the map at the next
-    /// untaken group of that key still in the window, if any.
+    /// Group `number` of `fingerprint` was taken or left behind: counts it out of the map,
+    /// and points the map at the next untaken group of that key when it was the first.
     fn forget(&mut self, fingerprint: u64, number: u64) {
-        if self.by_key.get(&fingerprint) != Some(&number) {
+        let Some((first, count)) = self.by_key.get_mut(&fingerprint) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            self.by_key.remove(&fingerprint);
             return;
         }
-        self.by_key.remove(&fingerprint);
-        if self.repeated_keys {
-            let next = self
-                .window
-                .iter()
-                .enumerate()
-                .find(|(_, g)| !g.taken && g.fingerprint == fingerprint)
-                .map(|(i, _)| self.front + i as u64);
-            if let Some(next) = next {
-                self.by_key.insert(fingerprint, next);
+        if *first != number {
+            return;
+        }
+        let next = self
+            .window
+            .iter()
+            .enumerate()
+            .find(|(_, g)| !g.taken && g.fingerprint == fingerprint)
+            .map(|(i, _)| self.front + i as u64);
+        match next {
+            Some(next) => *first = next,
+            None => {
+                self.by_key.remove(&fingerprint);
             }
         }
     }

@@ -610,3 +610,39 @@ fn a_plan_of_another_roster_altogether_replaces_the_old_one_whole() {
     write_groups(&mut ledger, "plan", &second, true);
     assert_pending_are(&ledger, &second);
 }
+
+/// A plan's ops are never numbered below the last plan's first id: there they would not be
+/// pending, and would never be sent. (Ops 3–5 of a run left pending, replaced by a plan of
+/// nothing, left the highest id at 2; the next plan numbered its ops from 3 again.)
+#[test]
+fn a_plan_after_a_plan_of_nothing_is_pending_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("l.db")).unwrap();
+    let first = plan_creates(&mut ledger, &["A", "B", "C", "D", "E"], true);
+    let done: Vec<(Op, Effect)> = ledger.pending_ops().unwrap()[..2]
+        .iter()
+        .map(|op| {
+            let effect = Effect {
+                uuid: Some(format!("u-{}", op.key)),
+                http_status: Some(201),
+                message: None,
+                adopted: false,
+                deleted: false,
+                accepted: false,
+            };
+            (op.clone(), effect)
+        })
+        .collect();
+    ledger.complete_many(first, &done).unwrap();
+    plan_creates(&mut ledger, &[], true);
+    assert!(pending_keys(&ledger).is_empty());
+    plan_creates(&mut ledger, &["X", "Y", "Z"], true);
+    assert_eq!(pending_keys(&ledger), ["X", "Y", "Z"]);
+    // The same through plans that keep: a plan, the same plan of nothing, then another.
+    let plan: Groups = vec![("K".into(), vec![(OpKind::Create, 1)])];
+    write_groups(&mut ledger, "plan", &plan, true);
+    write_groups(&mut ledger, "plan", &Vec::new(), true);
+    assert!(pending_keys(&ledger).is_empty());
+    write_groups(&mut ledger, "plan", &plan, true);
+    assert_eq!(pending_keys(&ledger), ["K"]);
+}
