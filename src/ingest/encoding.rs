@@ -193,7 +193,6 @@ struct Utf8Counts {
 }
 
 /// Counts the byte sequences that are not UTF-8 and the multi-byte characters that are.
-/// ASCII runs, nearly all of a roster, are skipped a word at a time by `is_ascii`.
 fn scan_utf8(source: &mut impl Read) -> io::Result<Utf8Counts> {
     let mut counts = Utf8Counts::default();
     let mut buf = vec![0u8; CHUNK + 4];
@@ -206,7 +205,10 @@ fn scan_utf8(source: &mut impl Read) -> io::Result<Utf8Counts> {
         let mut rest = &buf[..filled];
         carried = 0;
         while !rest.is_empty() {
-            match std::str::from_utf8(rest) {
+            // simdutf8's checker (the one std's errors are made by, with the same valid-up-to
+            // and error length) validates the accented text of a roster several times faster:
+            // this scan of the whole file comes before anything else is done with it.
+            match simdutf8::compat::from_utf8(rest) {
                 Ok(text) => {
                     counts.utf8 += multibyte(text.as_bytes());
                     rest = &[];
@@ -246,7 +248,17 @@ fn multibyte(valid: &[u8]) -> u64 {
     if valid.is_ascii() {
         return 0;
     }
-    valid.iter().filter(|&&b| b >= 0xC0).count() as u64
+    // Counted in bytes, 255 at most at a time, so that the compiler compares and adds 32
+    // bytes an instruction (a count in a usize took four times as many).
+    valid
+        .chunks(255)
+        .map(|chunk| {
+            let leads = chunk
+                .iter()
+                .fold(0u8, |n, &b| n.wrapping_add(u8::from(b >= 0xC0)));
+            u64::from(leads)
+        })
+        .sum()
 }
 
 fn read_full(source: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -405,6 +417,18 @@ mod tests {
         let mut out = if bom { vec![0xFF, 0xFE] } else { vec![] };
         out.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
         out
+    }
+
+    #[test]
+    fn multi_byte_characters_are_counted_in_any_length_of_text() {
+        for (text, n) in [("", 0), ("plain ascii", 0), ("Zoë Ñúñez, 日本, 🎉", 7)] {
+            assert_eq!(multibyte(text.as_bytes()), n, "{text}");
+        }
+        // Far over the 255 bytes counted at a time, and over 255 characters.
+        let long = "Zoë,Renée;".repeat(1000);
+        assert_eq!(multibyte(long.as_bytes()), 2000);
+        let wide = "日".repeat(700);
+        assert_eq!(multibyte(wide.as_bytes()), 700);
     }
 
     #[test]

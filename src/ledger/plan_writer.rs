@@ -161,6 +161,12 @@ pub(super) fn write_plan<T>(
     })
 }
 
+/// Ops written after which the writer's page cache shrinks to 16 MB: a plan this big is mostly
+/// appending to the ops table, whose inner pages and right edge that holds, and a bigger cache
+/// only held dirty pages back for the commit to write, after everything else (spilled as they
+/// come, [`sync_wal_while_writing`] gets them onto the disk meanwhile).
+const APPENDING_FROM: usize = 32_768;
+
 /// How often the WAL is synced while a plan is written.
 const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -191,10 +197,10 @@ fn writer(
     commands: Receiver<Command>,
     started: SyncSender<Result<()>>,
 ) -> Result<()> {
-    // A page cache for the bulk insert: 16 MB holds the ops table's inner pages and its right
-    // edge, where a plan's ops are appended, so no page is spilled to the WAL twice. A bigger
-    // one only held more dirty pages back for the commit to write, after everything else.
-    conn.pragma_update(None, "cache_size", -16384)?;
+    // A bigger page cache for the plan: a night's row memos are scattered over the users
+    // table, and with less its inner pages were read again and again (see also
+    // `APPENDING_FROM`).
+    conn.pragma_update(None, "cache_size", -65536)?;
     // The commit syncs the WAL: the checkpoint that used to sync a plan is deferred (see
     // `super::checkpoint`), and a committed plan must survive a power loss as it did.
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -235,6 +241,7 @@ fn write(
     let mut next_id = next;
     let mut encoder = payload::Encoder::default();
     let mut encoded = Encoded::default();
+    let mut written_ops = 0;
     let mut forward: Option<SyncSender<Vec<PushedOp>>> = None;
     loop {
         // The replaced plan's ops are deleted a slice at a time whenever the planner has
@@ -277,6 +284,10 @@ fn write(
                 for rows in rows.chunks(ROWS_PER_INSERT) {
                     insert_ops(&tx, rows, run_id, now, &mut next_id)?;
                 }
+                if written_ops < APPENDING_FROM && written_ops + rows.len() >= APPENDING_FROM {
+                    tx.pragma_update(None, "cache_size", -16384)?;
+                }
+                written_ops += rows.len();
                 // Shown only once stored. A reader that hung up has failed on its own and
                 // says why when it is joined; the plan itself goes on.
                 if let Some(to) = &forward
