@@ -205,9 +205,9 @@ fn scan_utf8(source: &mut impl Read) -> io::Result<Utf8Counts> {
         let mut rest = &buf[..filled];
         carried = 0;
         while !rest.is_empty() {
-            // simdutf8's checker (the one std's errors are made by, with the same valid-up-to
-            // and error length) validates the accented text of a roster several times faster:
-            // this scan of the whole file comes before anything else is done with it.
+            // simdutf8's `compat` checker reports what std's does (the valid prefix, the
+            // length of the bad sequence) and validates a roster's accented text several
+            // times faster: this scan of the whole file comes before anything else.
             match simdutf8::compat::from_utf8(rest) {
                 Ok(text) => {
                     counts.utf8 += multibyte(text.as_bytes());
