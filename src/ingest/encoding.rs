@@ -419,6 +419,58 @@ mod tests {
         out
     }
 
+    /// What the scan must find, counted the plain way: std's checker over the whole text.
+    fn counted_plainly(mut rest: &[u8]) -> Utf8Counts {
+        let mut counts = Utf8Counts::default();
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(text) => {
+                    counts.utf8 += text.chars().filter(|c| c.len_utf8() > 1).count() as u64;
+                    return counts;
+                }
+                Err(e) => {
+                    let valid = std::str::from_utf8(&rest[..e.valid_up_to()]).unwrap();
+                    counts.utf8 += valid.chars().filter(|c| c.len_utf8() > 1).count() as u64;
+                    counts.not_utf8 += 1;
+                    match e.error_len() {
+                        Some(bad) => rest = &rest[e.valid_up_to() + bad..],
+                        None => return counts,
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_scan_counts_as_std_does_across_its_reads() {
+        // Text of every kind, with stray and cut sequences, over several of the scan's reads
+        // so that characters and bad sequences fall across their ends.
+        let pieces: [&[u8]; 9] = [
+            b"Zo\xC3\xAB,",
+            "日本;".as_bytes(),
+            "🎉".as_bytes(),
+            b"plain,ascii\n",
+            b"\xE9t\xE9",
+            b"\xF0\x9F\x8E",
+            b"\xC3",
+            b"\xFF\xFE",
+            b"\xED\xA0\x80",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut bytes = Vec::new();
+        while bytes.len() < 3 * CHUNK + 1000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            bytes.extend_from_slice(pieces[(seed % 9) as usize]);
+        }
+        for end in [bytes.len(), CHUNK - 1, CHUNK + 1, 2 * CHUNK + 2] {
+            let text = &bytes[..end];
+            let scanned = scan_utf8(&mut io::Cursor::new(text.to_vec())).unwrap();
+            assert_eq!(scanned, counted_plainly(text), "first {end} bytes");
+        }
+    }
+
     #[test]
     fn multi_byte_characters_are_counted_in_any_length_of_text() {
         for (text, n) in [("", 0), ("plain ascii", 0), ("Zoë Ñúñez, 日本, 🎉", 7)] {

@@ -125,6 +125,27 @@ fn plan_creates(ledger: &mut Ledger, keys: &[&str], commit: bool) -> i64 {
     run
 }
 
+/// Plans creates of A to E and records the first two done, as a run stopped after them
+/// leaves the ledger.
+fn plan_a_to_e_and_create_a_and_b(ledger: &mut Ledger) {
+    let first = plan_creates(ledger, &["A", "B", "C", "D", "E"], true);
+    let done: Vec<(Op, Effect)> = ledger.pending_ops().unwrap()[..2]
+        .iter()
+        .map(|op| {
+            let effect = Effect {
+                uuid: Some(format!("u-{}", op.key)),
+                http_status: Some(201),
+                message: None,
+                adopted: false,
+                deleted: false,
+                accepted: false,
+            };
+            (op.clone(), effect)
+        })
+        .collect();
+    ledger.complete_many(first, &done).unwrap();
+}
+
 fn pending_keys(ledger: &Ledger) -> Vec<String> {
     ledger
         .pending_ops()
@@ -142,22 +163,7 @@ fn pending_keys(ledger: &Ledger) -> Vec<String> {
 fn a_new_plan_replaces_the_pending_ops_of_a_partly_applied_one_and_keeps_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(&dir.path().join("l.db")).unwrap();
-    let first = plan_creates(&mut ledger, &["A", "B", "C", "D", "E"], true);
-    let done: Vec<(Op, Effect)> = ledger.pending_ops().unwrap()[..2]
-        .iter()
-        .map(|op| {
-            let effect = Effect {
-                uuid: Some(format!("u-{}", op.key)),
-                http_status: Some(201),
-                message: None,
-                adopted: false,
-                deleted: false,
-                accepted: false,
-            };
-            (op.clone(), effect)
-        })
-        .collect();
-    ledger.complete_many(first, &done).unwrap();
+    plan_a_to_e_and_create_a_and_b(&mut ledger);
     assert_eq!(pending_keys(&ledger), ["C", "D", "E"]);
 
     // Not committed: the old plan stays as it was.
@@ -618,22 +624,7 @@ fn a_plan_of_another_roster_altogether_replaces_the_old_one_whole() {
 fn a_plan_after_a_plan_of_nothing_is_pending_whole() {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(&dir.path().join("l.db")).unwrap();
-    let first = plan_creates(&mut ledger, &["A", "B", "C", "D", "E"], true);
-    let done: Vec<(Op, Effect)> = ledger.pending_ops().unwrap()[..2]
-        .iter()
-        .map(|op| {
-            let effect = Effect {
-                uuid: Some(format!("u-{}", op.key)),
-                http_status: Some(201),
-                message: None,
-                adopted: false,
-                deleted: false,
-                accepted: false,
-            };
-            (op.clone(), effect)
-        })
-        .collect();
-    ledger.complete_many(first, &done).unwrap();
+    plan_a_to_e_and_create_a_and_b(&mut ledger);
     plan_creates(&mut ledger, &[], true);
     assert!(pending_keys(&ledger).is_empty());
     plan_creates(&mut ledger, &["X", "Y", "Z"], true);

@@ -13,15 +13,9 @@ fn people() -> Vec<Vec<String>> {
 /// Runs `plan --json` with the ledger's debug log; returns the plan's ops by kind and
 /// whether the index came from the index file.
 async fn plan(work: &Workdir) -> (serde_json::Value, bool, String) {
-    let mut command = work.command(&["plan", "--json"]);
-    command.env("ROSTERSYNC_LOG", "rostersync::ledger=debug,info");
-    let output = run_command(command).await;
-    assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
-    let summary: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
-    let from_file = output
-        .stderr
-        .contains("ledger index read from its index file");
-    (summary["plan"]["ops"].clone(), from_file, output.stderr)
+    let (summary, stderr) = work.plan_with_ledger_log().await;
+    let from_file = stderr.contains("ledger index read from its index file");
+    (summary["plan"]["ops"].clone(), from_file, stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,19 +9,14 @@ use util::*;
 /// Runs `plan --json` with the plan writer's debug log: the ops by kind, and how many ops
 /// of the replaced plan were kept (0 when the log says none).
 async fn plan(work: &Workdir) -> (serde_json::Value, u64, String) {
-    let mut command = work.command(&["plan", "--json"]);
-    command.env("ROSTERSYNC_LOG", "rostersync::ledger=debug,info");
-    let output = run_command(command).await;
-    assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
-    let summary: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
-    let kept = output
-        .stderr
+    let (summary, stderr) = work.plan_with_ledger_log().await;
+    let kept = stderr
         .lines()
         .find(|l| l.contains("ops of the replaced plan kept"))
         .and_then(|l| l.split("kept=").nth(1))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
-    (summary["plan"]["ops"].clone(), kept, output.stderr)
+    (summary["plan"]["ops"].clone(), kept, stderr)
 }
 
 fn renamed(i: usize, last: &str) -> Vec<String> {

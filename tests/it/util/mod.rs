@@ -276,6 +276,16 @@ impl Workdir {
         command
     }
 
+    /// Runs `plan --json` with the ledger's debug log, expecting it to succeed: the summary
+    /// and the log.
+    pub async fn plan_with_ledger_log(&self) -> (serde_json::Value, String) {
+        let mut command = self.command(&["plan", "--json"]);
+        command.env("ROSTERSYNC_LOG", "rostersync::ledger=debug,info");
+        let output = run_command(command).await;
+        assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
+        (serde_json::from_str(&output.stdout).unwrap(), output.stderr)
+    }
+
     /// Runs the real binary with `args` (the config is added) in a blocking thread, so the
     /// in-process simulator keeps serving.
     pub async fn run(&self, args: &[&str]) -> RunOutput {
