@@ -17,6 +17,29 @@ use super::Ledger;
 /// The first op id of the current plan (the newest stored one), as [`super::PENDING`] has it.
 const CURRENT_PLAN_FROM: &str = "(SELECT coalesce(max(ops_from), 0) FROM runs)";
 
+/// The current plan: the newest stored, and of plans with no ops, the later.
+pub(super) struct CurrentPlan {
+    /// Its first op id (`runs.ops_from`).
+    pub ops_from: i64,
+    /// The run that stored it.
+    pub run: i64,
+}
+
+pub(super) fn current_plan(conn: &rusqlite::Connection) -> rusqlite::Result<Option<CurrentPlan>> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(
+        "SELECT ops_from, id FROM runs WHERE ops_from IS NOT NULL ORDER BY ops_from DESC, id DESC LIMIT 1",
+        [],
+        |r| {
+            Ok(CurrentPlan {
+                ops_from: r.get(0)?,
+                run: r.get(1)?,
+            })
+        },
+    )
+    .optional()
+}
+
 /// Runs shown by `status`, newest first.
 const RUNS_SHOWN: usize = 10;
 
@@ -153,18 +176,9 @@ impl Ledger {
         })
     }
 
-    /// The run whose plan is the current one (the newest stored; of plans with no ops, the
-    /// later).
+    /// The run whose plan is the current one.
     fn current_plan_run(&self) -> Result<Option<i64>> {
-        use rusqlite::OptionalExtension;
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT id FROM runs WHERE ops_from IS NOT NULL ORDER BY ops_from DESC, id DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?)
+        Ok(current_plan(&self.conn)?.map(|plan| plan.run))
     }
 
     fn tally(&self, run_id: i64) -> Result<Tally> {

@@ -492,14 +492,8 @@ fn begin_plan(
     run_id: i64,
 ) -> Result<(Transaction<'_>, Replaced, Option<Keep>, Ids)> {
     let tx = conn.transaction()?;
-    let last_plan: Option<(i64, i64)> = tx
-        .query_row(
-            "SELECT ops_from, id FROM runs WHERE ops_from IS NOT NULL ORDER BY ops_from DESC, id DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let pending_from = last_plan.map_or(0, |(from, _)| from);
+    let last_plan = super::history::current_plan(&tx)?;
+    let pending_from = last_plan.as_ref().map_or(0, |plan| plan.ops_from);
     // Never below the last plan's first id: its ops may all be gone (a plan of none replaced
     // them, or kept none), and ids numbered again below it would never be pending.
     let next: i64 = tx
@@ -508,9 +502,9 @@ fn begin_plan(
     // Only ops nobody could have touched are kept: every run since that plan's (itself
     // included) only planned. Each op kept is checked pending and never attempted as well.
     let untouched = match last_plan {
-        Some((from, last_run)) if from < next => !tx.query_row(
+        Some(plan) if plan.ops_from < next => !tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM runs WHERE id >= ?1 AND id <> ?2 AND command <> 'plan')",
-            params![last_run, run_id],
+            params![plan.run, run_id],
             |r| r.get::<_, bool>(0),
         )?,
         _ => false,

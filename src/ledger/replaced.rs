@@ -201,9 +201,8 @@ impl Keep {
                     && group.ops.iter().zip(ops).all(|(old, new)| {
                         old.seq == new.seq && old.kind == new.kind && old.payload == new.payload
                     });
-                let range = (group.first, group.end);
                 if !same {
-                    replaced.add(range.0, range.1);
+                    replaced.add(group.first, group.end);
                 }
                 self.found_upto = self.found_upto.max(number + 1);
                 self.ahead = Self::AHEAD;
@@ -302,22 +301,20 @@ impl Keep {
         Ok(())
     }
 
-    /// Marks group `number` taken and hands its ops over.
+    /// Takes group `number` out of the window, leaving a taken place behind.
     fn take(&mut self, number: u64) -> OldGroup {
-        let index = (number - self.front) as usize;
-        let group = &mut self.window[index];
-        group.taken = true;
-        let taken = OldGroup {
-            key: std::mem::take(&mut group.key),
-            fingerprint: group.fingerprint,
-            first: group.first,
-            end: group.end,
-            ops: std::mem::take(&mut group.ops),
-            untouched: group.untouched,
+        let place = OldGroup {
+            key: String::new(),
+            fingerprint: 0,
+            first: 0,
+            end: 0,
+            ops: Vec::new(),
+            untouched: false,
             taken: true,
         };
-        self.forget(taken.fingerprint, number);
-        taken
+        let group = std::mem::replace(&mut self.window[(number - self.front) as usize], place);
+        self.forget(group.fingerprint, number);
+        group
     }
 
     /// Group `number` of `fingerprint` was taken or left behind: counts it out of the map,
