@@ -95,3 +95,72 @@ async fn a_plan_made_again_keeps_what_it_makes_again_and_applies_to_the_newest_r
         .sum();
     assert_eq!(total, 0, "{last} {stderr}");
 }
+
+/// A plan of nothing after a partly applied plan, then a plan with ops: every op of the last
+/// plan is sent (its ops were numbered below the last plan's first id, and never pending).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_plan_of_nothing_every_op_of_the_next_plan_is_sent() {
+    let running = sim().await;
+    let work = Workdir::new(&running.base_url());
+    let people: Vec<Vec<String>> = (1..=6).map(person).collect();
+    work.write_roster("roster.csv", &people);
+    let first = work.run(&["run"]).await;
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+
+    // Four people renamed and planned; an apply sends the first two ops and is killed (as
+    // the journal records it: the ops done by that run, the people not yet changed).
+    let renamed_night: Vec<Vec<String>> = (1..=6)
+        .map(|i| {
+            if i <= 4 {
+                renamed(i, "Renamed")
+            } else {
+                person(i)
+            }
+        })
+        .collect();
+    work.write_roster("roster.csv", &renamed_night);
+    let (ops, _, stderr) = plan(&work).await;
+    assert_eq!(ops["update"], 4, "{ops} {stderr}");
+    let conn = rusqlite::Connection::open(work.path("state/rostersync.db")).unwrap();
+    conn.execute(
+        "INSERT INTO runs (command, started_at, finished_at, outcome) VALUES ('apply', 'then', 'then', 'interrupted')",
+        [],
+    )
+    .unwrap();
+    let apply_run = conn.last_insert_rowid();
+    conn.execute(
+        "UPDATE ops SET state = 'done', done_run_id = ?1 WHERE id IN
+         (SELECT id FROM ops WHERE state = 'pending' ORDER BY id LIMIT 2)",
+        [apply_run],
+    )
+    .unwrap();
+    drop(conn);
+
+    // The roster as the platform holds it: nothing to do, the two pending ops withdrawn.
+    work.write_roster("roster.csv", &people);
+    let (ops, _, stderr) = plan(&work).await;
+    let total: u64 = ops
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 0, "{ops} {stderr}");
+
+    // Renamed again: all four updates are sent.
+    work.write_roster("roster.csv", &renamed_night);
+    let applied = work.run(&["run"]).await;
+    assert_eq!(applied.code, 0, "{}{}", applied.stdout, applied.stderr);
+    let users = sim_users(&running.base_url()).await;
+    for i in 1..=4 {
+        let key = format!("E{i:04}");
+        let user = users
+            .iter()
+            .find(|u| u["user"]["principal"]["client_external_id"] == key.as_str())
+            .unwrap_or_else(|| panic!("{key} not on the platform"));
+        assert!(
+            user.to_string().contains("Renamed"),
+            "{key} not renamed: {user}"
+        );
+    }
+}
